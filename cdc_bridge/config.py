@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cdc_bridge.expressions import ExpressionError, compile_expression
+from cdc_bridge.mapping import FieldMapping
 
 __all__ = [
     "BridgeSection",
@@ -160,3 +163,28 @@ class RouteConfigBase(Section):
     linger_ms: int = Field(
         200, ge=0, description="Longest wait to fill a batch, in milliseconds.", examples=[200]
     )
+    # -- route engine keys (cdc_bridge.routes) -----------------------------------------
+    mapping: FieldMapping = Field(
+        default_factory=lambda: FieldMapping.model_validate({}),
+        description="Field mapping: include/exclude, rename, constants, computed values.",
+        examples=[{"exclude": ["password_hash"], "rename": {"email": "email_address"}}],
+    )
+    max_retries: int = Field(
+        3,
+        ge=0,
+        description="Retries of a failing record before it goes to the dead-letter topic.",
+        examples=[3],
+    )
+    retry_backoff_ms: int = Field(
+        500, ge=0, description="First retry delay, doubled each retry.", examples=[500]
+    )
+
+    @field_validator("filter")
+    @classmethod
+    def _parse_filter(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_expression(value)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
