@@ -145,7 +145,9 @@ class SalesforceEmulator:
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
             self.ca_file = files.ca_file
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="sfemu-http", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sfemu-http", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -853,6 +855,7 @@ def _method(method: str) -> ApiError:
 def _make_handler(emu: SalesforceEmulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # header and body are two writes: avoid 40 ms delayed-ACK stalls
         server_version = "SalesforceEmulator/1.0"
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
