@@ -9,7 +9,9 @@ import requests
 from cdc_bridge.testing.salesforce import SalesforceEmulator, emulator_session
 
 
-def api(emu: SalesforceEmulator, method: str, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+def api(
+    emu: SalesforceEmulator, method: str, path: str, token: str | None = None, **kw: Any
+) -> requests.Response:
     """A plain requests call to /services/data/v{version}/{path} with a bearer session."""
     session = emulator_session(emu)
     headers = kw.pop("headers", {})

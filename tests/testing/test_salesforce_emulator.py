@@ -22,13 +22,30 @@ from .sf_helpers import api, errors
 CUSTOM = {
     "name": "Invoice__c",
     "fields": [
-        {"name": "External_Id__c", "type": "string", "length": 40, "externalId": True, "unique": True},
+        {
+            "name": "External_Id__c",
+            "type": "string",
+            "length": 40,
+            "externalId": True,
+            "unique": True,
+        },
         {"name": "Legacy_Key__c", "type": "string", "length": 40, "externalId": True},
         {"name": "Amount__c", "type": "currency", "precision": 10, "scale": 2, "nillable": False},
-        {"name": "Paid__c", "type": "boolean", "nillable": False, "defaultedOnCreate": True, "defaultValue": False},
+        {
+            "name": "Paid__c",
+            "type": "boolean",
+            "nillable": False,
+            "defaultedOnCreate": True,
+            "defaultValue": False,
+        },
         {"name": "Due__c", "type": "date"},
         {"name": "Sent_At__c", "type": "datetime"},
-        {"name": "Status__c", "type": "picklist", "picklistValues": ["Draft", "Sent"], "restrictedPicklist": True},
+        {
+            "name": "Status__c",
+            "type": "picklist",
+            "picklistValues": ["Draft", "Sent"],
+            "restrictedPicklist": True,
+        },
         {"name": "Account__c", "type": "reference", "referenceTo": ["Account"]},
         {"name": "Count__c", "type": "int"},
     ],
@@ -49,13 +66,18 @@ def sf(emu: SalesforceEmulator) -> Salesforce:
 def test_soap_login_gives_session_and_instance(emu: SalesforceEmulator, sf: Salesforce) -> None:
     assert sf.sf_instance == f"127.0.0.1:{emu.port}"
     assert sf.session_id.startswith("00D")
-    assert emu.call_log[0].kind == "auth" and emu.call_log[0].path == f"/services/Soap/u/{emu.api_version}"
+    assert (
+        emu.call_log[0].kind == "auth"
+        and emu.call_log[0].path == f"/services/Soap/u/{emu.api_version}"
+    )
 
 
 def test_ids_are_18_chars_with_prefix_and_checksum(sf: Salesforce) -> None:
     acc = sf.Account.create({"Name": "Acme"})["id"]
     con = sf.Contact.create({"LastName": "Doe", "AccountId": acc})["id"]
-    opp = sf.Opportunity.create({"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2025-01-31"})["id"]
+    opp = sf.Opportunity.create(
+        {"Name": "Deal", "StageName": "Prospecting", "CloseDate": "2025-01-31"}
+    )["id"]
     inv = sf.Invoice__c.create({"Amount__c": 1})["id"]
     assert (acc[:3], con[:3], opp[:3]) == ("001", "003", "006")
     assert inv.startswith("a0")
@@ -72,8 +94,16 @@ def test_create_get_update_delete(emu: SalesforceEmulator, sf: Salesforce) -> No
     res = sf.Account.create({"Name": "Acme", "NumberOfEmployees": 12, "AnnualRevenue": "1000.5"})
     assert res["success"] is True and res["errors"] == []
     rec = sf.Account.get(res["id"])
-    assert rec["attributes"] == {"type": "Account", "url": f"/services/data/v{emu.api_version}/sobjects/Account/{res['id']}"}
-    assert (rec["Name"], rec["NumberOfEmployees"], rec["AnnualRevenue"], rec["IsDeleted"]) == ("Acme", 12, 1000.5, False)
+    assert rec["attributes"] == {
+        "type": "Account",
+        "url": f"/services/data/v{emu.api_version}/sobjects/Account/{res['id']}",
+    }
+    assert (rec["Name"], rec["NumberOfEmployees"], rec["AnnualRevenue"], rec["IsDeleted"]) == (
+        "Acme",
+        12,
+        1000.5,
+        False,
+    )
     assert sf.Account.update(res["id"], {"Name": "Acme 2"}) == 204
     assert emu.records("Account")[0]["Name"] == "Acme 2"
     assert sf.Account.delete(res["id"]) == 204
@@ -88,15 +118,27 @@ def test_create_get_update_delete(emu: SalesforceEmulator, sf: Salesforce) -> No
         sf.Account.get("not-an-id")
 
 
-def test_upsert_by_external_id_statuses_and_get_delete(emu: SalesforceEmulator, sf: Salesforce) -> None:
+def test_upsert_by_external_id_statuses_and_get_delete(
+    emu: SalesforceEmulator, sf: Salesforce
+) -> None:
     assert sf.Account.upsert("External_Id__c/42", {"Name": "A"}) == 201
     assert sf.Account.upsert("External_Id__c/42", {"Name": "B"}) == 200
     resp = api(emu, "PATCH", "sobjects/Account/External_Id__c/43", json={"Name": "C"})
-    assert resp.status_code == 201 and resp.json()["created"] is True and resp.json()["success"] is True
+    assert (
+        resp.status_code == 201
+        and resp.json()["created"] is True
+        and resp.json()["success"] is True
+    )
     resp = api(emu, "PATCH", "sobjects/Account/External_Id__c/43", json={"Name": "D"})
-    assert resp.status_code == 200 and resp.json()["created"] is False and resp.json()["id"].startswith("001")
+    assert (
+        resp.status_code == 200
+        and resp.json()["created"] is False
+        and resp.json()["id"].startswith("001")
+    )
     # before API v46 an update by upsert answered 204 with no body
-    old = api(emu, "PATCH", "/services/data/v45.0/sobjects/Account/External_Id__c/43", json={"Name": "E"})
+    old = api(
+        emu, "PATCH", "/services/data/v45.0/sobjects/Account/External_Id__c/43", json={"Name": "E"}
+    )
     assert old.status_code == 204 and old.content == b""
     assert sorted(r["Name"] for r in emu.records("Account")) == ["B", "E"]
     assert sf.Account.get_by_custom_id("External_Id__c", "42")["Name"] == "B"
@@ -117,7 +159,9 @@ def test_upsert_multiple_matches_answers_300(emu: SalesforceEmulator, sf: Salesf
     sf.Invoice__c.create({"Amount__c": 2, "Legacy_Key__c": "L1"})
     with pytest.raises(SalesforceMoreThanOneRecord) as exc:
         sf.Invoice__c.upsert("Legacy_Key__c/L1", {"Amount__c": 3})
-    assert len(exc.value.content) == 2 and all("/sobjects/Invoice__c/a0" in u for u in exc.value.content)
+    assert len(exc.value.content) == 2 and all(
+        "/sobjects/Invoice__c/a0" in u for u in exc.value.content
+    )
     assert api(emu, "GET", "sobjects/Invoice__c/Legacy_Key__c/L1").status_code == 300
 
 
@@ -126,15 +170,42 @@ def test_describe_and_global_describe(emu: SalesforceEmulator, sf: Salesforce) -
     assert d["name"] == "Opportunity" and d["keyPrefix"] == "006"
     fields = {f["name"]: f for f in d["fields"]}
     stage = fields["StageName"]
-    assert stage["type"] == "picklist" and stage["restrictedPicklist"] is True and stage["nillable"] is False
-    assert {"value": "Closed Won", "label": "Closed Won", "active": True, "defaultValue": False, "validFor": None} in stage["picklistValues"]
+    assert (
+        stage["type"] == "picklist"
+        and stage["restrictedPicklist"] is True
+        and stage["nillable"] is False
+    )
+    assert {
+        "value": "Closed Won",
+        "label": "Closed Won",
+        "active": True,
+        "defaultValue": False,
+        "validFor": None,
+    } in stage["picklistValues"]
     acc = fields["AccountId"]
-    assert (acc["type"], acc["referenceTo"], acc["relationshipName"]) == ("reference", ["Account"], "Account")
+    assert (acc["type"], acc["referenceTo"], acc["relationshipName"]) == (
+        "reference",
+        ["Account"],
+        "Account",
+    )
     ext = fields["External_Id__c"]
     assert ext["externalId"] and ext["idLookup"] and ext["unique"] and ext["length"] == 255
     assert fields["Id"]["createable"] is False and fields["IsClosed"]["defaultedOnCreate"] is True
-    for key in ("name", "type", "length", "nillable", "createable", "updateable", "externalId", "idLookup",
-                "unique", "picklistValues", "referenceTo", "relationshipName", "defaultedOnCreate"):
+    for key in (
+        "name",
+        "type",
+        "length",
+        "nillable",
+        "createable",
+        "updateable",
+        "externalId",
+        "idLookup",
+        "unique",
+        "picklistValues",
+        "referenceTo",
+        "relationshipName",
+        "defaultedOnCreate",
+    ):
         assert key in ext
     inv = {f["name"]: f for f in sf.Invoice__c.describe()["fields"]}
     assert inv["Account__c"]["relationshipName"] == "Account__r"
@@ -155,17 +226,34 @@ def test_describe_and_global_describe(emu: SalesforceEmulator, sf: Salesforce) -
         ("Opportunity", {"Name": "x"}, "REQUIRED_FIELD_MISSING", ["StageName", "CloseDate"]),
         ("Account", {"Name": "x", "Bogus__c": 1}, "INVALID_FIELD", None),
         ("Account", {"Name": "x" * 256}, "STRING_TOO_LONG", ["Name"]),
-        ("Opportunity", {"Name": "x", "StageName": "Dreaming", "CloseDate": "2025-01-01"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", ["StageName"]),
+        (
+            "Opportunity",
+            {"Name": "x", "StageName": "Dreaming", "CloseDate": "2025-01-01"},
+            "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+            ["StageName"],
+        ),
         ("Contact", {"LastName": "x", "Email": "not-an-email"}, "INVALID_EMAIL_ADDRESS", ["Email"]),
         ("Contact", {"LastName": "x", "AccountId": "garbage"}, "MALFORMED_ID", ["AccountId"]),
-        ("Contact", {"LastName": "x", "AccountId": "001000000000001AAA"}, "INVALID_CROSS_REFERENCE_KEY", ["AccountId"]),
+        (
+            "Contact",
+            {"LastName": "x", "AccountId": "001000000000001AAA"},
+            "INVALID_CROSS_REFERENCE_KEY",
+            ["AccountId"],
+        ),
         ("Contact", {"LastName": "x", "Name": "y"}, "INVALID_FIELD_FOR_INSERT_UPDATE", ["Name"]),
         ("Account", {"Name": "x", "Id": "001000000000001AAA"}, "INVALID_FIELD", None),
         ("Invoice__c", {"Amount__c": 123456789}, "NUMBER_OUTSIDE_VALID_RANGE", ["Amount__c"]),
-        ("Contact", {"LastName": "x", "Account": {"External_Id__c": "missing"}}, "INVALID_FIELD", None),
+        (
+            "Contact",
+            {"LastName": "x", "Account": {"External_Id__c": "missing"}},
+            "INVALID_FIELD",
+            None,
+        ),
     ],
 )
-def test_single_record_validation_errors(sf: Salesforce, sobject: str, body: dict, code: str, fields: list[str] | None) -> None:
+def test_single_record_validation_errors(
+    sf: Salesforce, sobject: str, body: dict, code: str, fields: list[str] | None
+) -> None:
     with pytest.raises(SalesforceMalformedRequest) as exc:
         getattr(sf, sobject).create(body)
     err = exc.value.content[0]
@@ -190,9 +278,17 @@ def test_type_errors_are_json_parser_errors(sf: Salesforce, body: dict) -> None:
     assert exc.value.content[0]["errorCode"] == "JSON_PARSER_ERROR"
 
 
-def test_type_conversions_are_stored_like_salesforce(emu: SalesforceEmulator, sf: Salesforce) -> None:
+def test_type_conversions_are_stored_like_salesforce(
+    emu: SalesforceEmulator, sf: Salesforce
+) -> None:
     rid = sf.Invoice__c.create(
-        {"Amount__c": "12.50", "Paid__c": "true", "Due__c": "2025-02-28", "Sent_At__c": "2025-02-01T10:20:30+02:00", "Count__c": 3}
+        {
+            "Amount__c": "12.50",
+            "Paid__c": "true",
+            "Due__c": "2025-02-28",
+            "Sent_At__c": "2025-02-01T10:20:30+02:00",
+            "Count__c": 3,
+        }
     )["id"]
     rec = sf.Invoice__c.get(rid)
     assert rec["Amount__c"] == 12.5 and rec["Paid__c"] is True and rec["Due__c"] == "2025-02-28"
@@ -200,7 +296,9 @@ def test_type_conversions_are_stored_like_salesforce(emu: SalesforceEmulator, sf
     assert rec["Name"].startswith("INV-")
 
 
-def test_duplicates_deleted_references_and_relationship_syntax(emu: SalesforceEmulator, sf: Salesforce) -> None:
+def test_duplicates_deleted_references_and_relationship_syntax(
+    emu: SalesforceEmulator, sf: Salesforce
+) -> None:
     acc = sf.Account.create({"Name": "Parent", "External_Id__c": "P1"})["id"]
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.Account.create({"Name": "Other", "External_Id__c": "p1"})
@@ -220,7 +318,9 @@ def test_duplicates_deleted_references_and_relationship_syntax(emu: SalesforceEm
 
 
 def test_update_rules(sf: Salesforce) -> None:
-    rid = sf.Opportunity.create({"Name": "D", "StageName": "Prospecting", "CloseDate": "2025-01-01"})["id"]
+    rid = sf.Opportunity.create(
+        {"Name": "D", "StageName": "Prospecting", "CloseDate": "2025-01-01"}
+    )["id"]
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.Opportunity.update(rid, {"IsClosed": True})
     assert exc.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
@@ -241,13 +341,20 @@ def test_query_subset(emu: SalesforceEmulator, sf: Salesforce) -> None:
     assert r["records"][0]["attributes"]["type"] == "Account"
     assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 5
     assert sf.query("SELECT COUNT() FROM Account WHERE NumberOfEmployees >= 3")["totalSize"] == 2
-    r = sf.query("SELECT Name FROM Account WHERE Name LIKE 'n%' ORDER BY NumberOfEmployees DESC LIMIT 2")
+    r = sf.query(
+        "SELECT Name FROM Account WHERE Name LIKE 'n%' ORDER BY NumberOfEmployees DESC LIMIT 2"
+    )
     assert [x["Name"] for x in r["records"]] == ["N4", "N3"]
     acc = r["records"][0]["attributes"]["url"].rsplit("/", 1)[1]
     sf.Contact.create({"LastName": "C", "AccountId": acc})
     r = sf.query("SELECT LastName, Account.Name FROM Contact WHERE Account.External_Id__c = '4'")
     assert r["records"][0]["Account"]["Name"] == "N4"
-    assert sf.query("SELECT Id FROM Account WHERE Name = 'n0' AND (NumberOfEmployees = 0 OR Name = null)")["totalSize"] == 1
+    assert (
+        sf.query(
+            "SELECT Id FROM Account WHERE Name = 'n0' AND (NumberOfEmployees = 0 OR Name = null)"
+        )["totalSize"]
+        == 1
+    )
     for bad, code in [
         ("SELECT Name FROM Account GROUP BY Name", "MALFORMED_QUERY"),
         ("SELECT FROM Account", "MALFORMED_QUERY"),
@@ -262,10 +369,30 @@ def test_query_subset(emu: SalesforceEmulator, sf: Salesforce) -> None:
 
 
 def test_query_pagination_and_query_all(emu: SalesforceEmulator, sf: Salesforce) -> None:
-    resp = api(emu, "POST", "composite/sobjects", json={"records": [{"attributes": {"type": "Account"}, "Name": f"A{i}"} for i in range(200)]})
+    resp = api(
+        emu,
+        "POST",
+        "composite/sobjects",
+        json={
+            "records": [{"attributes": {"type": "Account"}, "Name": f"A{i}"} for i in range(200)]
+        },
+    )
     assert all(r["success"] for r in resp.json())
-    resp = api(emu, "POST", "composite/sobjects", json={"records": [{"attributes": {"type": "Account"}, "Name": f"B{i}"} for i in range(200)]})
-    first = api(emu, "GET", "query", params={"q": "SELECT Id FROM Account"}, headers={"Sforce-Query-Options": "batchSize=300"}).json()
+    resp = api(
+        emu,
+        "POST",
+        "composite/sobjects",
+        json={
+            "records": [{"attributes": {"type": "Account"}, "Name": f"B{i}"} for i in range(200)]
+        },
+    )
+    first = api(
+        emu,
+        "GET",
+        "query",
+        params={"q": "SELECT Id FROM Account"},
+        headers={"Sforce-Query-Options": "batchSize=300"},
+    ).json()
     assert first["done"] is False and len(first["records"]) == 300 and first["totalSize"] == 400
     second = api(emu, "GET", first["nextRecordsUrl"]).json()
     assert second["done"] is True and len(second["records"]) == 100
@@ -274,7 +401,12 @@ def test_query_pagination_and_query_all(emu: SalesforceEmulator, sf: Salesforce)
     rid = allr["records"][0]["Id"]
     sf.Account.delete(rid)
     assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 399
-    assert sf.query_all("SELECT Id FROM Account WHERE IsDeleted = true", include_deleted=True)["totalSize"] == 1
+    assert (
+        sf.query_all("SELECT Id FROM Account WHERE IsDeleted = true", include_deleted=True)[
+            "totalSize"
+        ]
+        == 1
+    )
 
 
 def test_limits_and_usage_header(emu: SalesforceEmulator, sf: Salesforce) -> None:
@@ -290,13 +422,19 @@ def test_limits_and_usage_header(emu: SalesforceEmulator, sf: Salesforce) -> Non
 def test_session_errors(emu: SalesforceEmulator, sf: Salesforce) -> None:
     resp = api(emu, "GET", "sobjects", token="bogus")
     assert resp.status_code == 401
-    assert resp.json() == [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}]
+    assert resp.json() == [
+        {"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}
+    ]
     assert api(emu, "GET", "sobjects", headers={"Authorization": ""}).status_code == 401
     emu.expire_sessions()
     emu.reset_counters()
     # simple-salesforce answers a 401 by logging in again and retrying the call
     sf.Account.create({"Name": "late"})
-    assert [(c.kind, c.status) for c in emu.call_log] == [("data", 401), ("auth", 200), ("data", 201)]
+    assert [(c.kind, c.status) for c in emu.call_log] == [
+        ("data", 401),
+        ("auth", 200),
+        ("data", 201),
+    ]
     direct = Salesforce(session_id=emu.session_token(), instance_url=emu.url, session=sf.session)
     emu.expire_sessions()
     with pytest.raises(SalesforceExpiredSession):
@@ -311,7 +449,9 @@ def test_unknown_sobject_and_version(emu: SalesforceEmulator) -> None:
 
 
 def test_malformed_json_body(emu: SalesforceEmulator) -> None:
-    resp = api(emu, "POST", "sobjects/Account", data=b"{nope", headers={"Content-Type": "application/json"})
+    resp = api(
+        emu, "POST", "sobjects/Account", data=b"{nope", headers={"Content-Type": "application/json"}
+    )
     assert resp.status_code == 400 and errors(resp) == ["JSON_PARSER_ERROR"]
 
 

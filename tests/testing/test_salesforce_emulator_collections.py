@@ -34,11 +34,20 @@ def codes(result: dict[str, Any]) -> list[str]:
 
 
 def test_create_partial_success_in_request_order(emu: SalesforceEmulator, sf: Salesforce) -> None:
-    body = {"allOrNone": False, "records": [acc("A"), {"attributes": {"type": "Account"}, "Phone": "1"}, acc("C", Bogus__c=1),
-                                            {"attributes": {"type": "Contact"}, "LastName": "L"}]}
+    body = {
+        "allOrNone": False,
+        "records": [
+            acc("A"),
+            {"attributes": {"type": "Account"}, "Phone": "1"},
+            acc("C", Bogus__c=1),
+            {"attributes": {"type": "Contact"}, "LastName": "L"},
+        ],
+    }
     res = sf.restful("composite/sobjects", method="POST", json=body)
     assert [r["success"] for r in res] == [True, False, False, True]
-    assert res[0]["id"].startswith("001") and res[3]["id"].startswith("003") and res[0]["errors"] == []
+    assert (
+        res[0]["id"].startswith("001") and res[3]["id"].startswith("003") and res[0]["errors"] == []
+    )
     assert codes(res[1]) == ["REQUIRED_FIELD_MISSING"] and res[1]["errors"][0]["fields"] == ["Name"]
     assert "id" not in res[1]
     assert codes(res[2]) == ["INVALID_FIELD"]
@@ -47,7 +56,10 @@ def test_create_partial_success_in_request_order(emu: SalesforceEmulator, sf: Sa
 
 
 def test_create_all_or_none_rolls_back(emu: SalesforceEmulator, sf: Salesforce) -> None:
-    body = {"allOrNone": True, "records": [acc("A"), acc("B", External_Id__c="x"), acc("C" * 300), acc("D")]}
+    body = {
+        "allOrNone": True,
+        "records": [acc("A"), acc("B", External_Id__c="x"), acc("C" * 300), acc("D")],
+    }
     res = sf.restful("composite/sobjects", method="POST", json=body)
     assert [codes(r) for r in res] == [
         ["ALL_OR_NONE_OPERATION_ROLLED_BACK"],
@@ -58,37 +70,66 @@ def test_create_all_or_none_rolls_back(emu: SalesforceEmulator, sf: Salesforce) 
     assert all(r["success"] is False for r in res)
     assert emu.records("Account") == []
     # the rolled-back external id is free again
-    ok = sf.restful("composite/sobjects", method="POST", json={"allOrNone": True, "records": [acc("B", External_Id__c="x")]})
+    ok = sf.restful(
+        "composite/sobjects",
+        method="POST",
+        json={"allOrNone": True, "records": [acc("B", External_Id__c="x")]},
+    )
     assert ok[0]["success"] is True
 
 
 def test_update_collection(emu: SalesforceEmulator, sf: Salesforce) -> None:
-    ids = [r["id"] for r in sf.restful("composite/sobjects", method="POST", json={"records": [acc("A"), acc("B")]})]
+    ids = [
+        r["id"]
+        for r in sf.restful(
+            "composite/sobjects", method="POST", json={"records": [acc("A"), acc("B")]}
+        )
+    ]
     sf.Account.delete(ids[1])
-    res = sf.restful("composite/sobjects", method="PATCH", json={"records": [
-        {"attributes": {"type": "Account"}, "Id": ids[0], "Name": "A2"},
-        {"attributes": {"type": "Account"}, "Id": ids[1], "Name": "B2"},
-        {"attributes": {"type": "Account"}, "Name": "no id"},
-        {"attributes": {"type": "Account"}, "Id": "001000000000009AAA", "Name": "?"},
-        {"attributes": {"type": "Account"}, "Id": "bad", "Name": "?"},
-        {"attributes": {"type": "Account"}, "Id": ids[0], "IsDeleted": True},
-    ]})
+    res = sf.restful(
+        "composite/sobjects",
+        method="PATCH",
+        json={
+            "records": [
+                {"attributes": {"type": "Account"}, "Id": ids[0], "Name": "A2"},
+                {"attributes": {"type": "Account"}, "Id": ids[1], "Name": "B2"},
+                {"attributes": {"type": "Account"}, "Name": "no id"},
+                {"attributes": {"type": "Account"}, "Id": "001000000000009AAA", "Name": "?"},
+                {"attributes": {"type": "Account"}, "Id": "bad", "Name": "?"},
+                {"attributes": {"type": "Account"}, "Id": ids[0], "IsDeleted": True},
+            ]
+        },
+    )
     assert res[0] == {"id": ids[0], "success": True, "errors": []}
-    assert [codes(r) for r in res[1:]] == [["ENTITY_IS_DELETED"], ["MISSING_ARGUMENT"], ["INVALID_CROSS_REFERENCE_KEY"],
-                                          ["MALFORMED_ID"], ["INVALID_FIELD_FOR_INSERT_UPDATE"]]
+    assert [codes(r) for r in res[1:]] == [
+        ["ENTITY_IS_DELETED"],
+        ["MISSING_ARGUMENT"],
+        ["INVALID_CROSS_REFERENCE_KEY"],
+        ["MALFORMED_ID"],
+        ["INVALID_FIELD_FOR_INSERT_UPDATE"],
+    ]
     assert emu.records("Account")[0]["Name"] == "A2"
 
 
-def test_upsert_collection_created_flags_and_duplicates(emu: SalesforceEmulator, sf: Salesforce) -> None:
+def test_upsert_collection_created_flags_and_duplicates(
+    emu: SalesforceEmulator, sf: Salesforce
+) -> None:
     sf.Account.upsert("External_Id__c/1", {"Name": "old"})
-    res = sf.restful("composite/sobjects/Account/External_Id__c", method="PATCH", json={"allOrNone": False, "records": [
-        acc("one", External_Id__c="1"),
-        acc("two", External_Id__c="2"),
-        acc("three", External_Id__c="3"),
-        acc("three again", External_Id__c="3"),
-        acc("no key"),
-        acc("bad", External_Id__c="4", Website="x" * 300),
-    ]})
+    res = sf.restful(
+        "composite/sobjects/Account/External_Id__c",
+        method="PATCH",
+        json={
+            "allOrNone": False,
+            "records": [
+                acc("one", External_Id__c="1"),
+                acc("two", External_Id__c="2"),
+                acc("three", External_Id__c="3"),
+                acc("three again", External_Id__c="3"),
+                acc("no key"),
+                acc("bad", External_Id__c="4", Website="x" * 300),
+            ],
+        },
+    )
     assert [(r["success"], r.get("created")) for r in res[:2]] == [(True, False), (True, True)]
     assert codes(res[2]) == codes(res[3]) == ["DUPLICATE_EXTERNAL_ID"]
     assert codes(res[4]) == ["MISSING_ARGUMENT"]
@@ -96,26 +137,64 @@ def test_upsert_collection_created_flags_and_duplicates(emu: SalesforceEmulator,
     assert sorted(r["Name"] for r in emu.records("Account")) == ["one", "two"]
 
 
-def test_upsert_collection_relationship_and_all_or_none(emu: SalesforceEmulator, sf: Salesforce) -> None:
+def test_upsert_collection_relationship_and_all_or_none(
+    emu: SalesforceEmulator, sf: Salesforce
+) -> None:
     sf.Account.upsert("External_Id__c/P", {"Name": "parent"})
-    contact = {"attributes": {"type": "Contact"}, "LastName": "kid", "External_Id__c": "c1", "Account": {"External_Id__c": "P"}}
-    orphan = {"attributes": {"type": "Contact"}, "LastName": "lost", "External_Id__c": "c2", "Account": {"External_Id__c": "nope"}}
-    res = sf.restful("composite/sobjects/Contact/External_Id__c", method="PATCH", json={"allOrNone": True, "records": [contact, orphan]})
-    assert codes(res[0]) == ["ALL_OR_NONE_OPERATION_ROLLED_BACK"] and codes(res[1]) == ["INVALID_FIELD"]
+    contact = {
+        "attributes": {"type": "Contact"},
+        "LastName": "kid",
+        "External_Id__c": "c1",
+        "Account": {"External_Id__c": "P"},
+    }
+    orphan = {
+        "attributes": {"type": "Contact"},
+        "LastName": "lost",
+        "External_Id__c": "c2",
+        "Account": {"External_Id__c": "nope"},
+    }
+    res = sf.restful(
+        "composite/sobjects/Contact/External_Id__c",
+        method="PATCH",
+        json={"allOrNone": True, "records": [contact, orphan]},
+    )
+    assert codes(res[0]) == ["ALL_OR_NONE_OPERATION_ROLLED_BACK"] and codes(res[1]) == [
+        "INVALID_FIELD"
+    ]
     assert emu.records("Contact") == []
-    res = sf.restful("composite/sobjects/Contact/External_Id__c", method="PATCH", json={"allOrNone": True, "records": [contact]})
+    res = sf.restful(
+        "composite/sobjects/Contact/External_Id__c",
+        method="PATCH",
+        json={"allOrNone": True, "records": [contact]},
+    )
     assert res[0]["created"] is True
     assert emu.records("Contact")[0]["AccountId"] == emu.records("Account")[0]["Id"]
 
 
 def test_delete_collection(emu: SalesforceEmulator, sf: Salesforce) -> None:
-    ids = [r["id"] for r in sf.restful("composite/sobjects", method="POST", json={"records": [acc("A"), acc("B"), acc("C")]})]
-    res = sf.restful("composite/sobjects", method="DELETE", params={"ids": f"{ids[0]},{ids[1]},001000000000009AAA", "allOrNone": "true"})
+    ids = [
+        r["id"]
+        for r in sf.restful(
+            "composite/sobjects", method="POST", json={"records": [acc("A"), acc("B"), acc("C")]}
+        )
+    ]
+    res = sf.restful(
+        "composite/sobjects",
+        method="DELETE",
+        params={"ids": f"{ids[0]},{ids[1]},001000000000009AAA", "allOrNone": "true"},
+    )
     assert codes(res[2]) == ["INVALID_CROSS_REFERENCE_KEY"]
     assert [codes(r) for r in res[:2]] == [["ALL_OR_NONE_OPERATION_ROLLED_BACK"]] * 2
     assert len(emu.records("Account")) == 3
-    res = sf.restful("composite/sobjects", method="DELETE", params={"ids": f"{ids[0]},{ids[1]}", "allOrNone": "false"})
-    assert res == [{"id": ids[0], "success": True, "errors": []}, {"id": ids[1], "success": True, "errors": []}]
+    res = sf.restful(
+        "composite/sobjects",
+        method="DELETE",
+        params={"ids": f"{ids[0]},{ids[1]}", "allOrNone": "false"},
+    )
+    assert res == [
+        {"id": ids[0], "success": True, "errors": []},
+        {"id": ids[1], "success": True, "errors": []},
+    ]
     res = sf.restful("composite/sobjects", method="DELETE", params={"ids": ids[0]})
     assert codes(res[0]) == ["ENTITY_IS_DELETED"]
     assert [r["Name"] for r in emu.records("Account")] == ["C"]
@@ -123,13 +202,24 @@ def test_delete_collection(emu: SalesforceEmulator, sf: Salesforce) -> None:
 
 
 def test_retrieve_collection(emu: SalesforceEmulator, sf: Salesforce) -> None:
-    ids = [r["id"] for r in sf.restful("composite/sobjects", method="POST", json={"records": [acc("A"), acc("B")]})]
-    res = sf.restful("composite/sobjects/Account", method="GET", params={"ids": f"{ids[1]},001000000000009AAA", "fields": "Id,Name"})
+    ids = [
+        r["id"]
+        for r in sf.restful(
+            "composite/sobjects", method="POST", json={"records": [acc("A"), acc("B")]}
+        )
+    ]
+    res = sf.restful(
+        "composite/sobjects/Account",
+        method="GET",
+        params={"ids": f"{ids[1]},001000000000009AAA", "fields": "Id,Name"},
+    )
     assert res[0]["Name"] == "B" and res[1] is None
 
 
 def test_more_than_200_records_is_rejected(emu: SalesforceEmulator) -> None:
-    resp = api(emu, "POST", "composite/sobjects", json={"records": [acc(f"A{i}") for i in range(201)]})
+    resp = api(
+        emu, "POST", "composite/sobjects", json={"records": [acc(f"A{i}") for i in range(201)]}
+    )
     assert resp.status_code == 400 and errors(resp) == ["EXCEEDED_ID_LIMIT"]
     ids = ",".join(["001000000000009AAA"] * 201)
     resp = api(emu, "DELETE", "composite/sobjects", params={"ids": ids})
@@ -139,7 +229,11 @@ def test_more_than_200_records_is_rejected(emu: SalesforceEmulator) -> None:
 
 def test_type_error_fails_whole_collection(emu: SalesforceEmulator, sf: Salesforce) -> None:
     with pytest.raises(SalesforceMalformedRequest) as exc:
-        sf.restful("composite/sobjects", method="POST", json={"records": [acc("ok"), acc("bad", NumberOfEmployees="many")]})
+        sf.restful(
+            "composite/sobjects",
+            method="POST",
+            json={"records": [acc("ok"), acc("bad", NumberOfEmployees="many")]},
+        )
     assert exc.value.content[0]["errorCode"] == "JSON_PARSER_ERROR"
     assert emu.records("Account") == []
 
