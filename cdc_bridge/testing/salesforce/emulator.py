@@ -28,6 +28,7 @@ from .store import MultipleMatches, Store
 
 MAX_COLLECTION = 200
 QUERY_BATCH = 2000
+MAX_CURSORS = 100
 _VERSION_RE = re.compile(r"^/services/data/v(\d{2}\.\d)(/.*)?$")
 _SOAP_RE = re.compile(r"^/services/Soap/u/(\d{2}\.\d)(?:/.*)?$")
 
@@ -146,7 +147,10 @@ class SalesforceEmulator:
             self.ca_file = files.ca_file
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sfemu-http", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="sfemu-http",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -792,6 +796,8 @@ class SalesforceEmulator:
             if locator is None:
                 locator = self.ids.new("01g")
                 self._cursors[locator] = (total, rows, v)
+                while len(self._cursors) > MAX_CURSORS:  # Salesforce also expires old cursors
+                    self._cursors.pop(next(iter(self._cursors)))
             out["nextRecordsUrl"] = f"/services/data/v{v}/query/{locator}-{start + size}"
         return out
 
@@ -855,7 +861,9 @@ def _method(method: str) -> ApiError:
 def _make_handler(emu: SalesforceEmulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # header and body are two writes: avoid 40 ms delayed-ACK stalls
+        disable_nagle_algorithm = (
+            True  # header and body are two writes: avoid 40 ms delayed-ACK stalls
+        )
         server_version = "SalesforceEmulator/1.0"
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
