@@ -242,6 +242,12 @@ def test_describe_and_global_describe(emu: SalesforceEmulator, sf: Salesforce) -
         ),
         ("Contact", {"LastName": "x", "Name": "y"}, "INVALID_FIELD_FOR_INSERT_UPDATE", ["Name"]),
         ("Account", {"Name": "x", "Id": "001000000000001AAA"}, "INVALID_FIELD", None),
+        (
+            "Contact",
+            {"LastName": "x", "AccountId": "003000000000001AAA"},
+            "FIELD_INTEGRITY_EXCEPTION",
+            ["AccountId"],
+        ),
         ("Invoice__c", {"Amount__c": 123456789}, "NUMBER_OUTSIDE_VALID_RANGE", ["Amount__c"]),
         (
             "Contact",

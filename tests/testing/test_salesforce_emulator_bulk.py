@@ -266,3 +266,26 @@ def test_simple_salesforce_bulk2(emu: SalesforceEmulator, sf: Salesforce) -> Non
     res = sf.bulk2.Account.insert(records=[{"Name": ""}], wait=0.05)
     assert res[0]["numberRecordsFailed"] == 1
     assert "REQUIRED_FIELD_MISSING" in sf.bulk2.Account.get_failed_records(res[0]["job_id"])
+
+
+def test_bulk_delimiters_line_endings_and_hard_delete(emu: SalesforceEmulator) -> None:
+    token = emu.session_token()
+    spec = {
+        "object": "Account",
+        "operation": "insert",
+        "columnDelimiter": "PIPE",
+        "lineEnding": "CRLF",
+    }
+    info, _ = run_job(emu, token, spec, 'Name|Description\r\nA|has, comma\r\nB|"multi\r\nline"\r\n')
+    assert info["state"] == "JobComplete" and info["numberRecordsFailed"] == 0
+    assert info["columnDelimiter"] == "PIPE" and info["lineEnding"] == "CRLF"
+    by_name = {r["Name"]: r for r in emu.records("Account")}
+    assert (
+        by_name["A"]["Description"] == "has, comma"
+        and by_name["B"]["Description"] == "multi\r\nline"
+    )
+    ok = api(emu, "GET", f"jobs/ingest/{info['id']}/successfulResults", token=token).text
+    assert ok.startswith('"sf__Id"|"sf__Created"|"Name"|"Description"\r\n')
+    ids = "\n".join(r["Id"] for r in emu.records("Account"))
+    info, _ = run_job(emu, token, {"object": "Account", "operation": "hardDelete"}, f"Id\n{ids}\n")
+    assert info["numberRecordsFailed"] == 0 and emu.records("Account") == []

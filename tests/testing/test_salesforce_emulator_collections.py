@@ -241,3 +241,20 @@ def test_type_error_fails_whole_collection(emu: SalesforceEmulator, sf: Salesfor
 def test_missing_type_attribute(emu: SalesforceEmulator, sf: Salesforce) -> None:
     res = sf.restful("composite/sobjects", method="POST", json={"records": [{"Name": "x"}]})
     assert codes(res[0]) == ["INVALID_TYPE"]
+
+
+def test_upsert_collection_multiple_matches(emu: SalesforceEmulator) -> None:
+    inv = {"name": "Ledger__c", "fields": [{"name": "Key__c", "externalId": True}]}
+    with SalesforceEmulator(objects=[inv]) as e:
+        for _ in range(2):
+            api(e, "POST", "sobjects/Ledger__c", json={"Key__c": "k"})
+        res = api(
+            e,
+            "PATCH",
+            "composite/sobjects/Ledger__c/Key__c",
+            json={"records": [{"attributes": {"type": "Ledger__c"}, "Key__c": "k"}]},
+        ).json()
+        assert codes(res[0]) == ["DUPLICATE_EXTERNAL_ID"] and res[0]["errors"][0]["fields"] == [
+            "Key__c"
+        ]
+        assert len(e.records("Ledger__c")) == 2

@@ -114,3 +114,33 @@ def test_call_log_classifies_and_resets(emu: SalesforceEmulator) -> None:
     assert emu.calls("data") == 1
     emu.reset_counters()
     assert emu.call_log == []
+
+
+def test_lock_row_in_bulk_jobs(emu: SalesforceEmulator) -> None:
+    emu.reset_quota(daily_limit=10**6)  # polling must not run into the fixture's small quota
+    emu.set_faults(FaultConfig(lock_row_probability=0.5, seed=11))
+    token = emu.session_token()
+    job = api(
+        emu, "POST", "jobs/ingest", token=token, json={"object": "Account", "operation": "insert"}
+    ).json()
+    data = "Name\n" + "\n".join(f"A{i}" for i in range(40)) + "\n"
+    api(
+        emu,
+        "PUT",
+        f"jobs/ingest/{job['id']}/batches",
+        token=token,
+        data=data.encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    api(emu, "PATCH", f"jobs/ingest/{job['id']}", token=token, json={"state": "UploadComplete"})
+    for _ in range(300):
+        info = api(emu, "GET", f"jobs/ingest/{job['id']}", token=token).json()
+        if info["state"] == "JobComplete":
+            break
+        time.sleep(0.01)
+    assert info["state"] == "JobComplete"
+    failed = api(
+        emu, "GET", f"jobs/ingest/{job['id']}/failedResults", token=token
+    ).text.splitlines()[1:]
+    assert 0 < len(failed) < 40 and all("UNABLE_TO_LOCK_ROW" in line for line in failed)
+    assert len(emu.records("Account")) == 40 - len(failed) == 40 - info["numberRecordsFailed"]
