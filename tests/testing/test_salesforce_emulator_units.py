@@ -145,3 +145,13 @@ def test_cli_reports_bad_schema(tmp_path: Path) -> None:
         timeout=30,
     )
     assert out.returncode == 2 and "cannot load --schema" in out.stderr
+
+
+def test_advertised_host_is_used_in_urls_and_certificate() -> None:
+    from cdc_bridge.testing.salesforce import SalesforceEmulator, simple_salesforce_client
+
+    with SalesforceEmulator(advertised_host="localhost") as emu:
+        assert emu.url == f"https://localhost:{emu.port}"
+        sf = simple_salesforce_client(emu)
+        assert sf.sf_instance == f"localhost:{emu.port}"
+        assert sf.Account.create({"Name": "via localhost"})["success"] is True

@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8443, help="port (0 = any free port)")
     ap.add_argument("--schema", help='JSON file: list of object descriptions or {"objects": [...]}')
+    ap.add_argument(
+        "--advertised-host",
+        help="host name clients use (instance URLs, certificate); e.g. a compose service name",
+    )
     ap.add_argument("--http", action="store_true", help="serve plain HTTP instead of HTTPS")
     ap.add_argument(
         "--cert-dir", help="where to write ca.pem/server.pem/server.key (default: a temp dir)"
@@ -76,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         tls=not args.http,
         cert_dir=args.cert_dir,
+        advertised_host=args.advertised_host,
     )
     try:
         emu.start()

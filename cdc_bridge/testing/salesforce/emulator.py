@@ -83,6 +83,8 @@ class SalesforceEmulator:
 
     Use as a context manager or call start()/stop(). HTTPS by default with a CA generated at
     start (trust `ca_file`); `tls=False` serves plain HTTP (compose, sinks with plain URLs).
+    `advertised_host` is the host name put in instance URLs and the certificate (compose
+    service names); the listening address is `host`.
     """
 
     def __init__(
@@ -99,12 +101,14 @@ class SalesforceEmulator:
         tls: bool = True,
         include_defaults: bool = True,
         cert_dir: str | None = None,
+        advertised_host: str | None = None,
     ) -> None:
         self.api_version = api_version
         self.host = host
         self._port = port
         self._tls = tls
         self._cert_dir = cert_dir
+        self.advertised_host = advertised_host
         custom = [
             o if isinstance(o, ObjectSchema) else object_from_dict(o, i)
             for i, o in enumerate(objects or [])
@@ -140,7 +144,13 @@ class SalesforceEmulator:
         server.daemon_threads = True
         if self._tls:
             self._tmp = None if self._cert_dir else tempfile.mkdtemp(prefix="sfemu-")
-            files = tls.generate(self._cert_dir or self._tmp or ".")
+            hosts = (
+                "localhost",
+                "127.0.0.1",
+                "::1",
+                *([self.advertised_host] if self.advertised_host else []),
+            )
+            files = tls.generate(self._cert_dir or self._tmp or ".", hosts)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(files.cert_file, files.key_file)
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
@@ -185,7 +195,8 @@ class SalesforceEmulator:
     @property
     def url(self) -> str:
         """Base URL, e.g. https://127.0.0.1:43123 (also the login and instance URL)."""
-        return f"{'https' if self._tls else 'http'}://{self.host}:{self.port}"
+        host = self.advertised_host or ("127.0.0.1" if self.host in ("0.0.0.0", "") else self.host)
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
 
     @property
     def instance_url(self) -> str:
