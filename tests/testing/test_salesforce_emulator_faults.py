@@ -144,3 +144,13 @@ def test_lock_row_in_bulk_jobs(emu: SalesforceEmulator) -> None:
     ).text.splitlines()[1:]
     assert 0 < len(failed) < 40 and all("UNABLE_TO_LOCK_ROW" in line for line in failed)
     assert len(emu.records("Account")) == 40 - len(failed) == 40 - info["numberRecordsFailed"]
+
+
+def test_daily_limit_from_fault_config(emu: SalesforceEmulator) -> None:
+    token = emu.session_token()
+    api(emu, "GET", "limits", token=token)
+    emu.set_faults(FaultConfig(daily_limit=2))
+    assert api(emu, "GET", "limits", token=token).status_code == 200
+    assert errors(api(emu, "GET", "limits", token=token)) == ["REQUEST_LIMIT_EXCEEDED"]
+    with SalesforceEmulator(faults=FaultConfig(daily_limit=7)) as other:
+        assert other.daily_limit == 7

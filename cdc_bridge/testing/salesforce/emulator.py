@@ -126,7 +126,9 @@ class SalesforceEmulator:
         self.auth_config = auth or AuthConfig()
         self.authenticator = Authenticator(self.auth_config, self.sessions)
         self.bulk = BulkIngest(self.store, self.ids, self.faults.lock_row, delay=bulk_delay)
-        self.daily_limit = daily_limit
+        self.daily_limit = (
+            faults.daily_limit if faults and faults.daily_limit is not None else daily_limit
+        )
         self._used = 0
         self._usage_lock = threading.Lock()
         self._log: list[Call] = []
@@ -248,8 +250,11 @@ class SalesforceEmulator:
                 self.daily_limit = daily_limit
 
     def set_faults(self, faults: FaultConfig) -> None:
+        """Replace the fault configuration (restarts its seeded RNG and call counter)."""
         self.faults.configure(faults)
         self.sessions.expire_after = faults.session_expire_after
+        if faults.daily_limit is not None:
+            self.daily_limit = faults.daily_limit
 
     def expire_sessions(self) -> None:
         """Invalidate every issued session: next data call answers 401 INVALID_SESSION_ID."""

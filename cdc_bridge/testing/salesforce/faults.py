@@ -18,6 +18,7 @@ class FaultConfig:
     unavailable_probability: chance per call of a 503.
     session_expire_after: a session dies after serving this many calls (then 401).
     latency: seconds added to every call.
+    daily_limit: when set, replaces the emulator's daily API request quota (usage is kept).
     """
 
     lock_row_probability: float = 0.0
@@ -26,6 +27,7 @@ class FaultConfig:
     unavailable_probability: float = 0.0
     session_expire_after: int | None = None
     latency: float = 0.0
+    daily_limit: int | None = None
     seed: int = 0
 
 
