@@ -13,11 +13,11 @@ def api(
     emu: SalesforceEmulator, method: str, path: str, token: str | None = None, **kw: Any
 ) -> requests.Response:
     """A plain requests call to /services/data/v{version}/{path} with a bearer session."""
-    session = emulator_session(emu)
     headers = kw.pop("headers", {})
     headers.setdefault("Authorization", f"Bearer {token or emu.session_token()}")
     url = path if path.startswith("/") else f"/services/data/v{emu.api_version}/{path}"
-    return session.request(method, emu.url + url, headers=headers, **kw)
+    with emulator_session(emu) as session:
+        return session.request(method, emu.url + url, headers=headers, **kw)
 
 
 def errors(resp: requests.Response) -> list[str]:
