@@ -58,7 +58,13 @@ def test_create_partial_success_in_request_order(emu: SalesforceEmulator, sf: Sa
 def test_create_all_or_none_rolls_back(emu: SalesforceEmulator, sf: Salesforce) -> None:
     body = {
         "allOrNone": True,
-        "records": [acc("A"), acc("B", External_Id__c="x"), acc("C" * 300), acc("D")],
+        "records": [
+            acc("A"),
+            acc("B", External_Id__c="x"),
+            acc("C" * 300),
+            acc("D"),
+            {"attributes": {"type": "Account"}},
+        ],
     }
     res = sf.restful("composite/sobjects", method="POST", json=body)
     assert [codes(r) for r in res] == [
@@ -66,6 +72,7 @@ def test_create_all_or_none_rolls_back(emu: SalesforceEmulator, sf: Salesforce) 
         ["ALL_OR_NONE_OPERATION_ROLLED_BACK"],
         ["STRING_TOO_LONG"],
         ["ALL_OR_NONE_OPERATION_ROLLED_BACK"],
+        ["REQUIRED_FIELD_MISSING"],  # every record is validated, each reports its own error
     ]
     assert all(r["success"] is False for r in res)
     assert emu.records("Account") == []

@@ -687,8 +687,8 @@ class SalesforceEmulator:
                     res = self._one(tx, op, rec, target, dup_ext)
                     failed = failed or not res["success"]
                     results.append(res)
-                    if failed and all_or_none:
-                        break
+                # with allOrNone every record is still validated, so each bad one reports its
+                # own error; then everything is rolled back
                 if failed and all_or_none:
                     tx.rollback()
         except TypeMismatch as tm:
