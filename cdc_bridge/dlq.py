@@ -162,7 +162,9 @@ def read_dead_letters(
                 KafkaTopicPartition(topic, p), timeout=timeout
             )
             first = (start or {}).get(p, OFFSET_BEGINNING)
-            if high > 0 and (first == OFFSET_BEGINNING or first < high):
+            # Read to end-of-partition events, not to the watermark (some brokers report
+            # the watermark of the last batch, not of the last record).
+            if high > 0:
                 ends[p] = high
                 assign.append(KafkaTopicPartition(topic, p, first))
         if not assign:
@@ -191,7 +193,5 @@ def read_dead_letters(
                 dlq_partition=msg.partition(),
                 dlq_offset=msg.offset(),
             )
-            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-                ends.pop(msg.partition(), None)
     finally:
         consumer.close()

@@ -81,7 +81,7 @@ def row(i: int, **over: Any) -> dict[str, Any]:
         "updated_at": f"2024-02-0{1 + i % 9}T10:00:00.5+00:00",
         "birthday": 10_000 + i,
         "wake": (7 * 3600 + i) * 1_000_000 + 250,
-        "doc": '{"a": %d, "b": [1, 2]}' % i,
+        "doc": f'{{"a": {i}, "b": [1, 2]}}',
         "uid": str(uuid.UUID(int=i + 1)),
         "blob": base64.b64encode(bytes([i % 256, 0, 255])).decode(),
         "active": bool(i % 3),
