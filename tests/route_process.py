@@ -19,7 +19,13 @@ from tests.routes_support import config, run_routes
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(process)d %(name)s %(message)s")
     args = json.loads(sys.argv[1])
-    cfg = config(args["bootstrap"], args["url"], args["routes"], bridge=args.get("bridge", "test"))
+    cfg = config(
+        args["bootstrap"],
+        args["url"],
+        args["routes"],
+        bridge=args.get("bridge", "test"),
+        consumer=args.get("consumer"),
+    )
     running = run_routes(cfg)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -142,13 +142,18 @@ def config(
     routes: list[dict[str, Any]],
     *,
     bridge: str = "test",
+    consumer: dict[str, Any] | None = None,
 ) -> SimpleNamespace:
     """A bridge config with one database sink named "db" (until the config loader is used)."""
     return SimpleNamespace(
         bridge=BridgeSection(name=bridge),
         kafka=KafkaSection(
             bootstrap_servers=bootstrap,
-            consumer={"session.timeout.ms": 2000, "heartbeat.interval.ms": 300},
+            consumer={
+                "session.timeout.ms": 2000,
+                "heartbeat.interval.ms": 300,
+                **(consumer or {}),
+            },
         ),
         sinks=[DatabaseSinkConfig(name="db", kind="database", url=url)],
         routes=[
