@@ -177,6 +177,13 @@ class _Writer:
             out.append("true")
         elif v is False:
             out.append("false")
+        elif isinstance(v, Code):  # a str subclass: test it first
+            if v.scope is not None:
+                out.append("{" + f'"$code": {quote(str(v))}' + self.sep + '"$scope": ')
+                self.document(v.scope)
+                out.append("}")
+            else:
+                self._ext(("$code", quote(str(v))))
         elif isinstance(v, str):
             out.append(quote(v))
         elif isinstance(v, Int64):
@@ -239,13 +246,6 @@ class _Writer:
             out.append('{"$minKey": 1}')
         elif isinstance(v, MaxKey):
             out.append('{"$maxKey": 1}')
-        elif isinstance(v, Code):
-            if v.scope is not None:
-                out.append("{" + f'"$code": {quote(str(v))}' + self.sep + '"$scope": ')
-                self.document(v.scope)
-                out.append("}")
-            else:
-                self._ext(("$code", quote(str(v))))
         else:
             raise TypeError(f"cannot write {type(v).__name__} as Extended JSON")
 
