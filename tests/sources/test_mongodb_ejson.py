@@ -10,7 +10,7 @@ import re
 import bson
 from bson import SON, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
 from bson.binary import Binary
-from bson.json_util import JSONOptions, JSONMode, loads
+from bson.json_util import JSONMode, JSONOptions, loads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,9 +110,9 @@ bson_scalars = st.one_of(
     st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2200, 1, 1)).map(
         lambda d: d.replace(microsecond=d.microsecond // 1000 * 1000)
     ),
-    st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-(10**20), max_value=10**20).map(
-        lambda d: Decimal128(str(d))
-    ),
+    st.decimals(
+        allow_nan=False, allow_infinity=False, places=4, min_value=-(10**20), max_value=10**20
+    ).map(lambda d: Decimal128(str(d))),
     st.builds(Timestamp, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
 )
 field_names = st.text(min_size=1, max_size=8).filter(
