@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bson import Timestamp, json_util
@@ -103,7 +103,11 @@ class Snapshotter:
         self.rows = 0
 
     def run(
-        self, ctx: SourceContext, noted: MongoOffset, collections: list[tuple[str, str]]
+        self,
+        ctx: SourceContext,
+        noted: MongoOffset,
+        collections: list[tuple[str, str]],
+        checkpoint: Callable[[], None] | None = None,
     ) -> MongoOffset | None:
         """Scan (continuing ``noted.snapshot`` progress); the hand-off offset, or None if stopped."""
         progress = dict(noted.snapshot or {})
@@ -168,6 +172,8 @@ class Snapshotter:
                         },
                     )
                     ctx.emit(events, offset)
+                    if checkpoint is not None:
+                        checkpoint()
             finally:
                 cursor.close()
             done.append(ns)

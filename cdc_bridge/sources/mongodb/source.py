@@ -131,7 +131,7 @@ class MongoSource(Source):
         collections = self._call(captured_collections, self.client, self.config)
         snap = Snapshotter(self.client, self.config, self.converter)
         try:
-            result = snap.run(ctx, offset, collections)
+            result = snap.run(ctx, offset, collections, lambda: self._checkpoint(ctx))
         except OperationFailure as exc:
             raise FatalError(f"source {self.name}: snapshot failed: {exc}") from exc
         except PyMongoError as exc:
