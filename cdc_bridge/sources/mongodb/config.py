@@ -35,9 +35,24 @@ class MongoSourceConfig(SourceConfigBase):
 
     kind: Literal["mongodb"] = Field(description="Source kind.", examples=["mongodb"])
     uri: SecretStr = Field(
-        description="MongoDB connection string of a replica set or mongos (secret: may hold a password).",
+        description="MongoDB connection string of a replica set or mongos; may hold a password, never logged.",
         examples=["mongodb://cdc:${MONGO_PASSWORD}@db1:27017,db2:27017/?replicaSet=rs0"],
         json_schema_extra={"secret": True},
+    )
+    tables: list[str] | None = Field(
+        None,
+        description="Same as `collections` (`database.collection` names), for symmetry with the SQL sources.",
+        examples=[["shop.orders"]],
+    )
+    decimal_handling: Literal["precise", "string", "double"] = Field(
+        "precise",
+        description="Not used by MongoDB: documents are Extended JSON strings (Decimal128 as `$numberDecimal`).",
+        examples=["precise"],
+    )
+    binary_handling: Literal["bytes", "base64", "hex"] = Field(
+        "bytes",
+        description="Not used by MongoDB: binary values are Extended JSON `$binary` (base64).",
+        examples=["bytes"],
     )
     databases: list[str] | None = Field(
         None,
@@ -135,3 +150,20 @@ class MongoSourceConfig(SourceConfigBase):
         if self.databases is None and self.collections is None:
             return database not in SYSTEM_DATABASES
         return database in (self.databases or ()) or ns in (self.collections or ())
+
+
+def reference_table() -> str:
+    """The README's key reference for ``kind = "mongodb"`` (a test keeps the README in sync)."""
+    import json
+
+    rows = ["| key | default | description |", "|---|---|---|"]
+    for name, field in MongoSourceConfig.model_fields.items():
+        if field.is_required():
+            default = "required"
+        elif field.default_factory is not None:
+            default = "`[]`"
+        else:
+            default = f"`{json.dumps(field.default)}`"
+        secret = " (secret)" if (field.json_schema_extra or {}).get("secret") else ""  # type: ignore[union-attr]
+        rows.append(f"| `{name}` | {default} | {field.description}{secret} |")
+    return "\n".join(rows)
