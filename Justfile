@@ -30,3 +30,7 @@ bench:
 # Encode + produce throughput of the envelope and Kafka layer (embedded broker).
 bench-encode *ARGS:
     .venv/bin/python bench/encode_produce.py {{ARGS}}
+
+# MongoDB change documents -> Debezium records, in-process (Extended JSON writer + envelope).
+bench-mongodb-convert *ARGS:
+    .venv/bin/python bench/mongodb_convert.py {{ARGS}}

@@ -24,12 +24,12 @@ import math
 import re
 import unicodedata
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
 from bson import Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
-from bson.binary import Binary, UuidRepresentation
+from bson.binary import Binary
 from bson.datetime_ms import DatetimeMS
 
 __all__ = ["RELAXED", "RELAXED_COMPACT", "STRICT_COMPACT", "Style", "dumps", "java_double"]
@@ -95,6 +95,9 @@ def quote(s: str) -> str:
 
 def java_double(x: float) -> str:
     """``Double.toString(x)`` (shortest round-trip digits, Java's notation rules)."""
+    ax = abs(x)
+    if 1e-3 <= ax < 1e7:
+        return repr(x)  # Python and Java agree here: positional, shortest digits, ".0"
     if x == 0.0:
         return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
     sign, digits, exp = Decimal(repr(x)).as_tuple()
@@ -103,13 +106,6 @@ def java_double(x: float) -> str:
     # value = 0.ds * 10**point
     point = len(digits) + exp
     prefix = "-" if sign else ""
-    ax = abs(x)
-    if 1e-3 <= ax < 1e7:
-        if point <= 0:
-            return f"{prefix}0.{'0' * -point}{ds}"
-        if point >= len(ds):
-            return f"{prefix}{ds}{'0' * (point - len(ds))}.0"
-        return f"{prefix}{ds[:point]}.{ds[point:]}"
     frac = ds[1:] or "0"
     return f"{prefix}{ds[0]}.{frac}E{point - 1}"
 
@@ -136,122 +132,133 @@ def _regex_options(flags: int | str) -> str:
     return "".join(letter for bit, letter in _RE_FLAGS if flags & bit)
 
 
-class _Writer:
-    __slots__ = ("out", "relaxed", "sep")
+def _make_dumper(style: Style) -> Callable[[Any], str]:
+    """A serialiser for one style: exact-type dispatch table, cached field-name literals."""
+    relaxed = style.relaxed
+    sep = style.field_sep
+    names: dict[str, str] = {}
 
-    def __init__(self, style: Style) -> None:
-        self.out: list[str] = []
-        self.relaxed = style.relaxed
-        self.sep = style.field_sep
+    def name(k: str) -> str:
+        lit = names.get(k)
+        if lit is None:
+            lit = quote(str(k)) + ": "
+            if len(names) < 50_000:
+                names[k] = lit
+        return lit
 
-    def document(self, doc: Mapping[str, Any]) -> None:
-        out = self.out
-        out.append("{")
-        first = True
-        for name, value in doc.items():
-            if not first:
-                out.append(self.sep)
-            first = False
-            out.append(quote(str(name)))
-            out.append(": ")
-            self.value(value)
-        out.append("}")
+    def ext(*pairs: tuple[str, str]) -> str:
+        """A one-level extended-JSON wrapper whose values are already JSON text."""
+        return "{" + sep.join([f'"{k}": {v}' for k, v in pairs]) + "}"
 
-    def _ext(self, *pairs: tuple[str, str]) -> None:
-        """A one-level extended-JSON wrapper object whose values are already JSON text."""
-        self.out.append("{" + self.sep.join(f'"{k}": {v}' for k, v in pairs) + "}")
+    def document(d: Mapping[str, Any]) -> str:
+        return "{" + sep.join([name(k) + dump(x) for k, x in d.items()]) + "}"
 
-    def binary(self, data: bytes, subtype: int) -> None:
+    def array(items: Any) -> str:
+        return "[" + ", ".join([dump(x) for x in items]) + "]"
+
+    def int32_or_long(v: int) -> str:
+        if relaxed or _INT32_MIN <= v <= _INT32_MAX:
+            return str(v)
+        return f'{{"$numberLong": "{v}"}}'  # bson stores Python ints beyond int32 as int64
+
+    def int64(v: Int64) -> str:
+        return str(int(v)) if relaxed else f'{{"$numberLong": "{int(v)}"}}'
+
+    def double(v: float) -> str:
+        if math.isfinite(v):
+            return java_double(v)
+        text = "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
+        # The Java strict writer prints a bare NaN (not JSON); both modes get the v2 form.
+        return f'{{"$numberDouble": "{text}"}}'
+
+    def date_ms(ms: int) -> str:
+        if not relaxed:
+            return ext(("$date", str(ms)))
+        if 0 <= ms <= _MAX_RELAXED_DATE_MS:
+            return ext(("$date", f'"{_iso_ms(ms)}"'))
+        return ext(("$date", f'{{"$numberLong": "{ms}"}}'))
+
+    def binary(data: bytes, subtype: int) -> str:
         b64 = quote(base64.b64encode(data).decode("ascii"))
-        if self.relaxed:
-            inner = "{" + self.sep.join((f'"base64": {b64}', f'"subType": "{subtype:02X}"')) + "}"
-            self._ext(("$binary", inner))
-        else:
-            self._ext(("$binary", b64), ("$type", f'"{subtype:02X}"'))
+        if relaxed:
+            inner = "{" + sep.join((f'"base64": {b64}', f'"subType": "{subtype:02X}"')) + "}"
+            return ext(("$binary", inner))
+        return ext(("$binary", b64), ("$type", f'"{subtype:02X}"'))
 
-    def value(self, v: Any) -> None:
-        out = self.out
-        if v is None:
-            out.append("null")
-        elif v is True:
-            out.append("true")
-        elif v is False:
-            out.append("false")
-        elif isinstance(v, Code):  # a str subclass: test it first
-            if v.scope is not None:
-                out.append("{" + f'"$code": {quote(str(v))}' + self.sep + '"$scope": ')
-                self.document(v.scope)
-                out.append("}")
-            else:
-                self._ext(("$code", quote(str(v))))
-        elif isinstance(v, str):
-            out.append(quote(v))
-        elif isinstance(v, Int64):
-            out.append(str(int(v)) if self.relaxed else f'{{"$numberLong": "{int(v)}"}}')
-        elif isinstance(v, int):
-            if _INT32_MIN <= v <= _INT32_MAX or self.relaxed:
-                out.append(str(v))
-            else:  # bson stores Python ints beyond int32 as int64
-                out.append(f'{{"$numberLong": "{v}"}}')
-        elif isinstance(v, float):
-            if math.isfinite(v):
-                out.append(java_double(v))
-            else:
-                text = "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
-                # The Java strict writer prints a bare NaN (not JSON); both modes get the v2 form.
-                out.append(f'{{"$numberDouble": "{text}"}}')
-        elif isinstance(v, ObjectId):
-            out.append(f'{{"$oid": "{v}"}}')
-        elif isinstance(v, Mapping):
-            if isinstance(v, DBRef):
-                v = v.as_doc()
-            self.document(v)
-        elif isinstance(v, list | tuple):
-            out.append("[")
-            for i, item in enumerate(v):
-                if i:
-                    out.append(", ")
-                self.value(item)
-            out.append("]")
-        elif isinstance(v, _dt.datetime | DatetimeMS):
-            ms = v._value if isinstance(v, DatetimeMS) else _datetime_ms(v)
-            if not self.relaxed:
-                self._ext(("$date", str(ms)))
-            elif 0 <= ms <= _MAX_RELAXED_DATE_MS:
-                self._ext(("$date", f'"{_iso_ms(ms)}"'))
-            else:
-                self._ext(("$date", f'{{"$numberLong": "{ms}"}}'))
-        elif isinstance(v, Decimal128):
-            self._ext(("$numberDecimal", f'"{v}"'))
-        elif isinstance(v, Binary):
-            self.binary(bytes(v), v.subtype)
-        elif isinstance(v, bytes):
-            self.binary(v, 0)
-        elif isinstance(v, uuid.UUID):
-            b = Binary.from_uuid(v, UuidRepresentation.STANDARD)
-            self.binary(bytes(b), b.subtype)
-        elif isinstance(v, Timestamp):
-            self._ext(
-                ("$timestamp", "{" + self.sep.join((f'"t": {v.time}', f'"i": {v.inc}')) + "}")
-            )
-        elif isinstance(v, Regex | re.Pattern):
-            opts = quote(_regex_options(v.flags))
-            pattern = quote(v.pattern if isinstance(v.pattern, str) else v.pattern.decode())
-            if self.relaxed:
-                inner = "{" + self.sep.join((f'"pattern": {pattern}', f'"options": {opts}')) + "}"
-                self._ext(("$regularExpression", inner))
-            else:
-                self._ext(("$regex", pattern), ("$options", opts))
-        elif isinstance(v, MinKey):
-            out.append('{"$minKey": 1}')
-        elif isinstance(v, MaxKey):
-            out.append('{"$maxKey": 1}')
-        else:
-            raise TypeError(f"cannot write {type(v).__name__} as Extended JSON")
+    decimals: dict[bytes, str] = {}
+
+    def decimal128(v: Decimal128) -> str:
+        # bson's Decimal128.__str__ is pure Python and slow; amounts repeat a lot in practice.
+        text = decimals.get(v.bid)
+        if text is None:
+            text = ext(("$numberDecimal", f'"{v}"'))
+            if len(decimals) < 50_000:
+                decimals[v.bid] = text
+        return text
+
+    def timestamp(v: Timestamp) -> str:
+        return ext(("$timestamp", "{" + sep.join((f'"t": {v.time}', f'"i": {v.inc}')) + "}"))
+
+    def regex(v: Any) -> str:
+        opts = quote(_regex_options(v.flags))
+        pattern = quote(v.pattern if isinstance(v.pattern, str) else v.pattern.decode())
+        if relaxed:
+            inner = "{" + sep.join((f'"pattern": {pattern}', f'"options": {opts}')) + "}"
+            return ext(("$regularExpression", inner))
+        return ext(("$regex", pattern), ("$options", opts))
+
+    def code(v: Code) -> str:
+        if v.scope is not None:
+            return "{" + f'"$code": {quote(str(v))}' + sep + '"$scope": ' + document(v.scope) + "}"
+        return ext(("$code", quote(str(v))))
+
+    dispatch: dict[type, Callable[[Any], str]] = {
+        str: quote,
+        int: int32_or_long,
+        dict: document,
+        list: array,
+        type(None): lambda _: "null",
+        bool: lambda v: "true" if v else "false",
+        float: double,
+        Int64: int64,
+        ObjectId: lambda v: f'{{"$oid": "{v}"}}',
+        _dt.datetime: lambda v: date_ms(_datetime_ms(v)),
+        DatetimeMS: lambda v: date_ms(int(v)),
+        Decimal128: decimal128,
+        bytes: lambda v: binary(v, 0),
+        Binary: lambda v: binary(bytes(v), v.subtype),
+        uuid.UUID: lambda v: binary(v.bytes, 4),
+        Timestamp: timestamp,
+        Regex: regex,
+        re.Pattern: regex,
+        MinKey: lambda _: '{"$minKey": 1}',
+        MaxKey: lambda _: '{"$maxKey": 1}',
+        Code: code,
+        tuple: array,
+        DBRef: lambda v: document(v.as_doc()),
+    }
+
+    def dump(v: Any) -> str:
+        fn = dispatch.get(type(v))
+        if fn is not None:
+            return fn(v)
+        for kind, fn in dispatch.items():  # subclasses (SON, OrderedDict, str enums...)
+            if isinstance(v, kind) and kind is not int and kind is not str:
+                return fn(v)
+        if isinstance(v, Mapping):
+            return document(v)
+        if isinstance(v, str):
+            return quote(v)
+        if isinstance(v, int):
+            return int32_or_long(int(v))
+        raise TypeError(f"cannot write {type(v).__name__} as Extended JSON")
+
+    return dump
 
 
 def dumps(value: Any, style: Style = STRICT_COMPACT) -> str:
     """Serialise a document (or any BSON value) as Extended JSON text in the Java driver's layout."""
-    w = _Writer(style)
-    w.value(value)
-    return "".join(w.out)
+    return _DUMPERS[style](value)
+
+
+_DUMPERS = {style: _make_dumper(style) for style in (STRICT_COMPACT, RELAXED_COMPACT, RELAXED)}
