@@ -149,6 +149,11 @@ def test_missing_privileges() -> None:
         }
     }
     assert missing_privileges(any_db, ["x", "y"]) == []
+    assert missing_privileges(any_db, [""]) == []
+    assert missing_privileges(read_shop, [""]) == [
+        "find on all databases",
+        "changeStream on all databases",
+    ]
 
 
 def test_snapshot_batches_and_ids() -> None:

@@ -15,6 +15,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 
 from cdc_bridge.errors import ConfigError, ConfigProblem, RetriableError
 from cdc_bridge.sources.mongodb.config import SYSTEM_DATABASES, MongoSourceConfig
+from cdc_bridge.sources.mongodb.stream import watch_database
 
 __all__ = ["captured_collections", "missing_privileges", "run_checks", "topology_problem"]
 
@@ -47,7 +48,7 @@ def _grants(privileges: Iterable[Mapping[str, Any]], db: str, action: str) -> bo
 def missing_privileges(status: Mapping[str, Any], databases: Iterable[str]) -> list[str]:
     """``"<action> on <db>"`` for each privilege the authenticated user lacks.
 
-    ``status`` is the reply of ``connectionStatus`` with ``showPrivileges``. Without
+    ``""`` in ``databases`` stands for a deployment-wide stream (every database). ``status`` is the reply of ``connectionStatus`` with ``showPrivileges``. Without
     authentication (no authenticated users) everything is allowed.
     """
     auth = status.get("authInfo", {})
@@ -55,7 +56,7 @@ def missing_privileges(status: Mapping[str, Any], databases: Iterable[str]) -> l
         return []
     privileges = auth.get("authenticatedUserPrivileges", [])
     return [
-        f"{action} on {db}"
+        f"{action} on {db or 'all databases'}"
         for db in databases
         for action in REQUIRED_ACTIONS
         if not _grants(privileges, db, action)
@@ -118,21 +119,21 @@ def run_checks(client: MongoClient[dict[str, Any]], config: MongoSourceConfig) -
                 )
             )
 
-    dbs = sorted(
-        {*(config.databases or ()), *(c.split(".", 1)[0] for c in config.collections or ())}
-    )
-    if not dbs:
-        dbs = sorted(d for d in existing_dbs if d not in SYSTEM_DATABASES)
+    single = watch_database(config)
+    dbs = [single] if single is not None else [""]  # "" = a deployment-wide change stream
     status = client.admin.command("connectionStatus", showPrivileges=True)
     missing = missing_privileges(status, dbs)
     if missing:
+        fix = (
+            f"grant the `read` role on {single!r} (it includes find and changeStream): "
+            f"db.grantRolesToUser('<user>', [{{role: 'read', db: '{single}'}}])"
+            if single is not None
+            else "this source watches the whole deployment (its collections span several "
+            "databases, or none is named), which needs `readAnyDatabase`: "
+            "db.grantRolesToUser('<user>', [{role: 'readAnyDatabase', db: 'admin'}])"
+        )
         problems.append(
-            ConfigProblem(
-                f"{where}.uri",
-                f"the user lacks {', '.join(missing)}; grant the `read` role on those databases "
-                "(it includes find and changeStream), e.g. "
-                "db.grantRolesToUser('cdc', [{role: 'read', db: '<database>'}])",
-            )
+            ConfigProblem(f"{where}.uri", f"the user lacks {', '.join(missing)}; {fix}")
         )
 
     if config.pre_image_mode == "required":

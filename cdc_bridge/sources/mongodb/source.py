@@ -18,7 +18,8 @@ Behaviour on non-document events (never a crash):
 - ``invalidate`` (a database-level stream after dropDatabase / renaming): the position is
   stored with ``start_after`` and the stream reopens after the invalidate event.
 
-If the stored resume token is no longer in the oplog (ChangeStreamHistoryLost): with
+Passing outages (elections, network) are retried with capped exponential backoff, resuming from
+the position Kafka confirmed. If the stored resume token is no longer in the oplog (ChangeStreamHistoryLost): with
 ``snapshot = "when_needed"`` a new snapshot is taken; otherwise the source stops with a
 FatalError that lists the recovery steps.
 """
@@ -99,18 +100,18 @@ class MongoSource(Source):
         stored = ctx.load_offset()
         offset = MongoOffset.from_dict(stored) if stored else None
         mode = self.config.snapshot
+        failures = 0
+        last_failure = 0.0
         while not ctx.stopping.is_set():
-            needs_snapshot = offset is None or offset.snapshot_running
-            if needs_snapshot and mode != "never":
-                offset = self._snapshot(ctx, offset)
-                if offset is None:
-                    return
-            if mode == "initial_only":
-                log.info(
-                    "source %s: snapshot done and snapshot = initial_only; not streaming", self.name
-                )
-                return
             try:
+                needs_snapshot = offset is None or offset.snapshot_running
+                if needs_snapshot and mode != "never":
+                    offset = self._snapshot(ctx, offset)
+                    if offset is None:
+                        return
+                if mode == "initial_only":
+                    log.info("source %s: snapshot done (snapshot = initial_only)", self.name)
+                    return
                 offset = self._stream(ctx, offset)
             except HistoryLost:
                 if mode != "when_needed":
@@ -121,6 +122,17 @@ class MongoSource(Source):
                     self.name,
                 )
                 offset = None
+            except RetriableError as exc:
+                # A passing outage (election, network): pymongo already retried once. Resume
+                # from what Kafka confirmed; events in flight may repeat, none are skipped.
+                now = time.monotonic()
+                failures = failures + 1 if now - last_failure < 60 else 1
+                last_failure = now
+                delay = min(30.0, 0.5 * 2**failures)
+                log.warning("source %s: %s; retrying in %.1fs", self.name, exc, delay)
+                if ctx.stopping.wait(delay):
+                    return
+                offset = ctx.safe_offset() or offset
 
     def _snapshot(self, ctx: SourceContext, offset: MongoOffset | None) -> MongoOffset | None:
         if offset is None or not offset.snapshot_running:
