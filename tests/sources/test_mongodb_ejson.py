@@ -148,6 +148,12 @@ def test_relaxed_output_is_json_that_round_trips(doc: dict) -> None:
         assert loads(text) == emitted
 
 
+def test_double_exponents_per_style() -> None:
+    doc = {"a": 2.5e10, "b": 1.5e-10, "c": 12.5}
+    assert dumps(doc, STRICT_COMPACT) == '{"a": 2.5E+10,"b": 1.5E-10,"c": 12.5}'
+    assert dumps(doc, RELAXED_COMPACT) == '{"a": 2.5E10,"b": 1.5E-10,"c": 12.5}'
+
+
 def test_compact_layout_has_no_space_after_commas_between_fields() -> None:
     text = dumps(SON([("a", SON([("b", 1), ("c", [1, 2])])), ("d", "x, y")]), STRICT_COMPACT)
     assert text == '{"a": {"b": 1,"c": [1, 2]},"d": "x, y"}'

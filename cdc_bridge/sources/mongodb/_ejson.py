@@ -12,7 +12,8 @@ flavours are in use:
   defaults). Debezium's ``updateDescription.updatedFields``.
 
 Strings are escaped like the Java writer does (control, format and combining characters and
-UTF-16 surrogates as ``\\uXXXX``), doubles are printed like ``Double.toString``.
+UTF-16 surrogates as ``\\uXXXX``), doubles are printed like ``Double.toString`` (strict:
+with ``E+`` for positive exponents, like the driver's ``JsonDoubleHelper``).
 """
 
 from __future__ import annotations
@@ -166,7 +167,11 @@ def _make_dumper(style: Style) -> Callable[[Any], str]:
 
     def double(v: float) -> str:
         if math.isfinite(v):
-            return java_double(v)
+            text = java_double(v)
+            # The strict writer (JsonDoubleHelper) marks positive exponents: 1.0E+7.
+            if not relaxed and "E" in text and "E-" not in text:
+                text = text.replace("E", "E+")
+            return text
         text = "NaN" if math.isnan(v) else ("Infinity" if v > 0 else "-Infinity")
         # The Java strict writer prints a bare NaN (not JSON); both modes get the v2 form.
         return f'{{"$numberDouble": "{text}"}}'
