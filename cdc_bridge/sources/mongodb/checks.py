@@ -136,6 +136,17 @@ def run_checks(client: MongoClient[dict[str, Any]], config: MongoSourceConfig) -
             ConfigProblem(f"{where}.uri", f"the user lacks {', '.join(missing)}; {fix}")
         )
 
+    if config.pre_image_mode != "off" or config.full_document_mode in ("whenAvailable", "required"):
+        version = client.admin.command("buildInfo").get("versionArray", [0])
+        if list(version[:2]) < [6, 0]:
+            problems.append(
+                ConfigProblem(
+                    f"{where}.capture_mode",
+                    f"pre- and post-images need MongoDB 6.0 or newer (the server runs "
+                    f"{'.'.join(map(str, version[:3]))}); use capture_mode = "
+                    '"change_streams_update_full" (full_document = "updateLookup")',
+                )
+            )
     if config.pre_image_mode == "required":
         for db, coll in captured_collections(client, config):
             info = next(iter(client[db].list_collections(filter={"name": coll})), {})

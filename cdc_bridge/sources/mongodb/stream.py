@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bson import Timestamp
 from pymongo import MongoClient
 from pymongo.change_stream import ChangeStream
 from pymongo.errors import OperationFailure
@@ -78,7 +79,8 @@ def open_change_stream(
     *,
     batch_size: int | None = None,
 ) -> ChangeStream[dict[str, Any]]:
-    """Open the stream after ``offset`` (``resume_after``, or ``start_after`` past an invalidate).
+    """Open the stream after ``offset`` (``resume_after``; ``start_after`` past an invalidate;
+    ``start_at_operation_time`` for an offset that has only a cluster time).
 
     Without an offset the stream starts now; its ``resume_token`` (the post-batch resume
     token) is then already the position to note before a snapshot.
@@ -98,6 +100,9 @@ def open_change_stream(
             kwargs["start_after"] = offset.resume_token
         else:
             kwargs["resume_after"] = offset.resume_token
+    elif offset is not None and offset.cluster_time is not None:
+        # A position known only by its cluster time (e.g. set by hand): start there, inclusive.
+        kwargs["start_at_operation_time"] = Timestamp(*offset.cluster_time)
     pipeline = build_pipeline(config)
     db = watch_database(config)
     if db is not None:
