@@ -366,3 +366,39 @@ def test_check_reports_unknown_collections(
             source.check()
     finally:
         source.close()
+
+
+def test_pre_images_fill_before(
+    mongodb_uri: str, kafka: KafkaService, mongo: MongoClient[dict[str, Any]], database: str
+) -> None:
+    db = mongo[database]
+    db.create_collection("items", changeStreamPreAndPostImages={"enabled": True})
+    db["items"].insert_one({"_id": 1, "v": "old"})
+    cfg = source_config(
+        mongodb_uri,
+        database,
+        snapshot="never",
+        capture_mode="change_streams_update_full_with_pre_image",
+    )
+    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
+    try:
+        assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error
+        db["items"].update_one({"_id": 1}, {"$set": {"v": "new"}})
+        db["items"].delete_one({"_id": 1})
+        assert reader.until(lambda r: len(events(r)) >= 2), running.error
+        update, delete = events(reader.records)[:2]
+        assert (update["op"], update["before"], update["after"]) == (
+            "u",
+            '{"_id": 1,"v": "old"}',
+            '{"_id": 1,"v": "new"}',
+        )
+        assert (delete["op"], delete["before"], delete["after"]) == (
+            "d",
+            '{"_id": 1,"v": "new"}',
+            None,
+        )
+    finally:
+        reader.close()
+        running.stop()
+    assert running.error is None
