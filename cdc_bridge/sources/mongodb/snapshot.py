@@ -29,6 +29,9 @@ __all__ = ["Progress", "Snapshotter", "decode_id", "encode_id"]
 
 log = logging.getLogger(__name__)
 
+FIRST_IN_DATA_COLLECTION = "first_in_data_collection"
+LAST_IN_DATA_COLLECTION = "last_in_data_collection"
+
 
 def encode_id(value: Any) -> str:
     """An ``_id`` as canonical Extended JSON: round-trips every BSON type exactly."""
@@ -141,6 +144,7 @@ class Snapshotter:
                     already,
                 )
             table = self.converter.table(db, coll)
+            first_in_collection = resume_after is _NO_ID
             try:
                 for batch, is_last in _batches(iter(cursor), self.config.snapshot_batch_size):
                     if ctx.stopping.is_set():
@@ -154,11 +158,18 @@ class Snapshotter:
                     if not skip_reads:
                         snap = self.converter.snapshot_event
                         events = [snap(table, doc, ct, SNAPSHOT_TRUE) for doc in batch]
+                        # Debezium's markers: first / first_in_data_collection / true /
+                        # last_in_data_collection / last (the last of a collection wins).
                         if first:
                             events[0].snapshot = SNAPSHOT_FIRST
                             first = False
-                        if is_last and last_collection:
-                            events[-1].snapshot = SNAPSHOT_LAST
+                        elif first_in_collection:
+                            events[0].snapshot = FIRST_IN_DATA_COLLECTION
+                        if is_last:
+                            events[-1].snapshot = (
+                                SNAPSHOT_LAST if last_collection else LAST_IN_DATA_COLLECTION
+                            )
+                    first_in_collection = False
                     meter.add(len(batch))
                     self.rows += len(batch)
                     offset = MongoOffset(
