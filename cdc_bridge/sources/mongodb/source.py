@@ -91,7 +91,16 @@ class MongoSource(Source):
             self._client = None
 
     def check(self) -> None:
-        run_checks(self.client, self.config)
+        try:
+            run_checks(self.client, self.config)
+        except OperationFailure as exc:
+            raise ConfigError(
+                f"sources.{self.name}.uri: MongoDB refused a setup check ({_errmsg(exc)}); the user "
+                "needs the `read` role on the captured databases (readAnyDatabase for a whole "
+                "deployment)"
+            ) from exc
+        except PyMongoError as exc:
+            raise RetriableError(f"sources.{self.name}.uri: cannot reach MongoDB: {exc}") from exc
 
     # -- run -------------------------------------------------------------------------------
 
