@@ -182,3 +182,35 @@ def test_readme_key_table_is_current() -> None:
     assert readme[start:end].strip() == reference_table(), (
         "regenerate the MongoDB key table in README.md"
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_unreachable_server_is_retriable_with_a_clear_message() -> None:
+    from cdc_bridge.errors import RetriableError
+    from cdc_bridge.sources.mongodb.source import MongoSource
+
+    uri = f"mongodb://127.0.0.1:{_free_port()}/?directConnection=true"
+    source = MongoSource(
+        MongoSourceConfig(name="down", kind="mongodb", uri=uri, server_selection_timeout_ms=300)
+    )
+    try:
+        with pytest.raises(RetriableError, match=r"sources\.down\.uri: cannot reach MongoDB"):
+            source.check()
+    finally:
+        source.close()
+
+
+def test_bad_uri_is_a_config_error() -> None:
+    from cdc_bridge.errors import ConfigError
+    from cdc_bridge.sources.mongodb.source import MongoSource
+
+    source = MongoSource(MongoSourceConfig(name="bad", kind="mongodb", uri="mongodb://h:notaport"))
+    with pytest.raises(ConfigError, match=r"sources\.bad\.uri: invalid MongoDB connection string"):
+        source.check()

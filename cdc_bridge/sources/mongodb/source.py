@@ -79,7 +79,7 @@ class MongoSource(Source):
                     serverSelectionTimeoutMS=self.config.server_selection_timeout_ms,
                     appname=f"cdc-bridge/{self.name}",
                 )
-            except ConfigurationError as exc:
+            except (ConfigurationError, ValueError) as exc:
                 raise ConfigError(
                     f"sources.{self.name}.uri: invalid MongoDB connection string: {exc}"
                 ) from exc
