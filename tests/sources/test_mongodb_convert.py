@@ -156,6 +156,37 @@ def test_insert(conv: ChangeConverter) -> None:
         "ts_ns",
     ]
     assert val["payload"] == value("c", None, DOC_JSON, None, source_block())
+    fields = {f["field"]: f for f in val["schema"]["fields"]}
+    for doc_field in ("before", "after"):
+        assert fields[doc_field] == {
+            "type": "string",
+            "optional": True,
+            "name": "io.debezium.data.Json",
+            "version": 1,
+            "field": doc_field,
+        }
+    ud = fields["updateDescription"]
+    assert ud["name"] == "io.debezium.connector.mongodb.changestream.updatedescription"
+    assert [f["field"] for f in ud["fields"]] == [
+        "removedFields",
+        "updatedFields",
+        "truncatedArrays",
+    ]
+    assert (
+        ud["fields"][2]["items"]["name"]
+        == "io.debezium.connector.mongodb.changestream.truncatedarray"
+    )
+    assert [f["field"] for f in ud["fields"][2]["items"]["fields"]] == ["field", "size"]
+    source = fields["source"]
+    assert source["name"] == "io.debezium.connector.mongo.Source"
+    assert [(f["field"], f["type"], f["optional"]) for f in source["fields"]][-5:] == [
+        ("collection", "string", False),
+        ("ord", "int32", False),
+        ("lsid", "string", True),
+        ("txnNumber", "int64", True),
+        ("wallTime", "int64", True),
+    ]
+    assert list(val["payload"]["source"]) == [f["field"] for f in source["fields"]]
 
 
 def test_update_with_update_description_and_truncated_arrays(conv: ChangeConverter) -> None:
