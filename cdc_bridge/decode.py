@@ -30,6 +30,23 @@ class EnvelopeDecoder:
         # topic -> (envelope schema "fields" list as seen, fields by name)
         self._value_cache: dict[str, tuple[Any, dict[str, Any] | None]] = {}
         self._key_cache: dict[str, tuple[Any, tuple[str, ...]]] = {}
+        # topic -> (exact bytes of '{"schema":<schema>,"payload":', row fields): records that
+        # start with the same bytes have the same schema, so only the payload is parsed.
+        self._value_prefix: dict[str, tuple[bytes, dict[str, Any] | None]] = {}
+        self._key_prefix: dict[str, tuple[bytes, tuple[str, ...]]] = {}
+
+    def _learn_prefix(self, data: bytes, schema: Any) -> bytes | None:
+        """The bytes up to the payload when they are exactly ``{"schema":<schema>,"payload":``."""
+        start = data.find(b',"payload":')
+        while start != -1:
+            if data.startswith(b'{"schema":'):
+                try:
+                    if orjson.loads(data[10:start]) == schema:
+                        return data[: start + 11]
+                except orjson.JSONDecodeError:
+                    pass
+            start = data.find(b',"payload":', start + 1)
+        return None
 
     def _row_fields(self, topic: str, schema: Any) -> dict[str, Any] | None:
         if not isinstance(schema, dict):
@@ -78,13 +95,29 @@ class EnvelopeDecoder:
         key: dict[str, Any] | None = None
         key_fields: tuple[str, ...] = ()
         if key_bytes is not None:
-            try:
-                kdoc = orjson.loads(key_bytes)
-            except orjson.JSONDecodeError as exc:
-                raise RecordError(f"record key is not JSON: {exc}", code="invalid_key") from None
-            if _is_wrapped(kdoc):
-                key_fields = self._key_names(topic, kdoc["schema"])
-                kdoc = kdoc["payload"]
+            kp = self._key_prefix.get(topic)
+            kdoc = None
+            fast = False
+            if kp is not None and key_bytes.startswith(kp[0]) and key_bytes.endswith(b"}"):
+                try:
+                    kdoc = orjson.loads(key_bytes[len(kp[0]) : -1])
+                    key_fields = kp[1]
+                    fast = True
+                except orjson.JSONDecodeError:
+                    pass
+            if not fast:
+                try:
+                    kdoc = orjson.loads(key_bytes)
+                except orjson.JSONDecodeError as exc:
+                    raise RecordError(
+                        f"record key is not JSON: {exc}", code="invalid_key"
+                    ) from None
+                if _is_wrapped(kdoc):
+                    key_fields = self._key_names(topic, kdoc["schema"])
+                    prefix = self._learn_prefix(key_bytes, kdoc["schema"])
+                    if prefix is not None:
+                        self._key_prefix[topic] = (prefix, key_fields)
+                    kdoc = kdoc["payload"]
             if kdoc is not None and not isinstance(kdoc, dict):
                 raise RecordError(
                     "record key is not a Debezium key struct (a JSON object)", code="invalid_key"
@@ -110,14 +143,28 @@ class EnvelopeDecoder:
                 raw_key=key_bytes,
                 raw_value=None,
             )
-        try:
-            doc = orjson.loads(value_bytes)
-        except orjson.JSONDecodeError as exc:
-            raise RecordError(f"record value is not JSON: {exc}", code="invalid_json") from None
         fields = None
-        if _is_wrapped(doc):
-            fields = self._row_fields(topic, doc["schema"])
-            doc = doc["payload"]
+        vp = self._value_prefix.get(topic)
+        doc: Any = None
+        fast = False
+        if vp is not None and value_bytes.startswith(vp[0]) and value_bytes.endswith(b"}"):
+            try:
+                doc = orjson.loads(value_bytes[len(vp[0]) : -1])
+                fields = vp[1]
+                fast = True
+            except orjson.JSONDecodeError:
+                pass
+        if not fast:
+            try:
+                doc = orjson.loads(value_bytes)
+            except orjson.JSONDecodeError as exc:
+                raise RecordError(f"record value is not JSON: {exc}", code="invalid_json") from None
+            if _is_wrapped(doc):
+                fields = self._row_fields(topic, doc["schema"])
+                prefix = self._learn_prefix(value_bytes, doc["schema"])
+                if prefix is not None:
+                    self._value_prefix[topic] = (prefix, fields)
+                doc = doc["payload"]
         if doc is None:  # a wrapped tombstone
             return self.decode(topic, partition, offset, timestamp, key_bytes, None)
         if not isinstance(doc, dict):

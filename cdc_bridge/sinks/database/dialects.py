@@ -145,7 +145,7 @@ class SqlDialect:
         table: TableClause,
         columns: Sequence[str],
         keys: Sequence[str],
-        rows: list[tuple[Any, ...]],
+        rows: Sequence[Sequence[Any]],
         *,
         upsert: bool,
     ) -> bool:
@@ -261,7 +261,7 @@ class PostgresDialect(SqlDialect):
         table: TableClause,
         columns: Sequence[str],
         keys: Sequence[str],
-        rows: list[tuple[Any, ...]],
+        rows: Sequence[Sequence[Any]],
         *,
         upsert: bool,
     ) -> bool:

@@ -104,6 +104,7 @@ class DatabaseSink(Sink):
         self._clauses: dict[tuple[str, tuple[str, ...]], sa.TableClause] = {}
         self._converters: dict[tuple[int, tuple[str, ...]], list[Converter]] = {}
         self._topic_tables: dict[str, str] = {}
+        self._names: dict[tuple[str, Any, Any], str] = {}
         self._key_converters: dict[str, dict[str, Converter]] = {}
         self._ddl_lock = threading.Lock()
         self.offsets = sa.Table(
@@ -223,6 +224,10 @@ class DatabaseSink(Sink):
             cached = self._topic_tables.get(rec.topic)
             if cached is not None:
                 return cached
+        ck = (rec.topic, src.get("table"), src.get("schema"))
+        name = self._names.get(ck)
+        if name is not None:
+            return name
         parts = rec.topic.split(".")
         values = {
             "source": src.get("name") or parts[0],
@@ -233,6 +238,8 @@ class DatabaseSink(Sink):
         }
         name = self.rcfg.table.format(**values)
         self._topic_tables[rec.topic] = name
+        if src:
+            self._names[ck] = name
         return name
 
     def _plan(
@@ -518,14 +525,19 @@ class DatabaseSink(Sink):
                 groups.setdefault((tuple(u.row), id(u.fields)), []).append(u)
         for (cols, _fid), group in groups.items():
             convs = self._row_converters(group[0].fields, cols)
-            rows = [
-                tuple(c(v) if c else v for c, v in zip(convs, u.row.values(), strict=True))  # type: ignore[union-attr]
-                for u in group
-            ]
+            conv_at = [(i, c) for i, c in enumerate(convs) if c is not None]
+            rows: list[list[Any]] = []
+            append = rows.append
+            for u in group:
+                vals = list(u.row.values())  # type: ignore[union-attr]
+                for i, c in conv_at:
+                    vals[i] = c(vals[i])
+                append(vals)
             out_cols = cols
             if soft and rcfg.soft_delete_column not in cols:
                 out_cols = (*cols, rcfg.soft_delete_column)
-                rows = [(*r, False) for r in rows]
+                for r in rows:
+                    r.append(False)
             if upsert_mode and not dialect.supports_upsert:
                 # generic SQL: delete by key, then insert
                 clause = self._clause(name, keys)

@@ -10,6 +10,7 @@ already right (ints, strings, booleans), so the hot path only calls what it must
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import decimal
 from collections.abc import Callable, Mapping
@@ -85,20 +86,20 @@ def decode_bytes(v: Any) -> bytes | None:
 
 
 def _decimal(scale: int) -> Callable[[Any], Any]:
+    a2b = binascii.a2b_base64
+    from_bytes = int.from_bytes
+    dec = decimal.Decimal
+    exp = -scale
+
     def conv(v: Any) -> Any:
+        # Connect Decimal is always bytes (base64 in JSON); other modes use other types.
         if v is None:
             return None
         if isinstance(v, str):
-            try:
-                raw = base64.b64decode(v, validate=True)
-            except ValueError:
-                return decimal.Decimal(v)  # decimal.handling.mode=string
-        elif isinstance(v, int | float):
-            return decimal.Decimal(str(v))
-        else:
-            raw = bytes(v)
-        unscaled = int.from_bytes(raw, "big", signed=True)
-        return decimal.Decimal(unscaled).scaleb(-scale)
+            return dec(from_bytes(a2b(v), "big", signed=True)).scaleb(exp)
+        if isinstance(v, int | float):
+            return dec(str(v))
+        return dec(from_bytes(bytes(v), "big", signed=True)).scaleb(exp)
 
     return conv
 
