@@ -26,6 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,7 @@ class RouteWorker:
         bootstrap_servers: str,
         consumer_config: dict[str, Any] | None = None,
         producer_config: dict[str, Any] | None = None,
+        pipeline: bool = True,
     ) -> None:
         self.route = route
         self.sink = sink
@@ -159,6 +161,10 @@ class RouteWorker:
         self.transactional = bool(sink.transactional_offsets)
         self._consumer: Any = None
         self._pending: list[Any] = []
+        self.pipeline = pipeline
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"route-{route.name}")
+        self._inflight: Future[dict[TopicPartition, int]] | None = None
+        self._failed = False
         self._stop = threading.Event()
         self._opened = False
         self._closed = False
@@ -199,6 +205,8 @@ class RouteWorker:
         first_at = 0.0
         try:
             while not stop.is_set():
+                if self._inflight is not None and self._inflight.done():
+                    self._drain()
                 room = batch_size - len(self._pending)
                 wait = 0.2
                 if self._pending:
@@ -218,9 +226,11 @@ class RouteWorker:
                     self._flush()
             if self._pending:
                 self._flush()
+            self._drain()
         except _Stopped:
             log.info("route %s: stopped while retrying; the open batch will be replayed", self.name)
             self._pending.clear()
+            self._failed = True
 
     def stop(self) -> None:
         self._stop.set()
@@ -232,11 +242,14 @@ class RouteWorker:
         self._closed = True
         consumer, self._consumer = self._consumer, None
         try:
+            if self._failed:
+                self._pending.clear()
             if consumer is not None:
                 consumer.close()
         except Exception as exc:  # closing must not mask the error that stopped the worker
             log.warning("route %s: closing the consumer: %s", self.name, exc)
         finally:
+            self._executor.shutdown(wait=True)
             self.dlq.close()
             if self._opened:
                 self.sink.close()
@@ -261,11 +274,12 @@ class RouteWorker:
 
     def _on_revoke(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         log.info("route %s: revoking %s", self.name, _fmt(partitions))
-        if self._pending:
-            try:
+        try:
+            if self._pending:
                 self._flush()
-            except _Stopped:
-                self._pending.clear()
+            self._drain()
+        except _Stopped:
+            self._pending.clear()
 
     def _on_lost(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
@@ -273,6 +287,7 @@ class RouteWorker:
             "route %s: lost %s; dropping their unapplied records", self.name, _fmt(partitions)
         )
         self._pending = [m for m in self._pending if (m.topic(), m.partition()) not in lost]
+        self._drain()
 
     def _on_consume_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -301,15 +316,55 @@ class RouteWorker:
                 delay = min(delay * 2, 30.0)
 
     def _flush(self) -> None:
+        """Hand the pending messages to the applier (after the previous batch finished).
+
+        Pipelined: batch N is applied in the applier thread while batch N+1 is consumed;
+        batches are applied and committed strictly in order, one at a time.
+        """
+        if self._failed:
+            return
         msgs, self._pending = self._pending, []
-        try:
-            self.process(msgs)
-        except BaseException:
-            self._pending = msgs + self._pending
-            raise
+        batch = self._prepare(msgs)
+        self._drain()
+        if self.pipeline:
+            self._inflight = self._executor.submit(self._apply_batch, *batch)
+        else:
+            self._commit(self._apply_batch(*batch))
+
+    def _drain(self) -> None:
+        """Wait for the batch being applied, then commit its offsets (in the consumer's
+        thread: librdkafka calls must not race a rebalance); re-raise what stopped it."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            try:
+                positions = inflight.result()
+            except BaseException:
+                self._failed = True
+                raise
+            self._commit(positions)
 
     def process(self, msgs: Sequence[Any]) -> None:
-        """Decode, select, apply and commit one batch of Kafka messages."""
+        """Decode, select, apply and commit one batch of Kafka messages (synchronously)."""
+        self._commit(self._apply_batch(*self._prepare(msgs)))
+
+    def _apply_batch(
+        self,
+        records: list[SinkRecord],
+        positions: dict[TopicPartition, int],
+        dead: list[DeadLetter],
+    ) -> dict[TopicPartition, int]:
+        try:
+            self.apply(records, positions, dead)
+            self.batches += 1
+        except BaseException:
+            self._failed = True
+            raise
+        return positions
+
+    def _prepare(
+        self, msgs: Sequence[Any]
+    ) -> tuple[list[SinkRecord], dict[TopicPartition, int], list[DeadLetter]]:
+        """Decode, select and map: records for the sink, next offsets, undecodable records."""
         positions: dict[TopicPartition, int] = {}
         records: list[SinkRecord] = []
         dead: list[DeadLetter] = []
@@ -329,9 +384,7 @@ class RouteWorker:
                 self.skipped += 1
             else:
                 records.append(prepared)
-        self.apply(records, positions, dead)
-        self._commit(positions)
-        self.batches += 1
+        return records, positions, dead
 
     def apply(
         self,
