@@ -57,13 +57,15 @@ COLUMNS = (
 )
 
 
-def fill(bootstrap: str, topic_prefix: str, n: int, partitions: int) -> TableSchema:
+def fill(
+    bootstrap: str, topic_prefix: str, n: int, partitions: int, schemas: bool = True
+) -> TableSchema:
     table = TableSchema(
         CONNECTOR_POSTGRES, topic_prefix, "shop", "public", "orders", COLUMNS, ("id",)
     )
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(table.topic, num_partitions=partitions)])[table.topic].result()
-    encoder = EnvelopeEncoder()
+    encoder = EnvelopeEncoder(schemas=schemas)
     producer = EventProducer(bootstrap)
     inserts = int(n * 0.8)
     chunk: list[ChangeEvent] = []
@@ -94,9 +96,14 @@ def fill(bootstrap: str, topic_prefix: str, n: int, partitions: int) -> TableSch
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--events", type=int, default=400_000)
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=5000)
+    ap.add_argument(
+        "--no-schemas",
+        action="store_true",
+        help="bare payloads (schemas.enable=false): the target table is created up front",
+    )
     args = ap.parse_args()
 
     kafka = start_kafka()
@@ -106,14 +113,24 @@ def main() -> None:
         url = dsn.replace("postgresql://", "postgresql+psycopg://", 1)
         prefix = f"bench{os.getpid()}"
         t0 = time.perf_counter()
-        table = fill(kafka.bootstrap, prefix, args.events, args.partitions)
+        table = fill(kafka.bootstrap, prefix, args.events, args.partitions, not args.no_schemas)
+        if args.no_schemas:
+            import sqlalchemy as sa
+
+            engine = sa.create_engine(url)
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint, email text,"
+                    " status text, total text, created_at bigint, note text)"
+                )
+            engine.dispose()
         fill_s = time.perf_counter() - t0
 
         cfg = SimpleNamespace(
             bridge=BridgeSection(name="bench"),
             kafka=KafkaSection(
                 bootstrap_servers=kafka.bootstrap,
-                consumer={"session.timeout.ms": 10000},
+                consumer={"session.timeout.ms": 10000, "max.partition.fetch.bytes": 16777216},
             ),
             sinks=[DatabaseSinkConfig(name="pg", kind="database", url=url)],
             routes=[
@@ -155,6 +172,7 @@ def main() -> None:
             "batch_size": args.batch_size,
             "target": "postgresql",
             "mode": "upsert",
+            "schemas": not args.no_schemas,
             "rows_per_s": round(steady),
             "rows_per_s_incl_group_join": round(overall),
             "batches": worker.batches,

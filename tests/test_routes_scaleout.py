@@ -102,7 +102,12 @@ def start(bootstrap: str, url: str, routes: list[dict[str, Any]]) -> subprocess.
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     if proc.poll() is None:
         proc.send_signal(sig)
-    proc.wait(60)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        raise
     if proc.stdout is not None:
         proc.stdout.close()
 
