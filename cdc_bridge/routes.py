@@ -146,8 +146,10 @@ class RouteWorker:
         consumer_config: dict[str, Any] | None = None,
         producer_config: dict[str, Any] | None = None,
         pipeline: bool = True,
+        state: Any = None,
     ) -> None:
         self.route = route
+        self.state = state
         self.sink = sink
         self.bridge = bridge
         self.bootstrap_servers = bootstrap_servers
@@ -445,6 +447,20 @@ class RouteWorker:
         if dead:
             self._retrying(lambda: self.dlq.send(dead), "write dead letters")
             self.dead += len(dead)
+            self._index_dead(dead)
+
+    def _index_dead(self, dead: list[DeadLetter]) -> None:
+        """Record dead letters in the state store's index (the topic stays the truth)."""
+        add = getattr(self.state, "add_dead_letter", None)
+        if add is None:
+            return
+        try:
+            for d in dead:
+                add(self.name, d.topic, d.partition, d.offset, d.key, d.error)
+        except Exception as exc:
+            log.warning(
+                "route %s: cannot index dead letters in the state store: %s", self.name, exc
+            )
 
     def _letter(
         self,
@@ -495,6 +511,24 @@ class RouteWorker:
             )
 
 
+def _mark_replayed(state: Any, route: str, replayed: list[tuple[str, int, int]]) -> None:
+    """Mark replayed dead letters in the state store's index, when there is one."""
+    lookup = getattr(state, "dead_letters", None)
+    mark = getattr(state, "mark_replayed", None)
+    if lookup is None or mark is None or not replayed:
+        return
+    done = set(replayed)
+    try:
+        ids = [
+            d.id for d in lookup(route, limit=1_000_000) if (d.topic, d.partition, d.offset) in done
+        ]
+        mark(ids)
+    except Exception as exc:
+        log.warning(
+            "route %s: cannot mark replayed dead letters in the state store: %s", route, exc
+        )
+
+
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return lambda: fn(*args)
 
@@ -540,6 +574,7 @@ def build_workers(config: Any, state: Any = None) -> list[RouteWorker]:
                 bootstrap_servers=config.kafka.bootstrap_servers,
                 consumer_config=dict(config.kafka.consumer),
                 producer_config=dict(config.kafka.producer),
+                state=state,
             )
         )
     return workers
@@ -570,6 +605,7 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
         bootstrap_servers=bootstrap,
         consumer_config=dict(config.kafka.consumer),
         producer_config=dict(config.kafka.producer),
+        state=state,
     )
     topic = dlq_topic(config.bridge.name, compiled.name)
     sink.open()
@@ -591,8 +627,8 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
                 bootstrap, topic, consumer_config=dict(config.kafka.consumer), start=start
             )
         )
-        applied = failed = 0
         before_dead = worker.dead
+        replayed: list[tuple[str, int, int]] = []
         for letter in letters:
             positions = {(topic, letter.dlq_partition): letter.dlq_offset + 1}
             try:
@@ -606,7 +642,10 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
                 )
                 prepared = compiled.prepare(rec)
                 records = [prepared] if prepared is not None else []
+                dead_before = worker.dead
                 worker.apply(records, positions)
+                if worker.dead == dead_before:
+                    replayed.append((letter.topic, letter.partition, letter.offset))
             except RecordError as exc:
                 worker._send_dead(
                     [
@@ -630,6 +669,7 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
                 )
         failed = worker.dead - before_dead
         applied = len(letters) - failed
+        _mark_replayed(state, compiled.name, replayed)
         return applied, failed
     finally:
         consumer.close()
