@@ -38,3 +38,7 @@ bench-sfemu *ARGS:
 # MongoDB change documents -> Debezium records, in-process (Extended JSON writer + envelope).
 bench-mongodb-convert *ARGS:
     .venv/bin/python bench/mongodb_convert.py {{ARGS}}
+
+# Kafka topic -> Postgres upserts through a route worker (rows/s; embedded broker and Postgres).
+bench-db *ARGS:
+    .venv/bin/python bench/kafka_to_db.py {{ARGS}}
