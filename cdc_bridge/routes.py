@@ -40,7 +40,7 @@ from cdc_bridge.errors import ConfigError, FatalError, RecordError, RetriableErr
 from cdc_bridge.expressions import Expression, compile_expression
 from cdc_bridge.kafka import make_consumer
 from cdc_bridge.mapping import Mapper
-from cdc_bridge.sinks.base import Sink, SinkContext, SinkRecord, TopicPartition
+from cdc_bridge.sinks.base import FencedError, Sink, SinkContext, SinkRecord, TopicPartition
 
 __all__ = [
     "CompiledRoute",
@@ -167,6 +167,8 @@ class RouteWorker:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"route-{route.name}")
         self._inflight: Future[dict[TopicPartition, int]] | None = None
         self._failed = False
+        # transactional sinks: the offsets we believe are stored in the target, per partition
+        self._expected: dict[TopicPartition, int | None] = {}
         self._stop = threading.Event()
         self._opened = False
         self._closed = False
@@ -268,6 +270,7 @@ class RouteWorker:
         )
         for p in partitions:
             off = stored.get((p.topic, p.partition))
+            self._expected[(p.topic, p.partition)] = off
             p.offset = off if off is not None else OFFSET_INVALID
         if self._cooperative:
             consumer.incremental_assign(partitions)
@@ -331,7 +334,10 @@ class RouteWorker:
         if self.pipeline:
             self._inflight = self._executor.submit(self._apply_batch, *batch)
         else:
-            self._commit(self._apply_batch(*batch))
+            try:
+                self._commit(self._apply_batch(*batch))
+            except FencedError as exc:
+                self._refence(exc)
 
     def _drain(self) -> None:
         """Wait for the batch being applied, then commit its offsets (in the consumer's
@@ -340,14 +346,38 @@ class RouteWorker:
         if inflight is not None:
             try:
                 positions = inflight.result()
+            except FencedError as exc:
+                self._refence(exc)
+                return
             except BaseException:
                 self._failed = True
                 raise
             self._commit(positions)
 
+    def _refence(self, exc: FencedError) -> None:
+        """Another consumer applied our partitions: drop what we hold, seek to the target's offsets."""
+        log.warning("route %s: %s; re-reading the stored offsets", self.name, exc)
+        self._pending.clear()
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        tps = [(p.topic, p.partition) for p in assigned]
+        stored = self._retrying(
+            lambda: self.sink.committed_offsets(self.route.group_id, tps), "read stored offsets"
+        )
+        for p in assigned:
+            tp = (p.topic, p.partition)
+            self._expected[tp] = stored.get(tp)
+            if tp in stored:
+                consumer.seek(KafkaTopicPartition(p.topic, p.partition, stored[tp]))
+
     def process(self, msgs: Sequence[Any]) -> None:
         """Decode, select, apply and commit one batch of Kafka messages (synchronously)."""
-        self._commit(self._apply_batch(*self._prepare(msgs)))
+        try:
+            self._commit(self._apply_batch(*self._prepare(msgs)))
+        except FencedError as exc:
+            self._refence(exc)
 
     def _apply_batch(
         self,
@@ -358,6 +388,8 @@ class RouteWorker:
         try:
             self.apply(records, positions, dead)
             self.batches += 1
+        except FencedError:
+            raise
         except BaseException:
             self._failed = True
             raise
@@ -401,6 +433,8 @@ class RouteWorker:
         todo = list(range(len(records)))
         errors: dict[int, RecordError] = {}
         tx_positions = positions if self.transactional else None
+        expected = self._expected
+        previous = {tp: expected.get(tp) for tp in positions} if self.transactional else None
         attempt = 0
         while True:
             batch = [records[i] for i in todo]
@@ -415,9 +449,15 @@ class RouteWorker:
                     todo = [i for i in todo if i not in errors]
                     errors = {}
                     batch = [records[i] for i in todo]
-            result = self._retrying(_bind(self.sink.apply, batch, tx_positions), "apply a batch")
+            if self.transactional:
+                call = _bind_kw(self.sink.apply, batch, tx_positions, previous=previous)
+            else:
+                call = _bind(self.sink.apply, batch, None)
+            result = self._retrying(call, "apply a batch")
             if result.ok:
                 self.applied += len(batch)
+                if self.transactional:
+                    expected.update(positions)
                 break
             new_errors = {todo[j]: e for j, e in result.failed.items()}
             if not self.transactional:
@@ -533,6 +573,10 @@ def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return lambda: fn(*args)
 
 
+def _bind_kw(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    return lambda: fn(*args, **kwargs)
+
+
 def _fmt(partitions: Iterable[KafkaTopicPartition]) -> str:
     return ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing"
 
@@ -617,6 +661,7 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
         if sink.transactional_offsets:
             stored = sink.committed_offsets(compiled.group_id, [(topic, p) for p in parts])
             start = {p: o for (_t, p), o in stored.items()}
+            worker._expected = {(topic, p): stored.get((topic, p)) for p in parts}
         else:
             committed = consumer.committed(
                 [KafkaTopicPartition(topic, p) for p in parts], timeout=10

@@ -277,3 +277,27 @@ def test_url_gets_the_shipped_drivers() -> None:
     assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
     assert normalize_url("mysql://u@h/db").drivername == "mysql+pymysql"
     assert normalize_url("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_zombie_consumers_are_fenced(sink_factory: Any) -> None:
+    # Two consumers of one group believe they own the partition (the first one's session
+    # expired while it was still writing): only the one whose view of the stored offsets is
+    # current may write; the other one's batch is rolled back, nothing applied twice.
+    from cdc_bridge.sinks.base import FencedError
+
+    a, b = sink_factory(), sink_factory()
+    t = table(columns=(col("id", "int32", False), col("n", "int32")))
+    feed = Feed()
+    tp = ("shop.public.customers", 0)
+    first = feed([event(t, "c", None, {"id": 1, "n": 1})])
+    assert b.apply(first, {tp: 1}, previous={tp: None}).ok
+    with pytest.raises(FencedError):
+        a.apply(first, {tp: 1}, previous={tp: None})
+    second = feed([event(t, "u", {"id": 1, "n": 1}, {"id": 1, "n": 2})])
+    assert b.apply(second, {tp: 2}, previous={tp: 1}).ok
+    third = feed([event(t, "u", {"id": 1, "n": 2}, {"id": 1, "n": 3})])
+    with pytest.raises(FencedError):
+        a.apply(third, {tp: 3}, previous={tp: 1})  # a is stale: the target has 2
+    assert rows_of(b, "customers") == [{"id": 1, "n": 2}]
+    stored = rows_of(b, "cdc_bridge_offsets", order="partition")
+    assert [(r["next_offset"], r["applied"]) for r in stored] == [(2, 2)]

@@ -27,7 +27,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 
 from cdc_bridge.errors import ConfigError, RecordError, RetriableError
-from cdc_bridge.sinks.base import BatchResult, Sink, SinkContext, SinkRecord, TopicPartition
+from cdc_bridge.sinks.base import (
+    BatchResult,
+    FencedError,
+    Sink,
+    SinkContext,
+    SinkRecord,
+    TopicPartition,
+)
 from cdc_bridge.sinks.database.config import DatabaseRouteConfig, DatabaseSinkConfig
 from cdc_bridge.sinks.database.dialects import SqlDialect, dialect_for
 from cdc_bridge.sinks.database.types import Converter, value_converter
@@ -200,21 +207,45 @@ class DatabaseSink(Sink):
         conn: Connection,
         positions: Mapping[TopicPartition, int],
         counts: Mapping[TopicPartition, int],
+        previous: Mapping[TopicPartition, int | None] | None,
     ) -> None:
+        """Store the next offsets; with ``previous``, only if the stored ones still match
+        (else FencedError: another consumer applied the partition since we read them)."""
         t = self.offsets
         group = self.context.group_id
         for (topic, partition), nxt in positions.items():
-            n = counts.get((topic, partition), 0)
+            tp = (topic, partition)
+            n = counts.get(tp, 0)
             where = sa.and_(t.c.group_id == group, t.c.topic == topic, t.c.partition == partition)
-            res = conn.execute(
-                sa.update(t).where(where).values(next_offset=nxt, applied=t.c.applied + n)
-            )
-            if res.rowcount == 0:
-                conn.execute(
-                    sa.insert(t).values(
-                        group_id=group, topic=topic, partition=partition, next_offset=nxt, applied=n
-                    )
+            fenced = previous is not None
+            prev = previous.get(tp) if previous is not None else None
+            if fenced and prev is not None:
+                where = sa.and_(where, t.c.next_offset == prev)
+            if not fenced or prev is not None:
+                res = conn.execute(
+                    sa.update(t).where(where).values(next_offset=nxt, applied=t.c.applied + n)
                 )
+                if res.rowcount == 1:
+                    continue
+                if fenced:
+                    raise FencedError(
+                        f"offsets of {topic}[{partition}] in the target are no longer {prev}"
+                    )
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        sa.insert(t).values(
+                            group_id=group,
+                            topic=topic,
+                            partition=partition,
+                            next_offset=nxt,
+                            applied=n,
+                        )
+                    )
+            except sa_exc.IntegrityError:
+                raise FencedError(
+                    f"offsets of {topic}[{partition}] were stored by another consumer"
+                ) from None
 
     # -- planning ---------------------------------------------------------------------------
 
@@ -567,6 +598,8 @@ class DatabaseSink(Sink):
         self,
         batch: Sequence[SinkRecord],
         positions: Mapping[TopicPartition, int] | None = None,
+        *,
+        previous: Mapping[TopicPartition, int | None] | None = None,
     ) -> BatchResult:
         assert self.engine is not None, "open() first"
         plans, failed, counts = self._plan(batch)
@@ -576,9 +609,10 @@ class DatabaseSink(Sink):
             return BatchResult(failed)
         try:
             with self.engine.begin() as conn:
-                self._write(conn, plans)
                 if positions:
-                    self._store_offsets(conn, positions, counts)
+                    # offsets first: a fenced batch fails before doing any work
+                    self._store_offsets(conn, positions, counts, previous)
+                self._write(conn, plans)
             return BatchResult()
         except (sa_exc.SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
             err = self.dialect.classify(exc) if isinstance(exc, sa_exc.SQLAlchemyError) else None
