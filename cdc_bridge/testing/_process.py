@@ -53,22 +53,29 @@ def log_tail(path: Path, lines: int = 40) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True for a running process (a zombie, killed but not yet reaped, counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
-
-
-def _cmdline(pid: int) -> str:
     try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return ""
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
+
+
+def _belongs_to(pid: int, workdir: Path) -> bool:
+    """True when process `pid` runs in, or names, `workdir` (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if str(workdir) in cmdline:
+            return True
+        return os.readlink(f"/proc/{pid}/cwd").startswith(str(workdir))
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def clean_leftovers() -> None:
@@ -95,7 +102,7 @@ def clean_leftovers() -> None:
             server = int((path / _SERVER_FILE).read_text().strip())
         except (OSError, ValueError):
             server = -1
-        if server > 0 and _pid_alive(server) and str(path) in _cmdline(server):
+        if server > 0 and _pid_alive(server) and _belongs_to(server, path):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(server, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -760,7 +760,9 @@ def _spawn_mariadb(
     args: list[str], workdir: Path, port: int, timeout: float
 ) -> subprocess.Popen[bytes]:
     log = workdir / "mariadb.log"
-    proc = _process.spawn(args, user=None, log=log, cwd=workdir)  # drops to --user=mysql
+    # Started as `mysql` directly (not --user=mysql) so it still dies with its parent.
+    user = "mysql" if os.geteuid() == 0 else None
+    proc = _process.spawn(args, user=user, log=log, cwd=workdir)
     _process.record_server_pid(workdir, proc.pid)
     _process.wait_until(
         lambda: _mysql_ready("127.0.0.1", port, "root", ""),
@@ -799,10 +801,8 @@ def _start_private_mariadb(install: str, server: str, timeout: float) -> MariaDB
             server,
             "--no-defaults",
             f"--datadir={data}",
-            *user_opt,
             f"--socket={workdir / 'mysqld.sock'}",
             f"--pid-file={workdir / 'mysqld.pid'}",
-            f"--log-error={workdir / 'mariadb.log'}",
             f"--port={port}",
             "--bind-address=127.0.0.1",
             "--skip-networking=0",

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cdc_bridge.testing import services
+from cdc_bridge.testing import _process, services
 from cdc_bridge.testing.services import (
     KafkaService,
     MariaDBService,
@@ -214,19 +218,53 @@ def test_private_servers_clean_up_their_files() -> None:
     assert not workdir.exists()
 
 
-def test_leftovers_of_dead_runs_are_removed(tmp_path: Path) -> None:
-    import tempfile
+def test_leftovers_of_dead_runs_are_removed() -> None:
+    stale = Path(tempfile.mkdtemp(prefix=f"{_process.DIR_PREFIX}stale-"))
+    (stale / "owner.pid").write_text("999999999")  # no such process: its run died
+    server = subprocess.Popen(["sleep", "60"], cwd=stale, start_new_session=True)
+    (stale / "server.pid").write_text(str(server.pid))
+    try:
+        _process.clean_leftovers()
+        assert server.wait(timeout=5) == -signal.SIGKILL
+        assert not stale.exists()
+    finally:
+        server.kill()
+        shutil.rmtree(stale, ignore_errors=True)
 
-    stale = Path(tempfile.mkdtemp(prefix=f"{services._process.DIR_PREFIX}stale-"))
-    (stale / "owner.pid").write_text("999999999")  # no such process
-    services._process.clean_leftovers()
-    assert not stale.exists()
+
+def test_live_runs_are_not_treated_as_leftovers(postgres: PostgresService) -> None:
+    if postgres.external:
+        pytest.skip("checks the private-server mode")
+    _process.clean_leftovers()
+    with psycopg.connect(postgres.dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_external_service_that_is_down_gives_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port = services._process.free_port()
+    port = _process.free_port()
     monkeypatch.setenv(services.ENV_POSTGRES, f"postgresql://postgres@127.0.0.1:{port}/postgres")
     with pytest.raises(ServiceError, match=services.ENV_POSTGRES):
         services.start_postgres()
+
+
+def test_mongodb_replica_set_accepts_change_streams(mongodb_uri: str) -> None:
+    import pymongo
+
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        mongodb_uri, serverSelectionTimeoutMS=10000
+    )
+    try:
+        coll = client["cdc_bridge_svc_test"]["c"]
+        with coll.watch(max_await_time_ms=500) as stream:
+            coll.insert_one({"_id": 1, "v": "a"})
+            change = stream.try_next()
+            deadline = time.monotonic() + 10
+            while change is None and time.monotonic() < deadline:
+                change = stream.try_next()
+        assert change is not None
+        assert change["operationType"] == "insert" and change["documentKey"] == {"_id": 1}
+    finally:
+        client.drop_database("cdc_bridge_svc_test")
+        client.close()
