@@ -26,3 +26,7 @@ bench:
     files=(bench/*.py)
     if [ ${#files[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi
     for f in "${files[@]}"; do echo "== $f"; .venv/bin/python "$f"; done
+
+# Start/stop time of the embedded test servers (Kafka, Postgres, MariaDB).
+bench-service-startup *ARGS:
+    .venv/bin/python bench/service_startup.py {{ARGS}}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -207,16 +208,17 @@ def tansu_binary() -> str:
         ) from exc
 
 
+#: librdkafka logs every refused connection; the readiness probe must stay silent.
+_QUIET = logging.getLogger("cdc_bridge.testing.kafka_probe")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+
+
 def _kafka_metadata_ok(bootstrap: str, timeout: float) -> bool:
     """True when the broker answers a metadata request."""
-    import logging
-
     from confluent_kafka.admin import AdminClient
 
-    quiet = logging.getLogger("cdc_bridge.testing.kafka-probe")
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": quiet}
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _QUIET}
     admin = AdminClient(conf)
     try:
         admin.list_topics(timeout=timeout)

@@ -268,3 +268,50 @@ def test_mongodb_replica_set_accepts_change_streams(mongodb_uri: str) -> None:
     finally:
         client.drop_database("cdc_bridge_svc_test")
         client.close()
+
+
+def _private_only() -> None:
+    if (
+        os.environ.get(services.ENV_POSTGRES)
+        or os.environ.get(services.ENV_MYSQL)
+        or services.use_testcontainers()
+    ):
+        pytest.skip("crash/restart needs private servers")
+
+
+def test_postgres_survives_kill_and_restart() -> None:
+    _private_only()
+    with services.start_postgres() as pg:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            conn.execute("SELECT pg_create_logical_replication_slot('crash_slot', 'pgoutput')")
+        pg.kill()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(pg.dsn, connect_timeout=2)
+        pg.restart()
+        with psycopg.connect(pg.dsn) as conn:
+            assert conn.execute("SELECT id FROM t").fetchall() == [(1,)]
+            assert conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall() == [
+                ("crash_slot",)
+            ]
+
+
+def test_mariadb_survives_kill_and_restart() -> None:
+    _private_only()
+    with services.start_mariadb() as db:
+        with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE d")
+            cur.execute("CREATE TABLE d.t (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO d.t VALUES (1)")
+            cur.execute("SELECT @@gtid_binlog_pos")
+            (gtid_before,) = cur.fetchone()
+        db.kill()
+        with pytest.raises(pymysql.err.OperationalError):
+            pymysql.connect(**db.connect_kwargs(), connect_timeout=2)
+        db.restart()
+        with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM d.t")
+            assert cur.fetchall() == ((1,),)
+            cur.execute("SELECT @@gtid_binlog_pos")
+            assert cur.fetchone() == (gtid_before,)
