@@ -558,6 +558,18 @@ def _postgres_container() -> PostgresService:
             container.stop()
             raise ServiceError(f"postgres container did not become ready; logs:\n{logs}")
         time.sleep(0.2)
+    # The image's pg_hba.conf allows replication connections only from inside the container.
+    result = container.exec(
+        [
+            "sh",
+            "-c",
+            'echo "host replication all all trust" >> "$PGDATA/pg_hba.conf" && '
+            'psql -U postgres -tAc "SELECT pg_reload_conf()"',
+        ]
+    )
+    if result.exit_code != 0:
+        container.stop()
+        raise ServiceError(f"cannot allow replication in the postgres container: {result.output!r}")
     service = PostgresService(dsn=dsn, host=host, port=port, _container=container)
     _track(service)
     return service
