@@ -30,3 +30,7 @@ bench:
 # Start/stop time of the embedded test servers (Kafka, Postgres, MariaDB).
 bench-service-startup *ARGS:
     .venv/bin/python bench/service_startup.py {{ARGS}}
+
+# Encode + produce throughput of the envelope and Kafka layer (embedded broker).
+bench-encode *ARGS:
+    .venv/bin/python bench/encode_produce.py {{ARGS}}

@@ -2,7 +2,6 @@
 
 Servers start once per session (see cdc_bridge/testing/services.py for the environment
 variables that point the suite at external services instead). Append new fixtures below.
-Test directories have no __init__.py (pytest's rootdir imports): keep test file names unique.
 """
 
 from __future__ import annotations

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from connect_schema import validate
 
 from cdc_bridge.envelope import (
     CONNECTOR_VERSION,
@@ -21,6 +20,7 @@ from cdc_bridge.events import (
     Column,
     TableSchema,
 )
+from tests.connect_schema import validate
 
 COMMON_SOURCE = [
     "version",

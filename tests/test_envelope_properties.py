@@ -6,12 +6,12 @@ import base64
 import string
 
 import orjson
-from connect_schema import validate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc_bridge.envelope import EnvelopeEncoder
 from cdc_bridge.events import CONNECTOR_MYSQL, CONNECTOR_POSTGRES, ChangeEvent, Column, TableSchema
+from tests.connect_schema import validate
 
 # (Connect field schema, strategy for its payload values)
 INT64 = st.integers(-(2**63), 2**63 - 1)
