@@ -315,3 +315,25 @@ def test_mariadb_survives_kill_and_restart() -> None:
             assert cur.fetchall() == ((1,),)
             cur.execute("SELECT @@gtid_binlog_pos")
             assert cur.fetchone() == (gtid_before,)
+
+
+def test_server_that_dies_at_startup_reports_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    proc = _process.spawn(
+        ["sh", "-c", "echo 'FATAL: pretend config error' >&2; exit 3"],
+        user=None,
+        log=log,
+        cwd=tmp_path,
+    )
+    with pytest.raises(ServiceError, match=r"exit 3\).*\n.*FATAL: pretend config error"):
+        _process.wait_until(lambda: False, proc=proc, timeout=10, what="pretend server", log=log)
+
+
+def test_setup_command_failure_reports_its_output(tmp_path: Path) -> None:
+    with pytest.raises(ServiceError, match=r"initdb failed \(exit 1\).*\n.*no space left"):
+        _process.run_checked(
+            ["sh", "-c", "echo 'no space left'; exit 1"],
+            user=None,
+            log=tmp_path / "setup.log",
+            what="initdb",
+        )
