@@ -121,7 +121,7 @@ def start_kafka(timeout: float = 30) -> KafkaService:
             return _start_tansu(binary, timeout)
         except ServiceError as exc:
             last = exc
-            if "Address already in use" not in str(exc):
+            if not _process.port_conflict(exc):
                 raise
     assert last is not None
     raise last
@@ -150,18 +150,15 @@ def _start_tansu(binary: str, timeout: float) -> KafkaService:
     _process.record_server_pid(workdir, proc.pid)
     bootstrap = f"127.0.0.1:{port}"
     try:
+        # Probe the port first (silent), then ask for metadata in short rounds so a broker
+        # that dies (e.g. the port was taken meanwhile) is noticed at once.
         _process.wait_until(
-            lambda: _process.port_open("127.0.0.1", port),
+            lambda: _process.port_open("127.0.0.1", port) and _kafka_metadata_ok(bootstrap, 2),
             proc=proc,
             timeout=timeout,
             what=f"tansu broker on {bootstrap}",
             log=log,
         )
-        if not _kafka_metadata_ok(bootstrap, timeout=timeout):
-            raise ServiceError(
-                f"tansu broker on {bootstrap} does not answer metadata requests; "
-                f"log tail:\n{_process.log_tail(log)}"
-            )
     except BaseException:
         _process.terminate(proc, timeout=2)
         _process.remove_workdir(workdir)

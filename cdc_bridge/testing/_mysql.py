@@ -125,13 +125,20 @@ class MariaDBService(Handle):
 
 
 def _mysql_ready(host: str, port: int, user: str, password: str) -> bool:
+    """True when a login works; bounded even if something else holds the port and stays mute."""
     import pymysql
 
     try:
         conn = pymysql.connect(
-            host=host, port=port, user=user, password=password, connect_timeout=2
+            host=host,
+            port=port,
+            user=user,
+            password=password,
+            connect_timeout=2,
+            read_timeout=2,
+            write_timeout=2,
         )
-    except pymysql.Error:
+    except (pymysql.Error, OSError):
         return False
     conn.close()
     return True
@@ -185,7 +192,7 @@ def start_mariadb(timeout: float = 60) -> MariaDBService:
         try:
             return _start_private_mariadb(install, server, timeout)
         except ServiceError as exc:
-            if "already in use" not in str(exc):
+            if not _process.port_conflict(exc):
                 raise
     raise ServiceError("could not find a free port for mariadb after 3 attempts")
 

@@ -193,7 +193,7 @@ def start_postgres(timeout: float = 60) -> PostgresService:
         try:
             return _start_private_postgres(bindir, timeout)
         except ServiceError as exc:
-            if "already in use" not in str(exc):
+            if not _process.port_conflict(exc):
                 raise
     raise ServiceError("could not find a free port for postgres after 3 attempts")
 

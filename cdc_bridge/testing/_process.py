@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -42,14 +43,23 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
-    """The last lines of a server log, for error messages."""
+    """The last lines of a server log (colour codes removed), for error messages."""
     try:
-        text = path.read_text(errors="replace")
+        text = _ANSI.sub("", path.read_text(errors="replace"))
     except OSError:
         return f"(no log at {path})"
     tail = text.splitlines()[-lines:]
     return "\n".join(tail) if tail else "(log is empty)"
+
+
+def port_conflict(exc: BaseException) -> bool:
+    """True when a startup failed because its port was taken between picking and binding."""
+    text = str(exc).lower()
+    return "already in use" in text or "address in use" in text or "addrinuse" in text
 
 
 def _pid_alive(pid: int) -> bool:
