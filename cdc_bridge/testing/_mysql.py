@@ -98,8 +98,27 @@ class MariaDBService(Handle):
         )
 
     def drop_database(self, name: str) -> None:
+        """Drop database `name`; connections still using it (left open by a test) are killed."""
+        import pymysql
+
+        check_ident(name)
         with contextlib.closing(self.connect()) as conn, conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{check_ident(name)}`")
+            cur.execute("SET SESSION lock_wait_timeout = 2")
+            try:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+                return
+            except pymysql.err.OperationalError as exc:
+                if exc.args[0] != 1205:  # ER_LOCK_WAIT_TIMEOUT: a metadata lock is held
+                    raise
+            cur.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> "
+                "CONNECTION_ID()",
+                (name,),
+            )
+            for (thread_id,) in cur.fetchall():
+                with contextlib.suppress(pymysql.Error):
+                    cur.execute(f"KILL {int(thread_id)}")
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
 
     def kill(self) -> None:
         """SIGKILL the server: a crash, recovered by `restart()`."""

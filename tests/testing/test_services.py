@@ -337,3 +337,20 @@ def test_setup_command_failure_reports_its_output(tmp_path: Path) -> None:
             log=tmp_path / "setup.log",
             what="initdb",
         )
+
+
+def test_mariadb_database_drop_gets_past_an_open_transaction(mariadb: MariaDBService) -> None:
+    db = mariadb.create_database("svc_locked")
+    holder = pymysql.connect(**db.connect_kwargs())
+    try:
+        with holder.cursor() as cur:
+            cur.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+            cur.execute("BEGIN")
+            cur.execute("SELECT * FROM t")  # holds a metadata lock until commit
+        mariadb.drop_database("svc_locked")
+        with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE 'svc_locked'")
+            assert cur.fetchall() == ()
+    finally:
+        with contextlib.suppress(pymysql.Error):
+            holder.close()
