@@ -48,7 +48,7 @@ ALL_TYPES = (
     col("uid", "string", name="io.debezium.data.Uuid", version=1),
     col("blob", "bytes"),
     col("active", "boolean"),
-    col("score", "float64"),
+    col("score", "double"),
     col("big", "int64"),
 )
 

@@ -301,3 +301,33 @@ def test_zombie_consumers_are_fenced(sink_factory: Any) -> None:
     assert rows_of(b, "customers") == [{"id": 1, "n": 2}]
     stored = rows_of(b, "cdc_bridge_offsets", order="partition")
     assert [(r["next_offset"], r["applied"]) for r in stored] == [(2, 2)]
+
+
+def test_unavailable_toast_values_keep_the_target_value(sink_factory: Any) -> None:
+    sink = sink_factory()
+    t = table(columns=(col("id", "int32", False), col("code", "string"), col("blob", "string")))
+    feed = Feed()
+    placeholder = "__debezium_unavailable_value"
+    big = "x" * 5000
+    # the full row and an update without the TOASTed value in one batch (collapsed) ...
+    batch = feed(
+        [
+            event(t, "r", None, {"id": 1, "code": "a", "blob": big}),
+            event(t, "u", None, {"id": 1, "code": "b", "blob": placeholder}),
+            event(t, "r", None, {"id": 2, "code": "a", "blob": big}),
+        ]
+    )
+    assert sink.apply(batch).ok
+    # ... and in a later batch (upsert of the other columns only)
+    assert sink.apply(feed([event(t, "u", None, {"id": 2, "code": "c", "blob": placeholder})])).ok
+    assert rows_of(sink, "customers") == [
+        {"id": 1, "code": "b", "blob": big},
+        {"id": 2, "code": "c", "blob": big},
+    ]
+
+
+def test_connect_float_types_map_to_floating_columns(sink_factory: Any) -> None:
+    sink = sink_factory()
+    t = table(columns=(col("id", "int32", False), col("f", "float"), col("d", "double")))
+    assert sink.apply(Feed()([event(t, "c", None, {"id": 1, "f": 1.5, "d": 1 / 3})])).ok
+    assert rows_of(sink, "customers") == [{"id": 1, "f": 1.5, "d": 1 / 3}]

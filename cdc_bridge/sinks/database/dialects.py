@@ -124,6 +124,10 @@ class SqlDialect:
     def type_uuid(self, schema: Mapping[str, Any], key: bool) -> Any:
         return sa.String(36)
 
+    def table_options(self) -> dict[str, Any]:
+        """Dialect keyword arguments for tables the sink creates."""
+        return {}
+
     # -- values ---------------------------------------------------------------------------
 
     def adapter(self, schema: Mapping[str, Any]) -> Converter:
@@ -303,6 +307,11 @@ class MySqlDialect(SqlDialect):
     # 1205 lock wait timeout, 1213 deadlock, 2006/2013 server gone / lost connection,
     # 1040 too many connections, 1053 shutdown in progress
     retriable_errnos = frozenset({1205, 1213, 2006, 2013, 1040, 1053, 2003})
+
+    def table_options(self) -> dict[str, Any]:
+        # Every Unicode character, and binary (case- and accent-sensitive) comparisons so
+        # keys match like they do at the source, whatever the server's default charset is.
+        return {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
     def type_string(self, schema: Mapping[str, Any], key: bool) -> Any:
         if key:

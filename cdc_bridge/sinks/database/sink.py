@@ -302,8 +302,11 @@ class DatabaseSink(Sink):
             if is_delete and rcfg.deletes == "ignore":
                 continue
             row = None if is_delete else rec.after
+            partial = False
             if row is not None and UNAVAILABLE in row.values():
+                # unchanged TOASTed values: keep what the target (or this batch) has
                 row = {k: v for k, v in row.items() if v != UNAVAILABLE}
+                partial = True
             keys = plan.key_columns
             if not keys:
                 if is_delete:
@@ -334,6 +337,8 @@ class DatabaseSink(Sink):
             if unit is None:
                 plan.units[hkey] = _Unit(i, row, rec.fields, key, delete=is_delete)
             else:
+                if partial and row is not None and unit.row is not None:
+                    row = {**unit.row, **row}
                 unit.index = i
                 unit.row = row
                 if row is not None:
@@ -437,7 +442,13 @@ class DatabaseSink(Sink):
                     )
                     for c, s in wanted.items()
                 ]
-                table = sa.Table(name, sa.MetaData(), *columns, schema=self.rcfg.target_schema)
+                table = sa.Table(
+                    name,
+                    sa.MetaData(),
+                    *columns,
+                    schema=self.rcfg.target_schema,
+                    **dialect.table_options(),
+                )
                 log.info("creating table %s", name)
                 table.create(conn, checkfirst=True)
                 self._tables.pop(name, None)

@@ -54,7 +54,10 @@ _LOGICAL = {
     "io.debezium.time.Year": "int",
 }
 
+# Connect JSON schema type names ("float"/"double" are what JsonConverter writes).
 _PRIMITIVE = {
+    "float": "real",
+    "double": "double",
     "int8": "smallint",
     "int16": "smallint",
     "int32": "int",
