@@ -110,6 +110,9 @@ def check(
         bool,
         typer.Option("--show-config", help="Print the resolved config (secrets masked)."),
     ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for Kafka with --connect.")
+    ] = 10.0,
 ) -> None:
     """Validate the configuration (and with --connect, reach everything it names)."""
     cfg = _load(config)
@@ -126,7 +129,7 @@ def check(
     if connect:
         from cdc_bridge.checks import run_checks
 
-        results = run_checks(cfg)
+        results = run_checks(cfg, kafka_timeout=timeout)
         table = Table(title="connectivity")
         for col in ("component", "kind", "result", "message"):
             table.add_column(col)

@@ -325,6 +325,8 @@ def test_connect_unreachable_kafka_fails(tmp_path: Path) -> None:
             "--config",
             str(write(tmp_path, text)),
             "--connect",
+            "--timeout",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -342,3 +344,14 @@ def test_log_format_option_is_validated() -> None:
     code, out = run("--log-format", "xml", "version")
     assert code != 0
     assert "--log-format" in out
+
+
+def test_migrate_command(tmp_path: Path) -> None:
+    path = write(tmp_path, valid(tmp_path))
+    code, out = run("migrate", "--config", str(path))
+    assert code == 0, out
+    assert "state store migrated: empty -> 0001" in out
+    code, out = run("migrate", "--config", str(path))
+    assert code == 0, out
+    assert "up to date (revision 0001)" in out
+    assert (tmp_path / "state.db").exists()
