@@ -177,11 +177,21 @@ docs_app = typer.Typer(help="Generate reference documentation.", no_args_is_help
 
 
 @docs_app.command("config")
-def docs_config() -> None:
+def docs_config(
+    write: Annotated[
+        Path | None,
+        typer.Option("--write", help="Refresh the generated block of this file (README.md)."),
+    ] = None,
+) -> None:
     """Print the configuration reference (Markdown) for every section and kind."""
-    from cdc_bridge.docs import config_reference
+    from cdc_bridge.docs import config_reference, update_file
 
-    typer.echo(config_reference(), nl=False)
+    if write is None:
+        typer.echo(config_reference(), nl=False)
+    elif update_file(write):
+        typer.echo(f"updated the configuration reference in {write}")
+    else:
+        typer.echo(f"{write} is up to date")
 
 
 app.add_typer(docs_app, name="docs")
