@@ -16,6 +16,19 @@ __all__ = ["CheckResult", "check_kafka", "run_checks"]
 log = logging.getLogger(__name__)
 
 
+class _DebugLog:
+    """librdkafka's log callback target: its retry chatter, demoted to DEBUG."""
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def log(self, _level: int, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._log.debug(msg, *args)
+
+
+_KAFKA_LOG = _DebugLog("cdc_bridge.kafka.check")
+
+
 @dataclass(frozen=True)
 class CheckResult:
     component: str
@@ -34,7 +47,11 @@ def check_kafka(config: BridgeConfig, timeout: float = 10.0) -> CheckResult:
     """List the cluster's topics with the producer's connection settings."""
     from cdc_bridge.kafka import TopicAdmin
 
-    conf: dict[str, Any] = {"bootstrap.servers": config.kafka.bootstrap_servers}
+    conf: dict[str, Any] = {
+        "bootstrap.servers": config.kafka.bootstrap_servers,
+        # the result row carries the error; librdkafka's own retry chatter goes to DEBUG
+        "logger": _KAFKA_LOG,
+    }
     conf.update(
         {
             k: v

@@ -123,7 +123,8 @@ def check(
     if show_config:
         from cdc_bridge._tomlout import dumps
 
-        out.print(dumps(cfg.masked()), markup=False, end="")
+        shown = {k: v for k, v in cfg.masked().items() if v != []}
+        out.print(dumps(shown), markup=False, end="")
     summary = f"{len(cfg.sources)} source(s), {len(cfg.sinks)} sink(s), {len(cfg.routes)} route(s)"
     out.print(f"config OK: {config} ({summary})", markup=False)
     if connect:
@@ -132,7 +133,7 @@ def check(
         results = run_checks(cfg, kafka_timeout=timeout)
         table = Table(title="connectivity")
         for col in ("component", "kind", "result", "message"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for r in results:
             status = "[green]OK[/]" if r.ok else "[bold red]FAILED[/]"
             table.add_row(escape(r.component), escape(r.kind), status, escape(r.message))

@@ -62,12 +62,31 @@ class _Running:
     finished: bool = False
 
 
+class LibrdkafkaLog:
+    """Target of librdkafka's log callback: its syslog levels mapped onto Python logging, so
+    its lines share the bridge's format (``--log-format json``) and component tags."""
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def log(self, level: int, msg: str, *args: Any, **kwargs: Any) -> None:
+        if level <= 2:
+            py = logging.ERROR
+        elif level <= 4:
+            py = logging.WARNING
+        elif level == 5:
+            py = logging.INFO
+        else:
+            py = logging.DEBUG
+        self._log.log(py, msg, *args)
+
+
 def producer_for(config: BridgeConfig, source: SourceConfigBase) -> EventProducer:
     """The producer of one source: ``[kafka]`` topic settings + ``[kafka.producer]``."""
     kafka = config.kafka
     return EventProducer(
         kafka.bootstrap_servers,
-        kafka.producer,
+        {"logger": LibrdkafkaLog(f"cdc_bridge.kafka.{source.name}"), **kafka.producer},
         client_id=f"{config.bridge.name}.{source.name}",
         topics=TopicSettings(
             kafka.topic_partitions, kafka.topic_replication_factor, kafka.topic_config

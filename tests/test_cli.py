@@ -355,3 +355,11 @@ def test_migrate_command(tmp_path: Path) -> None:
     assert code == 0, out
     assert "up to date (revision 0001)" in out
     assert (tmp_path / "state.db").exists()
+
+
+def test_start_with_bad_producer_property_is_a_config_error(tmp_path: Path) -> None:
+    text = valid(tmp_path).replace('"sasl.password" = "kafka-secret-pw"', '"no.such.property" = 1')
+    code, out = run("start", "--config", str(write(tmp_path, text)))
+    assert code == 2, out
+    assert "invalid Kafka producer configuration" in out
+    assert "Traceback" not in out
