@@ -73,6 +73,21 @@ class BridgeSection(Section):
         examples=["sqlite:///./.cdc-bridge/state.db", "postgresql+psycopg://cdc@db/cdc_state"],
     )
 
+    @field_validator("state")
+    @classmethod
+    def _check_state_url(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(v)
+        except ArgumentError:
+            raise ValueError(
+                f"{mask_url(v)!r} is not a SQLAlchemy URL; e.g. sqlite:///./.cdc-bridge/state.db "
+                "or postgresql://user:pass@host/db"
+            ) from None
+        return v
+
 
 class KafkaSection(Section):
     bootstrap_servers: str = Field(

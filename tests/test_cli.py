@@ -239,6 +239,15 @@ BROKEN = [
         "not allowed",
     ),
     (
+        "bad-state-url",
+        lambda t: t.replace(
+            t[t.index('state = "') : t.index("\n", t.index('state = "'))], 'state = "db.sqlite"'
+        ),
+        {},
+        "bridge.state",
+        "is not a SQLAlchemy URL",
+    ),
+    (
         "unknown-section",
         lambda t: t + "\n[metrics]\nport = 9000\n",
         {},
