@@ -51,6 +51,7 @@ __all__ = [
     "load_config",
     "mask_secrets",
     "parse_config",
+    "secret_dsn_with_schemes",
 ]
 
 
@@ -327,6 +328,20 @@ def dsn_with_schemes(*schemes: str, example: str | None = None) -> Any:
         return v
 
     return Annotated[Dsn, AfterValidator(check)]
+
+
+def secret_dsn_with_schemes(*schemes: str, example: str | None = None) -> Any:
+    """Like :func:`dsn_with_schemes` for a ``SecretStr`` field (libpq keyword DSNs, which
+    have no scheme, pass when ``allow_keywords``-style values contain ``=`` and no ``://``)."""
+    check = typing.get_args(dsn_with_schemes(*schemes, example=example))[1].func
+
+    def check_secret(v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if "://" in raw or "=" not in raw:
+            check(Dsn(raw))
+        return v
+
+    return Annotated[SecretStr, AfterValidator(check_secret)]
 
 
 _TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]+$")
@@ -1096,7 +1111,9 @@ def parse_config(
     for cfg, path in zip(routes, route_paths, strict=True):
         _check_duplicate(cfg.name, path, names, "route", out)
 
-    if sources and len(sources) == len(_as_entries(raw, "sources", _Collector("", None))):
+    source_entries = raw.get("sources")
+    if sources and isinstance(source_entries, list) and len(sources) == len(source_entries):
+        # every source is known, so "matches no topic" is meaningful
         globs = [g for s in sources for g in _source_topic_globs(s)]
         for cfg, path in zip(routes, route_paths, strict=True):
             for pattern in cfg.patterns:

@@ -351,3 +351,21 @@ def test_secret_fields_never_in_repr(model: Any) -> None:
     obj = model.model_construct(**{**values, **{n: value for n in secret_fields}})
     assert "needle-secret-value" not in repr(obj)
     assert "needle-secret-value" not in str(mask_secrets(obj))
+
+
+def test_secret_dsn_with_schemes() -> None:
+    from pydantic import BaseModel as _BM
+    from pydantic import ValidationError
+
+    from cdc_bridge.config import secret_dsn_with_schemes
+
+    class M(_BM):
+        dsn: secret_dsn_with_schemes("postgresql", "postgres")  # type: ignore[valid-type]
+
+    assert M(dsn="postgresql://u:p@h/db").dsn.get_secret_value() == "postgresql://u:p@h/db"  # type: ignore[attr-defined]
+    assert M(dsn="host=h password=p dbname=x").dsn.get_secret_value().startswith("host=")  # type: ignore[attr-defined]
+    assert M(dsn="postgresql+psycopg://h/db")
+    with pytest.raises(ValidationError) as info:
+        M(dsn="mysql://u:hunter2@h/db")
+    assert "expected a postgresql:// or postgres:// URL, got a mysql:// URL" in str(info.value)
+    assert "hunter2" not in info.value.errors()[0]["msg"]  # the loader never echoes secret input
