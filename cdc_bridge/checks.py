@@ -11,7 +11,7 @@ from cdc_bridge.config import BridgeConfig, mask_url
 from cdc_bridge.errors import BridgeError
 from cdc_bridge.registry import SINK_KINDS, SOURCE_KINDS
 
-__all__ = ["CheckResult", "check_kafka", "run_checks"]
+__all__ = ["CheckResult", "check_kafka", "check_state", "run_checks"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,27 @@ def check_kafka(config: BridgeConfig, timeout: float = 10.0) -> CheckResult:
     )
 
 
+def check_state(config: BridgeConfig) -> CheckResult:
+    """Open the state store and read its schema revision (no migration)."""
+    from cdc_bridge.state import StateStore
+
+    try:
+        store = StateStore(config.bridge.state)
+        try:
+            current, head = store.current_revision(), store.head_revision()
+        finally:
+            store.close()
+    except Exception as exc:
+        return CheckResult("state store", "state", False, _failure(exc))
+    if current == head:
+        note = f"schema at revision {current}"
+    elif current is None:
+        note = "empty; `cdc-bridge migrate` (or start) creates the tables"
+    else:
+        note = f"schema at {current}, {head} available; start migrates it"
+    return CheckResult("state store", "state", True, f"{store!r}: {note}")
+
+
 def _check_component(what: str, cfg: Any, kinds: dict[str, Any]) -> CheckResult:
     name = f"{what} {cfg.name}"
     try:
@@ -97,8 +118,8 @@ def _check_component(what: str, cfg: Any, kinds: dict[str, Any]) -> CheckResult:
 
 
 def run_checks(config: BridgeConfig, kafka_timeout: float = 10.0) -> list[CheckResult]:
-    """Kafka first, then every source and every sink."""
-    results = [check_kafka(config, kafka_timeout)]
+    """Kafka and the state store first, then every source and every sink."""
+    results = [check_kafka(config, kafka_timeout), check_state(config)]
     results += [_check_component("source", s, SOURCE_KINDS) for s in config.sources]
     results += [_check_component("sink", s, SINK_KINDS) for s in config.sinks]
     return results

@@ -311,7 +311,8 @@ def test_connect_reports_each_component(tmp_path: Path, kafka: object) -> None:
     text = text.replace('[kafka.producer]\n"sasl.password" = "kafka-secret-pw"\n', "")
     code, out = run("check", "--config", str(write(tmp_path, text)), "--connect")
     assert code == 0, out
-    assert out.count("OK") >= 3 + 1  # config OK + kafka, source, sink
+    assert out.count("OK") >= 4 + 1  # config OK + kafka, state, source, sink
+    assert "state store" in out and "empty;" in out
 
     text = text.replace('url = "fake://target"', 'url = "fake://unreachable"')
     text = text.replace("tables = [", "fail_check = true\ntables = [")
