@@ -39,6 +39,7 @@ class FakeSourceConfig(SourceConfigBase):
     rows: int = Field(0, ge=0, description="Rows to emit.", examples=[10])
     fail_check: bool = Field(False, description="Make check() fail.", examples=[False])
     fail_run: bool = Field(False, description="Raise FatalError after emitting.", examples=[False])
+    batch_delay_ms: int = Field(0, ge=0, description="Pause after each batch.", examples=[50])
 
 
 class FakeSinkConfig(SinkConfigBase):
@@ -87,6 +88,8 @@ class FakeSource(Source):
             ]
             n = batch[-1].after["id"]
             ctx.emit(batch, FakeOffset(n))
+            if self.config.batch_delay_ms:
+                ctx.stopping.wait(self.config.batch_delay_ms / 1000)
         if self.config.fail_run:
             raise FatalError("fake source lost its position: start it again from a snapshot")
         while not ctx.stopping.wait(0.05):
