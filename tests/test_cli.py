@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,9 @@ def test_show_config_masks_every_secret(tmp_path: Path) -> None:
     assert 'api_key = "***"' in out
     assert '"sasl.password" = "***"' in out
     assert 'target_table = "customers"' in out
+    shown = tomllib.loads(out[: out.index("config OK")])  # the output is valid TOML
+    assert shown["routes"][0]["from"] == "orders.public.customers"
+    assert shown["kafka"]["topic_partitions"] == 3
 
 
 def _replace(old: str, new: str) -> object:
