@@ -278,8 +278,9 @@ def _as_entries(raw: dict[str, Any], section: str, out: _Collector) -> list[Any]
 
 
 def _derive_route_name(route: RouteConfigBase) -> str:
-    src = "+".join(route.patterns)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{src}-to-{route.to}")
+    """``from``/``to`` -> a name (same rule as ``cdc_bridge.routes.route_name``)."""
+    raw = "+".join(route.patterns).replace("*", "all") + "-to-" + route.to
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_") or "route"
 
 
 def _source_topic_globs(source: SourceConfigBase) -> list[str]:
