@@ -398,6 +398,29 @@ class StateStore:
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
+    def add_dead_letters(
+        self, route: str, letters: Iterable[tuple[str, int, int, bytes | None, str]]
+    ) -> int:
+        """Index many dead letters ``(topic, partition, offset, key, error)`` in one
+        transaction; returns how many."""
+        now = _now()
+        rows = [
+            {
+                "route": route,
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "key": key,
+                "error": error,
+                "created_at": now,
+            }
+            for topic, partition, offset, key, error in letters
+        ]
+        if rows:
+            with self._begin() as conn:
+                conn.execute(dead_letters.insert(), rows)
+        return len(rows)
+
     def dead_letters(
         self, route: str | None = None, *, include_replayed: bool = False, limit: int = 1000
     ) -> list[DeadLetter]:

@@ -146,6 +146,8 @@ def test_dead_letter_index(tmp_path: Path) -> None:
     assert [d.id for d in store.dead_letters("to-crm")] == [b]
     assert len(store.dead_letters("to-crm", include_replayed=True)) == 2
     assert store.count_dead_letters("to-crm") == 1
+    assert store.add_dead_letters("to-db", [("t", 0, i, None, f"e{i}") for i in range(5)]) == 5
+    assert [d.offset for d in store.dead_letters("to-db")] == [3, 0, 1, 2, 3, 4]
     store.close()
 
 
