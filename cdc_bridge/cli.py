@@ -164,49 +164,6 @@ def migrate(config: ConfigOption) -> None:
 
 @app.command()
 @user_errors
-def status(config: ConfigOption) -> None:
-    """Show stored source positions and pending dead letters from the state store."""
-    from cdc_bridge.state import StateStore
-
-    cfg = _load(config)
-    store = StateStore(cfg.bridge.state, migrate=True)
-    try:
-        offsets = store.offsets()
-        table = Table(title="sources")
-        for col in ("source", "position", "saved at"):
-            table.add_column(col, overflow="fold")
-        for src in cfg.sources:
-            stored = offsets.get(src.name)
-            if stored is None:
-                table.add_row(escape(src.name), "— (none yet)", "")
-            else:
-                position, saved = stored
-                table.add_row(
-                    escape(src.name),
-                    escape(_compact(position)),
-                    saved.isoformat(timespec="seconds"),
-                )
-        out = Console(highlight=False, soft_wrap=True)
-        out.print(table)
-        if cfg.routes:
-            dl = Table(title="routes")
-            dl.add_column("route")
-            dl.add_column("pending dead letters")
-            for route in cfg.routes:
-                dl.add_row(escape(route.name or ""), str(store.count_dead_letters(route.name)))
-            out.print(dl)
-    finally:
-        store.close()
-
-
-def _compact(value: Any) -> str:
-    import orjson
-
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
-@app.command()
-@user_errors
 def start(config: ConfigOption) -> None:
     """Run the bridge: every source, route and sink; SIGINT/SIGTERM stop it cleanly."""
     from cdc_bridge.runtime import Bridge

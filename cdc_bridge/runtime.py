@@ -28,7 +28,7 @@ from cdc_bridge.registry import SOURCE_KINDS
 from cdc_bridge.sources.base import Source, SourceContext
 from cdc_bridge.state import StateStore
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "Bridge", "Worker"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "Bridge", "HealthSink", "Worker"]
 
 log = logging.getLogger("cdc_bridge.runtime")
 
@@ -52,11 +52,28 @@ class Worker(Protocol):
     def close(self) -> None: ...
 
 
+class HealthSink(Protocol):
+    """Where the runtime reports component states (``cdc_bridge.metrics.Health`` fits).
+
+    Source states used here: ``starting``, ``failed``, ``stopped`` (sources report
+    ``snapshot`` / ``streaming`` themselves); route states: ``starting``, ``failed``,
+    ``stopped``.
+    """
+
+    def source(self, name: str, state: str, detail: str = "") -> None: ...
+
+    def route(self, name: str, state: str, detail: str = "") -> None: ...
+
+    def fatal(self, message: str) -> None: ...
+
+
 @dataclass
 class _Running:
     """One component under supervision."""
 
     label: str  # "source=orders" / "route=to-crm"
+    kind: str  # "source" / "route"
+    name: str
     thread: threading.Thread | None = None
     error: BaseException | None = None
     finished: bool = False
@@ -114,8 +131,10 @@ class Bridge:
         *,
         checkpoint_interval: float = 1.0,
         shutdown_timeout: float = 30.0,
+        health: HealthSink | None = None,
     ) -> None:
         self.config = config
+        self.health = health
         self.checkpoint_interval = checkpoint_interval
         self.shutdown_timeout = shutdown_timeout
         self.stop_event = threading.Event()
@@ -187,22 +206,21 @@ class Bridge:
                 stop=self.stop_event,
                 logger=logging.getLogger(f"cdc_bridge.source.{scfg.name}"),
             )
-            running = _Running(label)
+            running = _Running(label, "source", scfg.name)
             running.thread = threading.Thread(
                 target=self._run_source, args=(running, source, ctx), name=label, daemon=True
             )
             self._sources.append((running, source, ctx, producer))
         for worker in build_route_workers(cfg, self.store):
-            label = f"route={getattr(worker, 'name', type(worker).__name__)}"
-            running = _Running(label)
+            name = str(getattr(worker, "name", type(worker).__name__))
+            label = f"route={name}"
+            running = _Running(label, "route", name)
             running.thread = threading.Thread(
                 target=self._run_worker, args=(running, worker), name=label, daemon=True
             )
             self._workers.append((running, worker))
-        for running, *_ in self._sources:
-            assert running.thread is not None
-            running.thread.start()
-        for running, _ in self._workers:
+        for running in self._components():
+            self._report(running, "starting")
             assert running.thread is not None
             running.thread.start()
         log.info(
@@ -211,6 +229,20 @@ class Bridge:
             len(self._sources),
             len(self._workers),
         )
+
+    def _components(self) -> list[_Running]:
+        return [r for r, *_ in self._sources] + [r for r, _ in self._workers]
+
+    def _report(self, running: _Running, state: str, detail: str = "") -> None:
+        if self.health is None:
+            return
+        try:
+            if running.kind == "source":
+                self.health.source(running.name, state, detail)
+            else:
+                self.health.route(running.name, state, detail)
+        except Exception:
+            log.debug("health report failed", exc_info=True)
 
     def _run_source(self, running: _Running, source: Source, ctx: SourceContext) -> None:
         with component(running.label):
@@ -239,6 +271,12 @@ class Bridge:
     def _record_failure(self, running: _Running, exc: BaseException) -> None:
         running.error = exc
         self._failed.append(running.label)
+        self._report(running, "failed", str(exc))
+        if self.health is not None:
+            try:
+                self.health.fatal(f"{running.label}: {exc}")
+            except Exception:
+                log.debug("health report failed", exc_info=True)
         if isinstance(exc, BridgeError):
             log.error("%s failed: %s; stopping the bridge", running.label, exc)
         else:
@@ -246,7 +284,7 @@ class Bridge:
         self.stop()
 
     def _supervise(self) -> None:
-        components = [r for r, *_ in self._sources] + [r for r, _ in self._workers]
+        components = self._components()
         while not self.stop_event.wait(self.checkpoint_interval):
             self._checkpoint_all()
             if components and all(r.finished for r in components):
@@ -294,5 +332,8 @@ class Bridge:
                     worker.close()
                 except Exception:
                     log.exception("closing %s failed", running.label)
+        for running in self._components():
+            if running.error is None:
+                self._report(running, "stopped")
         if self.store is not None:
             self.store.close()

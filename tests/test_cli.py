@@ -377,20 +377,3 @@ def test_start_with_bad_producer_property_is_a_config_error(tmp_path: Path) -> N
     assert code == 2, out
     assert "invalid Kafka producer configuration" in out
     assert "Traceback" not in out
-
-
-def test_status_shows_positions_and_dead_letters(tmp_path: Path) -> None:
-    from cdc_bridge.state import StateStore
-
-    path = write(tmp_path, valid(tmp_path))
-    code, out = run("status", "--config", str(path))
-    assert code == 0, out
-    assert "orders" in out and "none yet" in out
-    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}")
-    store.save_offset("orders", {"lsn": "0/1A"})
-    store.add_dead_letter("orders.public.customers-to-crm", "t", 0, 1, None, "bad")
-    store.close()
-    code, out = run("status", "--config", str(path))
-    assert code == 0, out
-    assert '{"lsn":"0/1A"}' in out
-    assert "orders.public.customers-to-crm" in out and " 1 " in out

@@ -258,6 +258,21 @@ class RecordingWorker:
         self.closed = True
 
 
+class RecordingHealth:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.fatals: list[str] = []
+
+    def source(self, name: str, state: str, detail: str = "") -> None:
+        self.events.append(("source", name, state))
+
+    def route(self, name: str, state: str, detail: str = "") -> None:
+        self.events.append(("route", name, state))
+
+    def fatal(self, message: str) -> None:
+        self.fatals.append(message)
+
+
 @pytest.mark.parametrize("fail", [False, True])
 def test_route_workers_plug_in(
     tmp_path: Path,
@@ -279,7 +294,8 @@ def test_route_workers_plug_in(
     module.build_workers = build_workers  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "cdc_bridge.routes", module)
     text = config_text(tmp_path, kafka.bootstrap, name, 5) + ROUTE.format(name=name)
-    bridge = Bridge(parse_config(text), checkpoint_interval=0.1)
+    health = RecordingHealth()
+    bridge = Bridge(parse_config(text), checkpoint_interval=0.1, health=health)
     thread, codes = run_in_thread(bridge)
     deadline = time.monotonic() + 30
     while not (built and built[0].ran.is_set()) and time.monotonic() < deadline:
@@ -291,3 +307,11 @@ def test_route_workers_plug_in(
     assert codes == [1 if fail else 0]
     assert [w.name for w in built] == ["to-crm"]
     assert built[0].closed
+    assert ("source", name, "starting") in health.events
+    assert ("route", "to-crm", "starting") in health.events
+    if fail:
+        assert ("route", "to-crm", "failed") in health.events
+        assert ("source", name, "stopped") in health.events
+        assert health.fatals == ["route=to-crm: sink rejected every record: fix the mapping"]
+    else:
+        assert ("route", "to-crm", "stopped") in health.events and not health.fatals
