@@ -97,12 +97,19 @@ class FakeSource(Source):
 
 
 class FakeSink:
-    def __init__(self, config: FakeSinkConfig) -> None:
-        self.config = config
+    """Shaped like the route engine's sinks: one per route, ``check()`` lists problems."""
 
-    def check(self) -> None:
+    def __init__(self, config: FakeSinkConfig, route: FakeRouteConfig, context: Any) -> None:
+        self.config = config
+        self.route = route
+        self.context = context
+
+    def check(self) -> list[str]:
         if "unreachable" in self.config.url:
-            raise ConfigError(f"cannot reach {self.config.url}: check the url")
+            return [f"cannot reach {self.config.url}: check the url"]
+        if self.route.target_table == "missing":
+            return [f"table {self.route.target_table!r} does not exist in {self.config.url}"]
+        return []
 
 
 KINDS = {

@@ -67,7 +67,7 @@ def valid(tmp_path: Path) -> str:
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(app, list(args), env={**ENV, **(env or {})})
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "250", **ENV, **(env or {})})
     return result.exit_code, result.output
 
 
@@ -316,7 +316,7 @@ def test_connect_reports_each_component(tmp_path: Path, kafka: object) -> None:
     code, out = run("check", "--config", str(write(tmp_path, text)), "--connect")
     assert code == 0, out
     assert out.count("OK") >= 4 + 1  # config OK + kafka, state, source, sink
-    assert "state store" in out and "empty;" in out
+    assert "empty; `cdc-bridge migrate` (or start) creates the tables" in out
 
     text = text.replace('url = "fake://target"', 'url = "fake://unreachable"')
     text = text.replace("tables = [", "fail_check = true\ntables = [")
@@ -325,6 +325,7 @@ def test_connect_reports_each_component(tmp_path: Path, kafka: object) -> None:
     assert out.count("FAILED") == 2
     assert "fake source check failed" in out
     assert "fake://unreachable" in out
+    assert "sink crm (route orders.public.customers-to-crm)" in out
 
 
 def test_connect_unreachable_kafka_fails(tmp_path: Path) -> None:
