@@ -46,3 +46,7 @@ bench-mongodb-convert *ARGS:
 # Kafka topic -> Postgres upserts through a route worker (rows/s; embedded broker and Postgres).
 bench-db *ARGS:
     .venv/bin/python bench/kafka_to_db.py {{ARGS}}
+
+# Regenerate the README's configuration reference from the config models.
+docs:
+    .venv/bin/python -m cdc_bridge docs config --write README.md
