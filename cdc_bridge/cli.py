@@ -207,3 +207,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # -- sub-command groups of sources and sinks (one line each, see the module docstring) ----
+from cdc_bridge.dlq_cli import dlq_app  # noqa: E402  (cdc-bridge dlq list / replay)
+
+app.add_typer(dlq_app, name="dlq")

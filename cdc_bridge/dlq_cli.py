@@ -25,20 +25,15 @@ ConfigOpt = Annotated[
 
 
 def _load(path: Path) -> Any:
-    from cdc_bridge import config as config_module
+    from cdc_bridge.config import load_config
 
-    loader = getattr(config_module, "load_config", None)
-    if loader is None:  # pragma: no cover - until the config loader is on main
-        raise ConfigError("this build has no configuration loader")
-    return loader(path)
+    return load_config(path)
 
 
 def _state(cfg: Any) -> Any:
-    try:
-        from cdc_bridge.state import StateStore  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # pragma: no cover
-        return None
-    return StateStore(cfg.bridge.state)
+    from cdc_bridge.state import StateStore
+
+    return StateStore(cfg.bridge.state, migrate=True)
 
 
 def _fail(exc: BridgeError) -> None:
@@ -51,23 +46,17 @@ def list_(
     config: ConfigOpt = Path("routes.toml"),
     route: Annotated[str | None, typer.Option("--route", "-r", help="Only this route.")] = None,
 ) -> None:
-    """Show the dead letters of every route (or of one): origin, time, error."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
+    """Show the dead letters of every route (or of one), one per line:
+    route, origin (topic[partition]@offset), time, code, error."""
     from cdc_bridge.dlq import dlq_topic, read_dead_letters
     from cdc_bridge.routes import route_name
 
+    total = 0
     try:
         cfg = _load(config)
         names = [route_name(r) for r in cfg.routes]
         if route is not None and route not in names:
             raise ConfigError(f"no route named {route!r} (routes: {', '.join(names) or 'none'})")
-        table = Table(title="dead letters")
-        for col in ("route", "from", "at", "code", "error"):
-            table.add_column(col)
-        total = 0
         for name in names:
             if route is not None and name != route:
                 continue
@@ -78,19 +67,18 @@ def list_(
             ):
                 total += 1
                 when = (
-                    dt.datetime.fromtimestamp(d.timestamp / 1000, dt.UTC) if d.timestamp else None
+                    dt.datetime.fromtimestamp(d.timestamp / 1000, dt.UTC).isoformat(
+                        timespec="seconds"
+                    )
+                    if d.timestamp
+                    else "-"
                 )
-                table.add_row(
-                    escape(name),
-                    escape(f"{d.topic}[{d.partition}]@{d.offset}"),
-                    when.isoformat(timespec="seconds") if when else "",
-                    escape(d.code),
-                    escape(d.error),
+                typer.echo(
+                    f"{name}  {d.topic}[{d.partition}]@{d.offset}  {when}  {d.code}  {d.error}"
                 )
     except BridgeError as exc:
         _fail(exc)
         return
-    Console().print(table)
     typer.echo(f"{total} dead letter(s)")
 
 
@@ -108,8 +96,7 @@ def replay(
         try:
             applied, failed = replay_dead_letters(cfg, route, state)
         finally:
-            if state is not None and hasattr(state, "close"):
-                state.close()
+            state.close()
     except BridgeError as exc:
         _fail(exc)
         return

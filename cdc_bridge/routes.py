@@ -491,12 +491,11 @@ class RouteWorker:
 
     def _index_dead(self, dead: list[DeadLetter]) -> None:
         """Record dead letters in the state store's index (the topic stays the truth)."""
-        add = getattr(self.state, "add_dead_letter", None)
+        add = getattr(self.state, "add_dead_letters", None)
         if add is None:
             return
         try:
-            for d in dead:
-                add(self.name, d.topic, d.partition, d.offset, d.key, d.error)
+            add(self.name, [(d.topic, d.partition, d.offset, d.key, d.error) for d in dead])
         except Exception as exc:
             log.warning(
                 "route %s: cannot index dead letters in the state store: %s", self.name, exc
