@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cdc_bridge.config import RouteConfigBase, SinkConfigBase
+from cdc_bridge.config import RouteConfigBase, SinkConfigBase, dsn_with_schemes
 
 __all__ = ["DatabaseRouteConfig", "DatabaseSinkConfig"]
 
@@ -15,14 +15,20 @@ class DatabaseSinkConfig(SinkConfigBase):
     """A SQL database target: PostgreSQL, MySQL/MariaDB or SQLite, through SQLAlchemy 2."""
 
     kind: Literal["database"] = Field(description="Sink kind.", examples=["database"])
-    url: str = Field(
-        description="SQLAlchemy URL of the target database (put the password in ${ENV}).",
+    url: dsn_with_schemes(  # type: ignore[valid-type]
+        "postgresql",
+        "postgres",
+        "mysql",
+        "mariadb",
+        "sqlite",
+        example="postgresql+psycopg://writer@dw:5432/analytics",
+    ) = Field(
+        description="SQLAlchemy URL of the target database (put the password in ${ENV}; it is never shown).",
         examples=[
             "postgresql+psycopg://writer:${DW_PASSWORD}@dw:5432/analytics",
             "mysql+pymysql://writer:${DW_PASSWORD}@dw:3306/analytics",
             "sqlite:///./target.db",
         ],
-        json_schema_extra={"secret": True},
     )
     offsets_table: str = Field(
         "cdc_bridge_offsets",
@@ -30,9 +36,6 @@ class DatabaseSinkConfig(SinkConfigBase):
         examples=["cdc_bridge_offsets"],
     )
     pool_size: int = Field(2, ge=1, description="Connections kept per route.", examples=[2])
-
-    def __repr__(self) -> str:
-        return f"DatabaseSinkConfig(name={self.name!r}, url=<secret>)"
 
 
 class DatabaseRouteConfig(RouteConfigBase):
