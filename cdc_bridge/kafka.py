@@ -1,0 +1,305 @@
+"""Kafka plumbing: a producer that knows which source position is safe to acknowledge,
+topic administration, and a consumer factory for sinks.
+
+Delivery tracking: a source hands :meth:`EventProducer.send` a batch of records together with
+the source position (offset) that becomes safe once *every* record of the batch -- and of every
+earlier batch -- was confirmed by the broker. Batches are "windows" in a FIFO; each window
+counts its outstanding records and all records of a window share one delivery callback (no
+per-record allocation). :meth:`EventProducer.safe_offset` pops completed windows from the
+front, so the safe offset never passes an undelivered record, whatever order delivery
+reports arrive in across partitions.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from cdc_bridge.envelope import Record
+from cdc_bridge.errors import ConfigError, FatalError, RetriableError
+
+__all__ = [
+    "DEFAULT_PRODUCER_CONFIG",
+    "EventProducer",
+    "TopicAdmin",
+    "TopicSettings",
+    "make_consumer",
+]
+
+log = logging.getLogger(__name__)
+
+# Durable, ordered, fast. Idempotence gives per-partition order and no duplicates from
+# librdkafka's own retries; message.timeout.ms=0 retries forever, so an outage holds the safe
+# position instead of failing records. murmur2 partitions keys like the Java clients do, so
+# Debezium and Kafka Connect consumers see the same key -> partition mapping.
+DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "compression.type": "lz4",
+    "linger.ms": 10,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 10_000,
+    "queue.buffering.max.messages": 1_000_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "message.timeout.ms": 0,
+    "partitioner": "murmur2_random",
+    "message.max.bytes": 16_777_216,
+}
+
+
+class _Window:
+    """Records sent together; ``offset`` is safe once ``remaining`` reaches zero."""
+
+    __slots__ = ("error", "offset", "remaining")
+
+    def __init__(self, offset: Any, count: int) -> None:
+        self.offset = offset
+        self.remaining = count
+        self.error: KafkaError | None = None
+
+    def on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            self.error = err
+        else:
+            self.remaining -= 1
+
+
+class TopicSettings:
+    """How auto-created topics look: partitions, replication factor, topic configs."""
+
+    __slots__ = ("config", "partitions", "replication_factor")
+
+    def __init__(
+        self,
+        partitions: int = 1,
+        replication_factor: int = -1,
+        config: Mapping[str, str] | None = None,
+    ) -> None:
+        self.partitions = partitions
+        self.replication_factor = replication_factor
+        self.config = dict(config or {})
+
+
+class TopicAdmin:
+    """Creates topics on first use and remembers which ones exist."""
+
+    def __init__(
+        self, client_config: Mapping[str, Any], settings: TopicSettings | None = None
+    ) -> None:
+        self._admin = AdminClient(dict(client_config))
+        self.settings = settings or TopicSettings()
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def list_topics(self, timeout: float = 10.0) -> dict[str, int]:
+        """Topic name -> partition count."""
+        try:
+            md = self._admin.list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise RetriableError(f"cannot reach Kafka to list topics: {exc}") from exc
+        return {name: len(t.partitions) for name, t in md.topics.items() if not t.error}
+
+    def ensure(self, topics: Iterable[str], settings: TopicSettings | None = None) -> None:
+        """Create the topics that do not exist yet (idempotent, safe across processes)."""
+        settings = settings or self.settings
+        with self._lock:
+            wanted = [t for t in set(topics) if t not in self._known]
+            if not wanted:
+                return
+            existing = self.list_topics()
+            missing = [t for t in wanted if t not in existing]
+            if missing:
+                futures = self._admin.create_topics(
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=settings.partitions,
+                            replication_factor=settings.replication_factor,
+                            config=settings.config,
+                        )
+                        for t in missing
+                    ],
+                    operation_timeout=30,
+                )
+                for name, fut in futures.items():
+                    try:
+                        fut.result()
+                        log.info("created topic %s (%d partitions)", name, settings.partitions)
+                    except KafkaException as exc:
+                        err = exc.args[0] if exc.args else None
+                        if (
+                            isinstance(err, KafkaError)
+                            and err.code() == KafkaError.TOPIC_ALREADY_EXISTS
+                        ):
+                            continue
+                        raise FatalError(f"cannot create topic {name!r}: {exc}") from exc
+            self._known.update(wanted)
+
+    def delete(self, topics: Sequence[str]) -> None:
+        futures = self._admin.delete_topics(list(topics), operation_timeout=30)
+        for fut in futures.values():
+            try:
+                fut.result()
+            except KafkaException:
+                pass
+        with self._lock:
+            self._known.difference_update(topics)
+
+
+class EventProducer:
+    """A confluent-kafka producer with delivery tracking and topic auto-creation.
+
+    Thread model: any thread may call :meth:`send`; a background thread polls delivery
+    reports. :meth:`safe_offset` may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        client_id: str = "cdc-bridge",
+        topics: TopicSettings | None = None,
+        admin_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "client.id": client_id}
+        conf.update(DEFAULT_PRODUCER_CONFIG)
+        conf.update(config or {})
+        self._fatal: KafkaError | None = None
+        conf["error_cb"] = self._on_error
+        try:
+            self._producer = Producer(conf)
+        except KafkaException as exc:
+            raise ConfigError(f"invalid Kafka producer configuration: {exc}") from exc
+        admin_conf = {"bootstrap.servers": bootstrap_servers}
+        admin_conf.update(admin_config or {})
+        self.admin = TopicAdmin(admin_conf, topics)
+        self._windows: collections.deque[_Window] = collections.deque()
+        self._lock = threading.Lock()
+        self._safe: Any = None
+        self._closed = threading.Event()
+        self._poller = threading.Thread(
+            target=self._poll_loop, name=f"{client_id}-poll", daemon=True
+        )
+        self._poller.start()
+        self.sent = 0
+
+    # -- delivery --------------------------------------------------------------------------
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+            log.error("fatal Kafka producer error: %s", err)
+        else:
+            log.debug("Kafka producer: %s", err)
+
+    def _poll_loop(self) -> None:
+        poll = self._producer.poll
+        while not self._closed.is_set():
+            poll(0.05)
+
+    def send(self, records: Sequence[Record], offset: Any = None) -> None:
+        """Produce ``records``; ``offset`` becomes safe when they and all before are delivered.
+
+        ``offset=None`` marks an intermediate chunk (e.g. part of a large transaction): its
+        delivery does not move the safe offset by itself. Blocks while librdkafka's queue is
+        full (backpressure). Raises :class:`FatalError` once the producer failed.
+        """
+        if self._fatal is not None:
+            raise FatalError(f"Kafka producer failed: {self._fatal.str()}")
+        window = _Window(offset, len(records))
+        with self._lock:
+            self._windows.append(window)
+        if not records:
+            return
+        topics = {r[0] for r in records} - self.admin._known
+        if topics:
+            self.admin.ensure(topics)
+        produce = self._producer.produce
+        cb = window.on_delivery
+        for topic, key, value in records:
+            while True:
+                try:
+                    produce(topic, value, key, on_delivery=cb)
+                    break
+                except BufferError:
+                    if self._fatal is not None:
+                        raise FatalError(f"Kafka producer failed: {self._fatal.str()}") from None
+                    time.sleep(0.002)
+                except KafkaException as exc:
+                    raise FatalError(f"cannot produce to {topic!r}: {exc}") from exc
+        self.sent += len(records)
+
+    def safe_offset(self) -> Any:
+        """The highest offset such that every record sent up to it was confirmed."""
+        with self._lock:
+            windows = self._windows
+            while windows:
+                front = windows[0]
+                if front.error is not None:
+                    raise FatalError(
+                        f"Kafka did not accept a record: {front.error.str()}; "
+                        "nothing after the last confirmed position is acknowledged"
+                    )
+                if front.remaining:
+                    break
+                windows.popleft()
+                if front.offset is not None:
+                    self._safe = front.offset
+            if self._fatal is not None and windows:
+                raise FatalError(f"Kafka producer failed: {self._fatal.str()}")
+            return self._safe
+
+    def in_flight(self) -> int:
+        """Records sent but not yet confirmed (approximate, for metrics)."""
+        with self._lock:
+            return sum(w.remaining for w in self._windows)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every record is confirmed; False if some are still in flight."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            if remaining == 0 or time.monotonic() >= deadline:
+                return remaining == 0
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Flush, stop the poller; True if everything was delivered."""
+        ok = self.flush(timeout)
+        self._closed.set()
+        self._poller.join(timeout=2)
+        return ok
+
+    def __len__(self) -> int:
+        return len(self._producer)
+
+
+def make_consumer(
+    bootstrap_servers: str,
+    group_id: str,
+    config: Mapping[str, Any] | None = None,
+) -> Any:
+    """A consumer for sinks: manual commits, read from the start of new groups."""
+    from confluent_kafka import Consumer
+
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap_servers,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 10_000,
+    }
+    conf.update(config or {})
+    try:
+        return Consumer(conf)
+    except KafkaException as exc:
+        raise ConfigError(f"invalid Kafka consumer configuration: {exc}") from exc

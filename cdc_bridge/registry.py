@@ -1,0 +1,84 @@
+"""The registry of source and sink kinds: kind name -> config model and implementation.
+
+Entries are "module:attribute" strings, imported on first use, so validating a config does
+not import every database driver. The config loader, ``check`` and the docs generator walk
+these tables. To add a kind, add one line here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SINK_KINDS", "SOURCE_KINDS", "Kind", "load"]
+
+
+def load(ref: str) -> Any:
+    """Import ``"package.module:Attribute"``."""
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of source or sink.
+
+    ``config``: its pydantic model (``[[sources]]`` / ``[[sinks]]`` entry).
+    ``impl``: the class that runs it.
+    ``route_config``: for sinks, the model of the sink-specific keys of a ``[[routes]]`` entry.
+    """
+
+    name: str
+    config: str
+    impl: str
+    route_config: str | None = None
+    summary: str = ""
+
+    def config_model(self) -> Any:
+        return load(self.config)
+
+    def implementation(self) -> Any:
+        return load(self.impl)
+
+    def route_model(self) -> Any:
+        return load(self.route_config) if self.route_config else None
+
+
+SOURCE_KINDS: dict[str, Kind] = {
+    "postgres": Kind(
+        "postgres",
+        "cdc_bridge.sources.postgres.config:PostgresSourceConfig",
+        "cdc_bridge.sources.postgres.source:PostgresSource",
+        summary="PostgreSQL logical replication (pgoutput)",
+    ),
+    "mysql": Kind(
+        "mysql",
+        "cdc_bridge.sources.mysql.config:MySqlSourceConfig",
+        "cdc_bridge.sources.mysql.source:MySqlSource",
+        summary="MySQL / MariaDB row binlog",
+    ),
+    "mongodb": Kind(
+        "mongodb",
+        "cdc_bridge.sources.mongodb.config:MongoSourceConfig",
+        "cdc_bridge.sources.mongodb.source:MongoSource",
+        summary="MongoDB change streams",
+    ),
+}
+
+SINK_KINDS: dict[str, Kind] = {
+    "database": Kind(
+        "database",
+        "cdc_bridge.sinks.database.config:DatabaseSinkConfig",
+        "cdc_bridge.sinks.database.sink:DatabaseSink",
+        route_config="cdc_bridge.sinks.database.config:DatabaseRouteConfig",
+        summary="SQL database via SQLAlchemy (PostgreSQL, MySQL/MariaDB, SQLite)",
+    ),
+    "salesforce": Kind(
+        "salesforce",
+        "cdc_bridge.sinks.salesforce.config:SalesforceSinkConfig",
+        "cdc_bridge.sinks.salesforce.sink:SalesforceSink",
+        route_config="cdc_bridge.sinks.salesforce.config:SalesforceRouteConfig",
+        summary="Salesforce SObjects via REST (sObject Collections, Bulk API 2.0)",
+    ),
+}

@@ -1,0 +1,125 @@
+"""The one small interface every capture adapter implements, and what it runs with.
+
+A source is built from its validated config, can :meth:`Source.check` its prerequisites
+(used by ``cdc-bridge check --connect`` and before streaming), and :meth:`Source.run` s until
+its context says stop. It hands events to :meth:`SourceContext.emit` together with the
+source position (an ``Offset``) that is safe once those events are on Kafka, and acknowledges
+to its database only what :meth:`SourceContext.safe_offset` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from cdc_bridge.envelope import EnvelopeEncoder, Record
+from cdc_bridge.events import ChangeEvent
+from cdc_bridge.kafka import EventProducer
+
+__all__ = ["Offset", "OffsetStore", "Source", "SourceContext"]
+
+
+@runtime_checkable
+class Offset(Protocol):
+    """A source position that round-trips through a JSON-able dict (stored in the state store).
+
+    Each adapter defines its own (``PostgresOffset``, ``MySqlOffset``, ``MongoOffset``) with
+    ``to_dict()`` and a ``from_dict()`` classmethod.
+    """
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class OffsetStore(Protocol):
+    """Where a source's last safe position lives (the bridge's state store)."""
+
+    def load_offset(self, source: str) -> dict[str, Any] | None: ...
+
+    def save_offset(self, source: str, offset: dict[str, Any]) -> None: ...
+
+
+class SourceContext:
+    """What a running source gets from the runtime: emit, safe offset, stored offset, stop.
+
+    The runtime also calls :meth:`checkpoint` periodically and at shutdown, which persists the
+    safe offset to the state store when it moved.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        producer: EventProducer,
+        encoder: EnvelopeEncoder,
+        store: OffsetStore | None = None,
+        stop: threading.Event | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.name = name
+        self.producer = producer
+        self.encoder = encoder
+        self.store = store
+        self.stopping = stop or threading.Event()
+        self.log = logger or logging.getLogger(f"cdc_bridge.source.{name}")
+        self._saved: dict[str, Any] | None = None
+        self.events_emitted = 0
+        self.last_emit_monotonic = time.monotonic()
+
+    def emit(self, events: Sequence[ChangeEvent], offset: Offset | None = None) -> None:
+        """Encode and produce ``events``; ``offset`` is safe once they are all on Kafka."""
+        self.producer.send(self.encoder.encode(events), offset)
+        self.events_emitted += len(events)
+        self.last_emit_monotonic = time.monotonic()
+
+    def emit_records(self, records: Sequence[Record], offset: Offset | None = None) -> None:
+        """Produce ready-made records (schema-change topic, heartbeats) under the same tracking."""
+        self.producer.send(records, offset)
+
+    def safe_offset(self) -> Any:
+        """The highest offset whose events, and all events before them, Kafka confirmed."""
+        return self.producer.safe_offset()
+
+    def load_offset(self) -> dict[str, Any] | None:
+        """The offset stored by the last run (None on first start or without a store)."""
+        if self.store is None:
+            return None
+        self._saved = self.store.load_offset(self.name)
+        return self._saved
+
+    def checkpoint(self) -> Any:
+        """Persist the current safe offset if it moved; returns it."""
+        offset = self.safe_offset()
+        if offset is not None and self.store is not None:
+            as_dict = offset.to_dict()
+            if as_dict != self._saved:
+                self.store.save_offset(self.name, as_dict)
+                self._saved = as_dict
+        return offset
+
+
+class Source(ABC):
+    """A capture adapter. Subclasses set ``kind`` and implement ``check`` and ``run``."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.name: str = config.name
+
+    @abstractmethod
+    def check(self) -> None:
+        """Connect and verify prerequisites; raise ConfigError with a fix-it message."""
+
+    @abstractmethod
+    def run(self, ctx: SourceContext) -> None:
+        """Snapshot if configured, then stream until ``ctx.stopping`` is set.
+
+        Must return promptly (within a second or so) after ``ctx.stopping`` is set. Raises
+        FatalError when it cannot go on; nothing undelivered is ever acknowledged.
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections (called after run returns or fails)."""
