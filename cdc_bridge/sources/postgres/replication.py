@@ -6,7 +6,7 @@ import select
 import struct
 import time
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -91,9 +91,15 @@ class ReplicationConnection:
     what the caller marks durable with :meth:`set_flushed` — the slot never moves past that.
     """
 
-    def __init__(self, conninfo: str, *, application_name: str = "cdc-bridge") -> None:
+    def __init__(
+        self, conninfo: str, *, application_name: str = "cdc-bridge", **kwargs: Any
+    ) -> None:
         self.conn = psycopg.Connection.connect(
-            conninfo, replication="database", autocommit=True, application_name=application_name
+            conninfo,
+            replication="database",
+            autocommit=True,
+            application_name=application_name,
+            **kwargs,
         )
         self.pgconn = self.conn.pgconn
         self.received = LSN(0)
