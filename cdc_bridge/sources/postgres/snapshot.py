@@ -170,8 +170,8 @@ class SnapshotReader:
                 log.info("snapshot %s: resuming after key %s", t.qualified, after)
             query += sql.SQL(" ORDER BY {}").format(pk_idents)
         now_us = time.time_ns() // 1000
-        source = {"schema": t.schema, "table": t.name, "txId": txid, "lsn": lsn, "xmin": None}
-        seq = f'[null,"{lsn}"]'
+        source = {"schema": t.schema, "table": t.name, "txId": txid, "lsn": int(lsn), "xmin": None}
+        seq = f'[null,"{int(lsn)}"]'
         key_index = codec.key_index
         table_schema = codec.schema
         build = codec.row

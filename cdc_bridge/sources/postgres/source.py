@@ -394,6 +394,7 @@ class _Streamer:
     # events -------------------------------------------------------------------------------------
 
     def _event(self, codec: TableCodec, op: str, before: Any, after: Any, lsn: int) -> ChangeEvent:
+        lsn = int(lsn)
         src = {
             "schema": codec.namespace,
             "table": codec.table,
@@ -402,7 +403,7 @@ class _Streamer:
             "xmin": None,
         }
         lc = self.last_commit
-        seq = f'["{lc}","{lsn}"]' if lc is not None else f'[null,"{lsn}"]'
+        seq = f'["{int(lc)}","{lsn}"]' if lc is not None else f'[null,"{lsn}"]'
         return ChangeEvent(
             codec.schema, op, before, after, self.commit_us, src, SNAPSHOT_FALSE, seq
         )
