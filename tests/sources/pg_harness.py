@@ -74,9 +74,11 @@ def run_source(
     try:
         if wait_streaming:
             wait_for(
-                lambda: (source.repl is not None and source.repl.streaming)
-                or running.error is not None
-                or not thread.is_alive(),
+                lambda: (
+                    (source.repl is not None and source.repl.streaming)
+                    or running.error is not None
+                    or not thread.is_alive()
+                ),
                 30,
             )
             if running.error is not None:

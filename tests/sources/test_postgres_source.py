@@ -72,3 +72,166 @@ def test_insert_update_delete_truncate(pg_database: str, kafka: KafkaService) ->
     fields = {f["field"]: f for f in value["schema"]["fields"][0]["fields"]}
     assert fields["id"]["optional"] is False and fields["name"]["optional"] is False
     assert fields["qty"]["optional"] is True
+
+
+def test_primary_key_change_and_replica_identity_full(
+    pg_database: str, kafka: KafkaService
+) -> None:
+    sql(
+        pg_database,
+        "CREATE TABLE d (id int PRIMARY KEY, v text)",
+        "CREATE TABLE f (id int PRIMARY KEY, v text)",
+        "ALTER TABLE f REPLICA IDENTITY FULL",
+    )
+    name = src_name()
+    cfg = make_config(pg_database, name, tables=["public.d", "public.f"], snapshot="never")
+    with run_source(kafka.bootstrap, cfg):
+        for t in ("d", "f"):
+            sql(
+                pg_database,
+                f"INSERT INTO {t} VALUES (1, 'a')",
+                f"UPDATE {t} SET id = 2 WHERE id = 1",
+                f"UPDATE {t} SET v = 'b' WHERE id = 2",
+                f"DELETE FROM {t} WHERE id = 2",
+            )
+        d = read_topic(kafka.bootstrap, f"{name}.public.d", 7)
+        f = read_topic(kafka.bootstrap, f"{name}.public.f", 7)
+    # insert, pk change as d + tombstone + c, update, delete + tombstone
+    assert ops(d) == ["c", "d", None, "c", "u", "d", None]
+    assert [r[0]["payload"] for r in d] == [{"id": i} for i in (1, 1, 1, 2, 2, 2, 2)]
+    assert payload(d[1])["before"] == {"id": 1, "v": None}  # DEFAULT: old key only
+    assert payload(d[3])["before"] is None and payload(d[3])["after"] == {"id": 2, "v": "a"}
+    assert payload(d[4])["before"] is None
+    assert payload(d[5])["before"] == {"id": 2, "v": None}
+    assert ops(f) == ops(d)
+    assert payload(f[1])["before"] == {"id": 1, "v": "a"}  # FULL: the whole old row
+    assert payload(f[4])["before"] == {"id": 2, "v": "a"}
+    assert payload(f[4])["after"] == {"id": 2, "v": "b"}
+    assert payload(f[5])["before"] == {"id": 2, "v": "b"}
+
+
+def test_unchanged_toast_gets_placeholder(pg_database: str, kafka: KafkaService) -> None:
+    sql(
+        pg_database,
+        "CREATE TABLE docs (id int PRIMARY KEY, body text, data bytea, tags text[], n int)",
+        "ALTER TABLE docs ALTER body SET STORAGE EXTERNAL, ALTER data SET STORAGE EXTERNAL,"
+        " ALTER tags SET STORAGE EXTERNAL",
+    )
+    name = src_name()
+    cfg = make_config(
+        pg_database, name, tables=["public.docs"], snapshot="never", toast_placeholder="__gone"
+    )
+    big = "x" * 20000
+    with run_source(kafka.bootstrap, cfg):
+        sql(
+            pg_database,
+            f"INSERT INTO docs VALUES (1, '{big}', decode(repeat('ab', 20000), 'hex'),"
+            f" ARRAY[repeat('y', 20000)], 1)",
+            "UPDATE docs SET n = 2 WHERE id = 1",
+        )
+        recs = read_topic(kafka.bootstrap, f"{name}.public.docs", 2)
+    assert payload(recs[0])["after"]["body"] == big
+    after = payload(recs[1])["after"]
+    import base64
+
+    assert after["body"] == "__gone"
+    assert after["data"] == base64.b64encode(b"__gone").decode()
+    assert after["tags"] == ["__gone"]
+    assert after["n"] == 2
+
+
+def test_alter_table_mid_stream_and_multi_table_transaction(
+    pg_database: str, kafka: KafkaService
+) -> None:
+    sql(
+        pg_database,
+        "CREATE TABLE a (id int PRIMARY KEY, x int)",
+        "CREATE TABLE b (id int PRIMARY KEY)",
+    )
+    name = src_name()
+    cfg = make_config(pg_database, name, tables=["public.a", "public.b"], snapshot="never")
+    with run_source(kafka.bootstrap, cfg):
+        sql(
+            pg_database,
+            "INSERT INTO a VALUES (1, 1)",
+            "ALTER TABLE a ADD COLUMN note varchar(20) NOT NULL DEFAULT 'n'",
+            "INSERT INTO a VALUES (2, 2, 'two')",
+            "ALTER TABLE a DROP COLUMN x",
+            "INSERT INTO a VALUES (3, 'three')",
+            "BEGIN; INSERT INTO a VALUES (4, 'four'); INSERT INTO b VALUES (4);"
+            " UPDATE a SET note = 'FOUR' WHERE id = 4; COMMIT",
+        )
+        a = read_topic(kafka.bootstrap, f"{name}.public.a", 5)
+        b = read_topic(kafka.bootstrap, f"{name}.public.b", 1)
+    assert [payload(r)["after"] for r in a] == [
+        {"id": 1, "x": 1},
+        {"id": 2, "x": 2, "note": "two"},
+        {"id": 3, "note": "three"},
+        {"id": 4, "note": "four"},
+        {"id": 4, "note": "FOUR"},
+    ]
+    fields = [f["field"] for f in a[1][1]["schema"]["fields"][0]["fields"]]
+    assert fields == ["id", "x", "note"]
+    note = a[1][1]["schema"]["fields"][0]["fields"][2]
+    assert note["optional"] is False and note["type"] == "string"
+    tx = {payload(r)["source"]["txId"] for r in (a[3], a[4], b[0])}
+    assert len(tx) == 1
+    lsns = [
+        payload(a[3])["source"]["lsn"],
+        payload(b[0])["source"]["lsn"],
+        payload(a[4])["source"]["lsn"],
+    ]
+    assert lsns == sorted(lsns)
+
+
+def test_restart_resumes_without_loss(pg_database: str, kafka: KafkaService) -> None:
+    from tests.sources.pg_harness import MemoryStore
+
+    sql(pg_database, "CREATE TABLE r (id int PRIMARY KEY)")
+    name = src_name()
+    cfg = make_config(pg_database, name, tables=["public.r"], snapshot="never",
+                      status_interval_ms=100)  # fmt: skip
+    store = MemoryStore()
+    with run_source(kafka.bootstrap, cfg, store):
+        sql(pg_database, "INSERT INTO r SELECT generate_series(1, 100)")
+        read_topic(kafka.bootstrap, f"{name}.public.r", 100)
+    sql(pg_database, "INSERT INTO r SELECT generate_series(101, 200)")  # while stopped
+    with run_source(kafka.bootstrap, cfg, store):
+        sql(pg_database, "INSERT INTO r SELECT generate_series(201, 300)")
+        recs = read_topic(kafka.bootstrap, f"{name}.public.r", 300)
+    ids = [payload(r)["after"]["id"] for r in recs]
+    assert sorted(set(ids)) == list(range(1, 301))
+    assert len(ids) == 300  # the slot was confirmed at the last commit: nothing replayed
+
+
+def test_heartbeat_advances_slot_while_tables_idle(pg_database: str, kafka: KafkaService) -> None:
+    sql(pg_database, "CREATE TABLE quiet (id int PRIMARY KEY)", "CREATE TABLE busy (id int)")
+    name = src_name()
+    cfg = make_config(
+        pg_database, name, tables=["public.quiet"], snapshot="never",
+        heartbeat_interval_ms=200, status_interval_ms=100,
+    )  # fmt: skip
+    slot = cfg.slot
+
+    def confirmed() -> int:
+        with psycopg.connect(pg_database) as c:
+            row = c.execute(
+                "SELECT pg_wal_lsn_diff(confirmed_flush_lsn, '0/0')::bigint"
+                " FROM pg_replication_slots WHERE slot_name = %s",
+                (slot,),
+            ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+    from tests.sources.pg_harness import wait_for
+
+    with run_source(kafka.bootstrap, cfg):
+        start = confirmed()
+        sql(pg_database, "INSERT INTO busy SELECT generate_series(1, 20000)")
+        with psycopg.connect(pg_database) as c:
+            row = c.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint"
+            ).fetchone()
+            assert row is not None
+            target = int(row[0])
+        assert wait_for(lambda: confirmed() >= target, 15), (start, target, confirmed())
