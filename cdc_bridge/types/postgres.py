@@ -128,7 +128,7 @@ def builtin_array_element(oid: int) -> int | None:
 
 
 def _bool(s: str) -> bool:
-    return s == "t"
+    return s[:1] == "t"  # 't' from pgoutput, 'true' from ::text
 
 
 def _float(s: str) -> float | None:

@@ -153,9 +153,7 @@ class SnapshotReader:
         prog = self.progress[t.qualified] = SnapshotProgress(
             t.qualified, int(est_row[0]) if est_row else 0
         )
-        select = sql.SQL(", ").join(
-            sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in cols
-        )
+        select = sql.SQL(", ").join(_text_expr(c.name, c.type_oid, c.typmod) for c in cols)
         query = sql.SQL("SELECT {} FROM {}").format(select, sql.Identifier(t.schema, t.name))
         params: list[Any] = []
         pk = list(codec.schema.key_columns)
@@ -202,3 +200,10 @@ class SnapshotReader:
                     log.info(prog.line())
                     last_log = now
         log.info("%s (done)", prog.line())
+
+
+def _text_expr(name: str, oid: int, typmod: int) -> sql.Composable:
+    """The column in its output-function text form, as pgoutput sends it."""
+    if oid == 1042 and typmod >= 5:  # char(n): ::text would strip the padding
+        return sql.SQL("rpad({}::text, {})").format(sql.Identifier(name), sql.Literal(typmod - 4))
+    return sql.SQL("{}::text").format(sql.Identifier(name))
