@@ -153,7 +153,13 @@ class SnapshotReader:
         prog = self.progress[t.qualified] = SnapshotProgress(
             t.qualified, int(est_row[0]) if est_row else 0
         )
-        select = sql.SQL(", ").join(_text_expr(c.name, c.type_oid, c.typmod) for c in cols)
+        # aliased: ORDER BY must see the columns, not their text forms of the same name
+        select = sql.SQL(", ").join(
+            sql.SQL("{} AS {}").format(
+                _text_expr(c.name, c.type_oid, c.typmod), sql.Identifier(f"c{i}")
+            )
+            for i, c in enumerate(cols)
+        )
         query = sql.SQL("SELECT {} FROM {}").format(select, sql.Identifier(t.schema, t.name))
         params: list[Any] = []
         pk = list(codec.schema.key_columns)
