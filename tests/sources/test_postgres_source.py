@@ -4,11 +4,9 @@ the events compared field by field with Debezium's."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
-import pytest
 
 from cdc_bridge.testing.services import KafkaService
 from tests.connect_schema import validate
