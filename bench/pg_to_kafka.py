@@ -125,13 +125,16 @@ def throughput(dsn: str, bootstrap: str, rows: int, schemas: bool) -> dict[str, 
     src, ctx, t = run_source(cfg, bootstrap)
     start = time.monotonic()
     total = 0
+    idx = 0
     while total < rows:
         time.sleep(0.005)
         safe = ctx.safe_offset()
+        if safe is None:
+            continue
         with ctx.lock:
-            total = sum(
-                len(ts) for lsn, ts in ctx.batches if safe is not None and 0 <= lsn <= safe.lsn
-            )
+            while idx < len(ctx.batches) and ctx.batches[idx][0] <= safe.lsn:
+                total += len(ctx.batches[idx][1])
+                idx += 1
         if time.monotonic() - start > float(os.environ.get("BENCH_TIMEOUT", 600)):
             raise RuntimeError(f"only {total} of {rows} rows acknowledged after 600s")
     elapsed = time.monotonic() - start

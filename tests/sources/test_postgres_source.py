@@ -233,3 +233,36 @@ def test_heartbeat_advances_slot_while_tables_idle(pg_database: str, kafka: Kafk
             assert row is not None
             target = int(row[0])
         assert wait_for(lambda: confirmed() >= target, 15), (start, target, confirmed())
+
+
+def test_protocol_v2_streamed_transactions(pg_database: str, kafka: KafkaService) -> None:
+    """Large in-progress transactions streamed by the server (logical_decoding_work_mem tiny):
+    committed ones arrive whole, aborted ones (and aborted subtransactions) never."""
+    dbname = pg_database.rsplit("/", 1)[1]
+    sql(
+        pg_database,
+        f"ALTER DATABASE {dbname} SET logical_decoding_work_mem = '64kB'",
+        "CREATE TABLE big (id int PRIMARY KEY, v text)",
+    )
+    name = src_name()
+    cfg = make_config(
+        pg_database, name, tables=["public.big"], snapshot="never", streaming=True,
+        max_batch_events=700,
+    )  # fmt: skip
+    with run_source(kafka.bootstrap, cfg) as running:
+        with psycopg.connect(pg_database) as c:  # one transaction, with a rolled-back savepoint
+            c.execute("INSERT INTO big SELECT g, repeat('v', 50) FROM generate_series(1, 3000) g")
+            c.execute("SAVEPOINT s")
+            c.execute("INSERT INTO big SELECT g, 'gone' FROM generate_series(10001, 13000) g")
+            c.execute("ROLLBACK TO SAVEPOINT s")
+            c.execute("INSERT INTO big SELECT g, 'w' FROM generate_series(3001, 5000) g")
+            c.commit()
+        with psycopg.connect(pg_database) as c:
+            c.execute("INSERT INTO big SELECT g, 'gone' FROM generate_series(20001, 25000) g")
+            c.rollback()
+        sql(pg_database, "INSERT INTO big VALUES (5001, 'last')")
+        recs = read_topic(kafka.bootstrap, f"{name}.public.big", 5001, settle=1.0)
+        assert running.source.stats["streamed_transactions"] >= 1
+    ids = [payload(r)["after"]["id"] for r in recs]
+    assert ids == list(range(1, 5002))
+    assert len({payload(r)["source"]["txId"] for r in recs[:5000]}) == 1

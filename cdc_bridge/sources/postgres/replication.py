@@ -61,8 +61,8 @@ class SlotInfo:
 class XLogData:
     """One 'w' message: a chunk of decoded WAL (one pgoutput message)."""
 
-    data_start: LSN
-    wal_end: LSN
+    data_start: int  # LSNs as plain ints on the hot path
+    wal_end: int
     send_time: int  # µs since 2000-01-01, server clock
     payload: bytes
 
@@ -102,8 +102,8 @@ class ReplicationConnection:
             **kwargs,
         )
         self.pgconn = self.conn.pgconn
-        self.received = LSN(0)
-        self.flushed = LSN(0)
+        self.received = 0
+        self.flushed = 0
         self.streaming = False
         self.last_status_sent = 0.0
 
@@ -191,8 +191,8 @@ class ReplicationConnection:
             raise pg_errors.error_from_result(res, encoding="utf-8")
         self.pgconn.nonblocking = 1
         self.streaming = True
-        self.received = max(self.received, LSN(start_lsn))
-        self.flushed = max(self.flushed, LSN(start_lsn))
+        self.received = max(self.received, int(start_lsn))
+        self.flushed = max(self.flushed, int(start_lsn))
 
     def read(self, timeout: float) -> XLogData | Keepalive | None:
         """Next message from the stream, or None after ``timeout`` seconds without one.
@@ -208,8 +208,8 @@ class ReplicationConnection:
                 if kind == 119:  # 'w'
                     start, end, ts = _XLOG_HEAD.unpack_from(data, 1)
                     if end > self.received:
-                        self.received = LSN(end)
-                    return XLogData(LSN(start), LSN(end), ts, bytes(data[25:]))
+                        self.received = end
+                    return XLogData(start, end, ts, bytes(data[25:]))
                 if kind == 107:  # 'k'
                     end, ts, reply = _KEEPALIVE.unpack_from(data, 1)
                     if reply:
@@ -242,7 +242,7 @@ class ReplicationConnection:
     def set_flushed(self, lsn: LSN | int) -> None:
         """Mark WAL up to ``lsn`` durable downstream (never moves backwards)."""
         if lsn > self.flushed:
-            self.flushed = LSN(lsn)
+            self.flushed = int(lsn)
 
     def send_status(self, *, reply: bool = False) -> None:
         """Standby status update 'r': written = received, flushed = applied = durable position."""

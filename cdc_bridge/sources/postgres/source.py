@@ -92,7 +92,12 @@ class PostgresSource(Source):
         self._codecs: dict[tuple[Any, ...], TableCodec] = {}
         self.relations: dict[int, TableCodec] = {}
         self.snapshot_reader: SnapshotReader | None = None
-        self.stats: dict[str, Any] = {"slot_lag_bytes": None, "events": 0, "transactions": 0}
+        self.stats: dict[str, Any] = {
+            "slot_lag_bytes": None,
+            "events": 0,
+            "transactions": 0,
+            "streamed_transactions": 0,
+        }
 
     # -- connections -----------------------------------------------------------------------------
 
@@ -482,6 +487,7 @@ class _Streamer:
             return True
         if type(msg) is po.StreamCommit:
             buffered = self.streams.pop(msg.xid, [])
+            self.src.stats["streamed_transactions"] += 1
             self.in_tx = True
             self.xid = msg.xid
             self.commit_us = po.pg_timestamp_to_unix_us(msg.commit_ts)
