@@ -53,6 +53,7 @@ def run_source(
     store: MemoryStore | None = None,
     *,
     wait_streaming: bool = True,
+    stop_at_start: bool = False,
 ) -> Iterator[Running]:
     producer = EventProducer(bootstrap, {"linger.ms": 2})
     encoder = EnvelopeEncoder(schemas=config.schemas, tombstones=config.tombstones)
@@ -70,6 +71,8 @@ def run_source(
 
     thread = threading.Thread(target=target, daemon=True)
     running = Running(source, ctx, thread)
+    if stop_at_start:
+        ctx.stopping.set()
     thread.start()
     try:
         if wait_streaming:

@@ -104,3 +104,21 @@ def test_interrupted_snapshot_resumes_where_it_stopped(
     dupes = sum(c - 1 for c in ids.values())
     assert dupes <= 50000 - after + 1
     assert store.offsets["resume"]["snapshot_done"] is True
+
+
+def test_stop_right_after_slot_creation_still_snapshots_on_restart(
+    pg_database: str, kafka: KafkaService
+) -> None:
+    with psycopg.connect(pg_database, autocommit=True) as c:
+        c.execute("CREATE TABLE early (id int PRIMARY KEY)")
+        c.execute("INSERT INTO early SELECT generate_series(1, 500)")
+    cfg = make_config(pg_database, "early", tables=["public.early"])
+    store = MemoryStore()
+    with run_source(kafka.bootstrap, cfg, store, wait_streaming=False, stop_at_start=True) as r:
+        r.thread.join(10)
+    with psycopg.connect(pg_database) as c:  # the slot exists, no snapshot row was delivered
+        assert c.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (1,)
+    assert store.offsets["early"]["snapshot_done"] is False
+    with run_source(kafka.bootstrap, cfg, store):
+        recs = read_topic(kafka.bootstrap, "early.public.early", 500)
+    assert sorted(payload(r)["after"]["id"] for r in recs) == list(range(1, 501))

@@ -171,6 +171,11 @@ class PostgresSource(Source):
         start_lsn = LSN(0)
         if state is None:
             want_snapshot = mode in ("initial", "when_needed")
+            if want_snapshot:
+                # Persist "snapshot pending" before the slot exists: a crash after creating the
+                # slot must not look like a finished snapshot on restart.
+                ctx.emit([], PostgresOffset(0, False, None))
+                ctx.checkpoint()
             slot = repl.create_slot(
                 self.cfg.slot, snapshot="export" if want_snapshot else "nothing"
             )
