@@ -266,3 +266,29 @@ def test_protocol_v2_streamed_transactions(pg_database: str, kafka: KafkaService
     ids = [payload(r)["after"]["id"] for r in recs]
     assert ids == list(range(1, 5002))
     assert len({payload(r)["source"]["txId"] for r in recs[:5000]}) == 1
+
+
+def test_table_without_key_and_all_tables(pg_database: str, kafka: KafkaService) -> None:
+    sql(
+        pg_database,
+        "CREATE TABLE logs (msg text, n int)",
+        "ALTER TABLE logs REPLICA IDENTITY FULL",
+        "CREATE TABLE other (id int PRIMARY KEY)",
+    )
+    name = src_name()
+    cfg = make_config(pg_database, name, snapshot="never")  # no `tables`: all tables
+    with run_source(kafka.bootstrap, cfg):
+        sql(
+            pg_database,
+            "INSERT INTO logs VALUES ('a', 1)",
+            "UPDATE logs SET n = 2",
+            "DELETE FROM logs",
+            "INSERT INTO other VALUES (7)",
+        )
+        logs = read_topic(kafka.bootstrap, f"{name}.public.logs", 3)
+        other = read_topic(kafka.bootstrap, f"{name}.public.other", 1)
+    assert ops(logs) == ["c", "u", "d"]  # no tombstone without a key
+    assert all(r[0] is None for r in logs)
+    assert payload(logs[1])["before"] == {"msg": "a", "n": 1}
+    assert payload(logs[2])["before"] == {"msg": "a", "n": 2}
+    assert other[0][0]["payload"] == {"id": 7}
