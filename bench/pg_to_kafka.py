@@ -4,7 +4,9 @@
    then the time until Kafka acknowledged every event after it starts: rows/s commit -> ack.
 2. Latency: a steady writer (pgbench, --rate) commits RATE rows/s in 50-row transactions;
    for every row, broker acknowledgement time minus Postgres commit time: p50 / p99 / max.
-3. Peak RSS of the bridge process (this process: the source runs in-process).
+3. Peak RSS of the bridge process (this process: the source runs in-process), after the
+   streaming phases, and after
+4. an ``initial_only`` snapshot of the whole table (rows/s until every row is acknowledged).
 
 Prints one JSON line, then a human line. Services: private Postgres and tansu broker (or
 CDC_TEST_POSTGRES_DSN / CDC_TEST_KAFKA_BOOTSTRAP).
@@ -144,6 +146,24 @@ def throughput(dsn: str, bootstrap: str, rows: int, schemas: bool) -> dict[str, 
     return {"rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed)}
 
 
+def snapshot(dsn: str, bootstrap: str) -> dict[str, Any]:
+    """initial_only snapshot of the whole bench table, until Kafka acknowledged every row."""
+    with psycopg.connect(dsn) as c:
+        row = c.execute("SELECT count(*) FROM bench").fetchone()
+        assert row is not None
+        rows = int(row[0])
+    cfg = PostgresSourceConfig.model_validate(
+        {"name": f"bs{os.getpid()}", "kind": "postgres", "dsn": dsn, "tables": ["public.bench"],
+         "snapshot": "initial_only"}
+    )  # fmt: skip
+    start = time.monotonic()
+    _src, ctx, t = run_source(cfg, bootstrap)
+    t.join()
+    ctx.producer.close(120)
+    elapsed = time.monotonic() - start
+    return {"rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed)}
+
+
 def latency(dsn: str, bootstrap: str, rate: int, seconds: int) -> dict[str, Any]:
     name = f"bl{os.getpid()}"
     cfg = PostgresSourceConfig.model_validate(
@@ -223,20 +243,25 @@ def main() -> None:
         tp = throughput(dsn, kafka.bootstrap, args.rows, schemas=True)
         tp_noschema = throughput(dsn, kafka.bootstrap, args.rows, schemas=False)
         lat = latency(dsn, kafka.bootstrap, args.rate, args.seconds)
+        rss_streaming_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        snap = snapshot(dsn, kafka.bootstrap)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {
         "bench": "pg_to_kafka",
         "cpus": os.cpu_count(),
         "throughput": tp,
         "throughput_schemas_off": tp_noschema,
+        "snapshot": snap,
         "latency": lat,
+        "peak_rss_mb_streaming": round(rss_streaming_mb, 1),
         "peak_rss_mb": round(rss_mb, 1),
     }
     print(json.dumps(result))
     print(
         f"pg_to_kafka: {tp['rows_per_s']:,} rows/s commit->ack ({tp_noschema['rows_per_s']:,} "
         f"without schemas), latency at {lat['rate_rows_per_s']:,} rows/s: p50 {lat['p50_ms']} ms, "
-        f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms; peak RSS {rss_mb:.0f} MB"
+        f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms; snapshot {snap['rows_per_s']:,} rows/s; "
+        f"peak RSS {rss_streaming_mb:.0f} MB streaming, {rss_mb:.0f} MB with the snapshot"
     )
 
 

@@ -292,3 +292,24 @@ def test_table_without_key_and_all_tables(pg_database: str, kafka: KafkaService)
     assert payload(logs[1])["before"] == {"msg": "a", "n": 1}
     assert payload(logs[2])["before"] == {"msg": "a", "n": 2}
     assert other[0][0]["payload"] == {"id": 7}
+
+
+def test_skip_ops_and_tombstones_off(pg_database: str, kafka: KafkaService) -> None:
+    sql(pg_database, "CREATE TABLE k (id int PRIMARY KEY)")
+    name = src_name()
+    cfg = make_config(
+        pg_database, name, tables=["public.k"], snapshot="never", skip_ops=["t", "u"],
+        tombstones=False, schemas=False,
+    )  # fmt: skip
+    with run_source(kafka.bootstrap, cfg):
+        sql(
+            pg_database,
+            "INSERT INTO k VALUES (1)",
+            "UPDATE k SET id = 1",
+            "DELETE FROM k",
+            "TRUNCATE k",
+            "INSERT INTO k VALUES (2)",
+        )
+        recs = read_topic(kafka.bootstrap, f"{name}.public.k", 3)
+    assert [r[1]["op"] for r in recs] == ["c", "d", "c"]  # bare payloads, no tombstone
+    assert recs[0][0] == {"id": 1}
