@@ -9,7 +9,7 @@ connection that reads row values must use them. Unknown types become strings, ne
 
 from __future__ import annotations
 
-import base64
+import binascii
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -137,7 +137,7 @@ def _float(s: str) -> float | None:
 
 
 def _b64(b: bytes) -> str:
-    return base64.b64encode(b).decode("ascii")
+    return binascii.b2a_base64(b, newline=False).decode("ascii")
 
 
 def decimal_bytes(unscaled: int) -> bytes:
@@ -163,10 +163,21 @@ def _unscaled(text: str, scale: int) -> int:
 
 
 def _decimal_converter(scale: int) -> Converter:
+    b2a = binascii.b2a_base64
+
     def conv(s: str) -> str | None:
-        if s == "NaN" or s.endswith("Infinity"):
+        # Fast path: Postgres prints numeric(p,s) with exactly `scale` fraction digits.
+        dot = s.find(".")
+        if dot >= 0 and len(s) - dot - 1 == scale:
+            v = int(s[:dot] + s[dot + 1 :])
+        elif dot < 0 and scale == 0 and s[-1:].isdigit():
+            v = int(s)
+        elif s == "NaN" or s.endswith("Infinity"):
             return None
-        return _b64(decimal_bytes(_unscaled(s, scale)))
+        else:
+            v = _unscaled(s, scale)
+        n = (v if v >= 0 else ~v).bit_length() // 8 + 1
+        return b2a(v.to_bytes(n, "big", signed=True), newline=False).decode("ascii")
 
     return conv
 

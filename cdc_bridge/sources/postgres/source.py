@@ -192,6 +192,12 @@ class PostgresSource(Source):
             resume_snapshot = stored is not None and not stored.snapshot_done
             if stored is None and mode == "when_needed":
                 resume_snapshot = True
+            elif stored is None and mode == "initial":
+                ctx.log.warning(
+                    "slot %s exists but no stored position was found: streaming from the slot "
+                    'without a snapshot (snapshot = "when_needed" re-reads the tables)',
+                    self.cfg.slot,
+                )
             if resume_snapshot and mode != "never":
                 ctx.log.info(
                     "snapshot of source %s was not finished; resuming it (a new snapshot; the "
@@ -412,11 +418,26 @@ class _Streamer:
             "lsn": lsn,
             "xmin": None,
         }
-        lc = self.last_commit
-        seq = f'["{int(lc)}","{lsn}"]' if lc is not None else f'[null,"{lsn}"]'
         return ChangeEvent(
-            codec.schema, op, before, after, self.commit_us, src, SNAPSHOT_FALSE, seq
+            codec.schema,
+            op,
+            before,
+            after,
+            self.commit_us,
+            src,
+            SNAPSHOT_FALSE,
+            f'{self.seq_prefix}"{lsn}"]',
         )
+
+    @property
+    def last_commit(self) -> int | None:
+        return self._last_commit
+
+    @last_commit.setter
+    def last_commit(self, lsn: int | None) -> None:
+        """Debezium's ``sequence`` starts with the last committed LSN (null before any)."""
+        self._last_commit = lsn
+        self.seq_prefix = f'["{int(lsn)}",' if lsn is not None else "[null,"
 
     def _codec(self, relid: int) -> TableCodec:
         codec = self.src.relations.get(relid)
