@@ -72,6 +72,13 @@ class PostgresSourceConfig(SourceConfigBase):
         "of this size (the slot only advances at their commit).",
         examples=[5000],
     )
+    max_in_flight_events: int = Field(
+        50_000,
+        ge=1,
+        description="Pause reading while this many records wait for Kafka's acknowledgement "
+        "(bounds memory during catch-up and snapshots; the slot holds the backlog meanwhile).",
+        examples=[50000],
+    )
     snapshot_fetch_size: int = Field(
         10_000, ge=1, description="Rows fetched per snapshot batch.", examples=[10000]
     )

@@ -281,6 +281,7 @@ class PostgresSource(Source):
         skip_reads = OP_READ in self.skip
 
         def emit(events: list[ChangeEvent], state: dict[str, Any]) -> None:
+            _backpressure(ctx, self.cfg.max_in_flight_events)
             ctx.emit([] if skip_reads else events, PostgresOffset(lsn, False, state))
 
         reader = self.snapshot_reader = SnapshotReader(
@@ -396,6 +397,7 @@ class _Streamer:
 
     def flush(self) -> None:
         if self.pending or self.pending_offset is not None:
+            _backpressure(self.ctx, self.src.cfg.max_in_flight_events)
             self.ctx.emit(self.pending, self.pending_offset)
             self.src.stats["events"] += len(self.pending)
             self.pending = []
@@ -604,6 +606,13 @@ class _Streamer:
             self.src.stats["transactions"],
             self.src.stats["events"],
         )
+
+
+def _backpressure(ctx: SourceContext, limit: int) -> None:
+    """Wait while more than ``limit`` records are unacknowledged (bounded memory)."""
+    producer = ctx.producer
+    while len(producer) > limit and not ctx.stopping.is_set():
+        time.sleep(0.002)
 
 
 _STREAM_CONTROL = frozenset({po.StreamStart, po.StreamStop, po.StreamCommit, po.StreamAbort})
