@@ -464,12 +464,18 @@ class _Streamer:
                         o if n is po.UNCHANGED_TOAST and isinstance(o, str) else n
                         for n, o in zip(new, old, strict=False)
                     ]
-                before = c.row(old) if old is not None else None
+                if old is None:
+                    before = None
+                elif msg.old_kind == "K":
+                    before = c.key_row(old)
+                else:
+                    before = c.row(old)
                 self.pending.append(self._event(c, OP_UPDATE, before, c.row(new), lsn))
         elif type(msg) is po.Delete:
             if OP_DELETE not in skip:
                 c = self._codec(msg.relid)
-                self.pending.append(self._event(c, OP_DELETE, c.row(msg.old), None, lsn))
+                before = c.key_row(msg.old) if msg.old_kind == "K" else c.row(msg.old)
+                self.pending.append(self._event(c, OP_DELETE, before, None, lsn))
         elif type(msg) is po.Begin:
             self.in_tx = True
             self.xid = msg.xid

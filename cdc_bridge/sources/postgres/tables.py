@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +96,29 @@ def catalog_columns(
     return cols, tuple(pk[0]) if pk else (), {r[0]: r[4] for r in rows}
 
 
+_FALLBACKS: dict[str, Any] = {
+    "int8": 0,
+    "int16": 0,
+    "int32": 0,
+    "int64": 0,
+    "float": 0.0,
+    "double": 0.0,
+    "boolean": False,
+    "string": "",
+    "bytes": "",
+    "array": [],
+}
+
+
+def _fallback(schema: Mapping[str, Any]) -> Any:
+    """Debezium's value for a required column whose value was not sent (JdbcValueConverters)."""
+    if schema.get("name") == "org.apache.kafka.connect.data.Decimal":
+        return "AA=="  # 0
+    if schema.get("name") == "io.debezium.data.VariableScaleDecimal":
+        return {"scale": 0, "value": "AA=="}
+    return _FALLBACKS.get(str(schema.get("type")))
+
+
 RowBuilder = Callable[[Sequence[Any]], dict[str, Any]]
 
 
@@ -155,6 +178,13 @@ class TableCodec:
             key_columns=tuple(k for k in key_columns if k in self.names),
         )
         self.key_index = [self.names.index(k) for k in self.schema.key_columns]
+        # Old tuples under REPLICA IDENTITY DEFAULT carry only the key: required (NOT NULL)
+        # columns get Debezium's fallback value instead of a schema-breaking null.
+        self.fallbacks = {
+            c.name: _fallback(t.schema)
+            for c, t in zip(columns, self.types, strict=True)
+            if c.not_null and c.name not in self.schema.key_columns
+        }
         self._fast = self._compile()
         self._warned: set[str] = set()
 
@@ -180,6 +210,13 @@ class TableCodec:
             return self._fast(values)
         except Exception:
             return self._slow(values)
+
+    def key_row(self, values: Sequence[Any]) -> dict[str, Any]:
+        """An old-key tuple ('K'): key columns set, the rest null or their type's fallback."""
+        row = self.row(values)
+        if self.fallbacks:
+            row.update(self.fallbacks)
+        return row
 
     def _slow(self, values: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
