@@ -46,3 +46,7 @@ bench-mongodb-convert *ARGS:
 # Postgres -> Kafka: rows/s commit->ack, p50/p99 latency at a steady 5,000 rows/s, peak RSS.
 bench-pg *ARGS:
     .venv/bin/python bench/pg_to_kafka.py {{ARGS}}
+
+# Regenerate the README's configuration reference from the config models.
+docs:
+    .venv/bin/python -m cdc_bridge docs config --write README.md
