@@ -33,3 +33,29 @@ def test_status_and_drop_slot(pg_database: str) -> None:
         assert c.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (0,)
     res = runner.invoke(app, ["drop-slot", "--dsn", pg_database, "--source", "shop", "--yes"])
     assert "did not exist" in res.output
+
+
+def test_status_from_routes_toml(pg_database: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    conf = tmp_path / "routes.toml"
+    conf.write_text(
+        f"""
+[kafka]
+bootstrap_servers = "127.0.0.1:9"
+
+[[sources]]
+name = "shop"
+kind = "postgres"
+dsn = "{pg_database}"
+slot_name = "my_slot"
+"""
+    )
+    runner = CliRunner()
+    res = runner.invoke(app, ["status", "--config", str(conf), "--source", "shop"])
+    assert res.exit_code == 0, res.output
+    status = json.loads(res.output)
+    assert status["slot"] == "my_slot" and status["slot_exists"] is False
+    res = runner.invoke(app, ["status", "--config", str(conf), "--source", "nope"])
+    assert res.exit_code == 2 and "no postgres source named 'nope'" in res.output

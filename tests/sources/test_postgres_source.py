@@ -315,3 +315,27 @@ def test_skip_ops_and_tombstones_off(pg_database: str, kafka: KafkaService) -> N
         recs = read_topic(kafka.bootstrap, f"{name}.public.k", 3)
     assert [r[1]["op"] for r in recs] == ["c", "d", "c"]  # bare payloads, no tombstone
     assert recs[0][0] == {"id": 1}
+
+
+def test_reconnects_after_walsender_is_terminated(pg_database: str, kafka: KafkaService) -> None:
+    sql(pg_database, "CREATE TABLE rc (id int PRIMARY KEY)")
+    name = src_name()
+    cfg = make_config(pg_database, name, tables=["public.rc"], snapshot="never")
+    from tests.sources.pg_harness import wait_for
+
+    with run_source(kafka.bootstrap, cfg) as running:
+        sql(pg_database, "INSERT INTO rc SELECT generate_series(1, 100)")
+        read_topic(kafka.bootstrap, f"{name}.public.rc", 100)
+        sql(
+            pg_database,
+            "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+            f" WHERE slot_name = '{cfg.slot}'",
+            "INSERT INTO rc SELECT generate_series(101, 200)",
+        )
+        assert wait_for(
+            lambda: running.source.repl is None or not running.source.repl.streaming, 10
+        )
+        recs = read_topic(kafka.bootstrap, f"{name}.public.rc", 200, timeout=30)
+        assert running.error is None and running.thread.is_alive()
+    ids = {payload(r)["after"]["id"] for r in recs}
+    assert ids == set(range(1, 201))

@@ -27,7 +27,7 @@ class PostgresSourceConfig(SourceConfigBase):
     slot_name: str | None = Field(
         None,
         description="Logical replication slot; `cdc_bridge_<name>` when omitted. Created if absent, "
-        "never dropped implicitly (`cdc-bridge pg drop-slot` drops it).",
+        "never dropped implicitly (`cdc-bridge postgres drop-slot` drops it).",
         examples=["cdc_bridge_orders"],
     )
     publication_name: str | None = Field(

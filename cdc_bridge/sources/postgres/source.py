@@ -92,6 +92,7 @@ class PostgresSource(Source):
         self._codecs: dict[tuple[Any, ...], TableCodec] = {}
         self.relations: dict[int, TableCodec] = {}
         self.snapshot_reader: SnapshotReader | None = None
+        self.streamed = False
         self.stats: dict[str, Any] = {
             "slot_lag_bytes": None,
             "events": 0,
@@ -151,6 +152,25 @@ class PostgresSource(Source):
         check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
 
     def run(self, ctx: SourceContext) -> None:
+        """Snapshot if needed, then stream. Once streaming ran, a broken connection (server
+        restart, terminated walsender, network) is retried with backoff from the slot's
+        confirmed position; failures before that are raised at once (likely a setup error)."""
+        attempt = 0
+        while True:
+            try:
+                self._run_once(ctx)
+                return
+            except RetriableError as exc:
+                if not self.streamed or ctx.stopping.is_set():
+                    raise
+                attempt += 1
+                delay = min(30.0, 0.25 * 2**attempt)
+                ctx.log.warning("%s; reconnecting in %.1fs (attempt %d)", exc, delay, attempt)
+                self.close()
+                if ctx.stopping.wait(delay):
+                    return
+
+    def _run_once(self, ctx: SourceContext) -> None:
         conn = self._meta()
         tables = self._tables()
         check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
@@ -210,6 +230,9 @@ class PostgresSource(Source):
                     return
             if stored is not None and stored.lsn > start_lsn:
                 start_lsn = LSN(stored.lsn)
+            safe = ctx.safe_offset()  # this process may have confirmed more than it stored
+            if isinstance(safe, PostgresOffset) and safe.snapshot_done and safe.lsn > start_lsn:
+                start_lsn = LSN(safe.lsn)
         self._stream(ctx, repl, start_lsn)
 
     def close(self) -> None:
@@ -221,7 +244,10 @@ class PostgresSource(Source):
                     pass
         self.repl = None
         if self.meta is not None:
-            self.meta.close()
+            try:
+                self.meta.close()
+            except Exception:
+                pass
             self.meta = None
 
     # -- table codecs ----------------------------------------------------------------------------
@@ -326,6 +352,7 @@ class PostgresSource(Source):
             ) from exc
         except psycopg.Error as exc:
             raise FatalError(f"START_REPLICATION failed: {str(exc).strip()}") from exc
+        self.streamed = True
         ctx.log.info(
             "streaming from slot %s at %s (pgoutput v%d%s)",
             cfg.slot,
@@ -336,7 +363,9 @@ class PostgresSource(Source):
         try:
             _Streamer(self, ctx, repl, start, proto).loop()
         except (psycopg.OperationalError, ReplicationStreamEnded) as exc:
-            raise RetriableError(f"replication stream of {self.name!r} broke: {exc}") from exc
+            raise RetriableError(
+                f"replication stream of {self.name!r} broke: {str(exc).strip()}"
+            ) from exc
         except po.PgOutputError as exc:
             raise FatalError(f"cannot decode the replication stream: {exc}") from exc
 
