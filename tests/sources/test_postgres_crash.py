@@ -99,4 +99,7 @@ def test_sigkill_three_times_loses_nothing(
     dupes = sum(n - 1 for n in ids.values())
     print(f"crash test: {len(recs)} records, {len(ids)} distinct rows, {dupes} duplicates")
     assert written.is_set() and len(kills) == 3
-    assert not missing, f"{len(missing)} rows missing, e.g. {sorted(missing)[:10]}"
+    assert not missing, (
+        f"{len(missing)} rows missing, e.g. {sorted(missing)[:10]}; bridge log tail:\n"
+        + log.read_text(errors="replace")[-3000:]
+    )
