@@ -339,3 +339,27 @@ def test_reconnects_after_walsender_is_terminated(pg_database: str, kafka: Kafka
         assert running.error is None and running.thread.is_alive()
     ids = {payload(r)["after"]["id"] for r in recs}
     assert ids == set(range(1, 201))
+
+
+def test_enum_gains_a_label_mid_stream(pg_database: str, kafka: KafkaService) -> None:
+    sql(
+        pg_database,
+        "CREATE TYPE color AS ENUM ('red', 'green')",
+        "CREATE TABLE paint (id int PRIMARY KEY, c color)",
+    )
+    name = src_name()
+    cfg = make_config(pg_database, name, tables=["public.paint"], snapshot="never")
+    with run_source(kafka.bootstrap, cfg):
+        sql(pg_database, "INSERT INTO paint VALUES (1, 'red')")
+        read_topic(kafka.bootstrap, f"{name}.public.paint", 1)  # schema built before the ALTER
+        sql(pg_database, "ALTER TYPE color ADD VALUE 'blue'")
+        sql(pg_database, "INSERT INTO paint VALUES (2, 'blue')")
+        recs = read_topic(kafka.bootstrap, f"{name}.public.paint", 2)
+
+    def allowed(rec: tuple[Any, Any]) -> str:
+        fields = rec[1]["schema"]["fields"][1]["fields"]
+        return next(f for f in fields if f["field"] == "c")["parameters"]["allowed"]
+
+    assert allowed(recs[0]) == "red,green"
+    assert payload(recs[1])["after"]["c"] == "blue"
+    assert allowed(recs[1]) == "red,green,blue"

@@ -91,6 +91,7 @@ class PostgresSource(Source):
         self.catalog = TypeCatalog(None)
         self._codecs: dict[tuple[Any, ...], TableCodec] = {}
         self.relations: dict[int, TableCodec] = {}
+        self.relation_msgs: dict[int, po.Relation] = {}
         self.snapshot_reader: SnapshotReader | None = None
         self.streamed = False
         self.stats: dict[str, Any] = {
@@ -287,6 +288,27 @@ class PostgresSource(Source):
             for c in rel.columns
         ]
         self.relations[rel.relid] = self._codec(rel.namespace, rel.name, columns, pk)
+        self.relation_msgs[rel.relid] = rel
+
+    def _refresh_relation(self, relid: int) -> None:
+        codec = self.relations.get(relid)
+        rel = self.relation_msgs.get(relid)
+        if codec is None or rel is None:
+            return
+        for c in codec.columns:
+            self._on_type(c.type_oid)
+        self._on_relation(rel)
+        self.relations[relid].stale = False  # once: never loop on an unknown value
+
+    def _on_type(self, oid: int) -> None:
+        """A Type message (e.g. after ALTER TYPE ... ADD VALUE): forget what we knew about it,
+        so the next Relation message builds the schema with the new enum labels."""
+        self.catalog.invalidate(oid)
+        self._codecs = {
+            sig: codec
+            for sig, codec in self._codecs.items()
+            if all(c.type_oid != oid for c in codec.columns)
+        }
 
     # -- snapshot --------------------------------------------------------------------------------
 
@@ -482,6 +504,8 @@ class _Streamer:
             if OP_CREATE not in skip:
                 c = self._codec(msg.relid)
                 self.pending.append(self._event(c, OP_CREATE, None, c.row(msg.new), lsn))
+                if c.stale:
+                    self._redo(msg, lsn)
         elif type(msg) is po.Update:
             if OP_UPDATE not in skip:
                 c = self._codec(msg.relid)
@@ -500,11 +524,15 @@ class _Streamer:
                 else:
                     before = c.row(old)
                 self.pending.append(self._event(c, OP_UPDATE, before, c.row(new), lsn))
+                if c.stale:
+                    self._redo(msg, lsn)
         elif type(msg) is po.Delete:
             if OP_DELETE not in skip:
                 c = self._codec(msg.relid)
                 before = c.key_row(msg.old) if msg.old_kind == "K" else c.row(msg.old)
                 self.pending.append(self._event(c, OP_DELETE, before, None, lsn))
+                if c.stale:
+                    self._redo(msg, lsn)
         elif type(msg) is po.Begin:
             self.in_tx = True
             self.xid = msg.xid
@@ -514,7 +542,7 @@ class _Streamer:
         elif type(msg) is po.Relation:
             self.src._on_relation(msg)
         elif type(msg) is po.TypeInfo:
-            self.src.catalog.invalidate(msg.oid)
+            self.src._on_type(msg.oid)
         elif type(msg) is po.Truncate and OP_TRUNCATE not in skip:
             for relid in msg.relids:
                 c = self._codec(relid)
@@ -522,6 +550,13 @@ class _Streamer:
         if len(self.pending) >= self.max_batch:
             # A huge transaction: send what we have; the slot advances only at a commit.
             self.flush()
+
+    def _redo(self, msg: po.Insert | po.Update | po.Delete, lsn: int) -> None:
+        """A value the table's schema does not know (an enum label added by ALTER TYPE, which
+        sends no Relation message): rebuild the schema from the catalog and convert again."""
+        self.pending.pop()
+        self.src._refresh_relation(msg.relid)
+        self.handle(msg, lsn)
 
     def _commit(self, commit_lsn: int, end_lsn: int) -> None:
         self.in_tx = False

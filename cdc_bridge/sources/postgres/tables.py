@@ -12,6 +12,7 @@ import psycopg
 from cdc_bridge.events import CONNECTOR_POSTGRES, Column, TableSchema
 from cdc_bridge.sources.postgres.pgoutput import UNCHANGED_TOAST
 from cdc_bridge.types.postgres import (
+    ColumnType,
     PgType,
     TypeOptions,
     builtin_array_element,
@@ -178,6 +179,9 @@ class TableCodec:
             key_columns=tuple(k for k in key_columns if k in self.names),
         )
         self.key_index = [self.names.index(k) for k in self.schema.key_columns]
+        # Set when a value does not fit the schema as built (an enum label added later).
+        self.stale = False
+        self.types = [self._watch_enum(t) for t in self.types]
         # Old tuples under REPLICA IDENTITY DEFAULT carry only the key: required (NOT NULL)
         # columns get Debezium's fallback value instead of a schema-breaking null.
         self.fallbacks = {
@@ -187,6 +191,18 @@ class TableCodec:
         }
         self._fast = self._compile()
         self._warned: set[str] = set()
+
+    def _watch_enum(self, t: ColumnType) -> ColumnType:
+        if t.schema.get("name") != "io.debezium.data.Enum":
+            return t
+        labels = frozenset(t.schema.get("parameters", {}).get("allowed", "").split(","))
+
+        def conv(s: str) -> str:
+            if s not in labels:
+                self.stale = True
+            return s
+
+        return ColumnType(t.schema, conv, t.toast_placeholder, t.type_name, t.fallback)
 
     def _compile(self) -> RowBuilder:
         env: dict[str, Any] = {"_sp": _special, "_U": UNCHANGED_TOAST.__class__, "str": str}
