@@ -359,7 +359,7 @@ class BinlogStream:
         blocking: bool = True,
         heartbeat_s: float = 5.0,
         want_table: Callable[[str, str], bool] | None = None,
-        zero_date: Any = None,
+        zero_dates: str = "auto",
         annotate: bool = True,
     ) -> None:
         self.connect_args = dict(connect_args)
@@ -371,7 +371,7 @@ class BinlogStream:
         self.blocking = blocking
         self.heartbeat_s = heartbeat_s
         self.want_table = want_table
-        self.zero_date = zero_date
+        self.zero_dates = zero_dates
         self.annotate = annotate
         self.tables: dict[int, TableMap] = {}
         self.skipped_tables: dict[int, bytes] = {}
@@ -487,7 +487,7 @@ class BinlogStream:
                     p += extra
                 ncols, p = parse_lenenc(body, p)
                 nb = (ncols + 7) >> 3
-                present = (body[p : p + nb],)
+                present: tuple[bytes, ...] = (body[p : p + nb],)
                 p += nb
                 op = ROW_OPS[etype]
                 if op == "u":
@@ -495,7 +495,7 @@ class BinlogStream:
                     p += nb
                 dec = tm.decoder
                 if dec is None:
-                    dec = tm.decoder = RowDecoder(tm.columns, self.zero_date)
+                    dec = tm.decoder = RowDecoder(tm.columns, self.zero_dates)
                 rows = dec.decode(body, p, len(body), present)
                 if end_pos:
                     self.pos = end_pos

@@ -336,6 +336,14 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def zero_value(col: ColumnInfo, zero_dates: str) -> Any:
+    """What a zero date decodes to: ``auto`` is Debezium's rule (null if the column is
+    nullable, else the epoch), ``null`` always null, ``epoch`` always the epoch."""
+    if zero_dates == "null" or (zero_dates == "auto" and col.nullable):
+        return None
+    return 0
+
+
 def column_reader(col: ColumnInfo, zero_date: Any = None) -> Reader:
     """Compile the reader for one column from its TableMap type and metadata."""
     t = col.type
@@ -395,10 +403,10 @@ class RowDecoder:
 
     __slots__ = ("columns", "ncols", "readers")
 
-    def __init__(self, columns: Sequence[ColumnInfo], zero_date: Any = None) -> None:
+    def __init__(self, columns: Sequence[ColumnInfo], zero_dates: str = "auto") -> None:
         self.columns = tuple(columns)
         self.ncols = len(self.columns)
-        self.readers = tuple(column_reader(c, zero_date) for c in self.columns)
+        self.readers = tuple(column_reader(c, zero_value(c, zero_dates)) for c in self.columns)
 
     def decode(self, body: bytes, pos: int, end: int, presents: Sequence[bytes]) -> list[Any]:
         """All row images from ``body[pos:end]`` as lists of canonical values.
