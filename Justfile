@@ -26,3 +26,7 @@ bench:
     files=(bench/*.py)
     if [ ${#files[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi
     for f in "${files[@]}"; do echo "== $f"; .venv/bin/python "$f"; done
+
+# Encode + produce throughput of the envelope and Kafka layer (embedded broker).
+bench-encode *ARGS:
+    .venv/bin/python bench/encode_produce.py {{ARGS}}

@@ -227,6 +227,8 @@ class EventProducer:
         admin_conf.update(admin_config or {})
         self.admin = TopicAdmin(admin_conf, topics)
         self.tracker = DeliveryTracker()
+        self._poll_lock = threading.Lock()
+        self._last_send = 0.0
         self._closed = threading.Event()
         self._poller = threading.Thread(
             target=self._poll_loop, name=f"{client_id}-poll", daemon=True
@@ -243,10 +245,22 @@ class EventProducer:
         else:
             log.debug("Kafka producer: %s", err)
 
+    def _serve(self, timeout: float) -> None:
+        """Serve delivery reports unless another thread is already doing it."""
+        if self._poll_lock.acquire(blocking=False):
+            try:
+                self._producer.poll(timeout)
+            finally:
+                self._poll_lock.release()
+
     def _poll_loop(self) -> None:
-        poll = self._producer.poll
+        # A busy sender serves reports itself (no GIL ping-pong between threads); this thread
+        # takes over when sends pause, so an idle source's offsets still advance.
         while not self._closed.is_set():
-            poll(0.05)
+            if time.monotonic() - self._last_send > 0.02:
+                self._serve(0.05)
+            else:
+                time.sleep(0.02)
 
     def send(self, records: Sequence[Record], offset: Any = None) -> None:
         """Produce ``records``; ``offset`` becomes safe when they and all before are delivered.
@@ -273,10 +287,12 @@ class EventProducer:
                 except BufferError:
                     if self._fatal is not None:
                         raise FatalError(f"Kafka producer failed: {self._fatal.str()}") from None
-                    time.sleep(0.002)
+                    self._serve(0.005)
                 except KafkaException as exc:
                     raise FatalError(f"cannot produce to {topic!r}: {exc}") from exc
         self.sent += len(records)
+        self._last_send = time.monotonic()
+        self._serve(0)
 
     def safe_offset(self) -> Any:
         """The highest offset such that every record sent up to it was confirmed."""
