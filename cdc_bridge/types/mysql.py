@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import struct
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Literal
@@ -86,6 +87,19 @@ def _binary(mode: BinaryMode, optional: bool) -> tuple[dict[str, Any], Converter
     )
 
 
+_f32 = struct.Struct("<f")
+
+
+def _float32(v: float) -> float:
+    """The shortest decimal that is the same float32 (what Java's Float.toString prints)."""
+    packed = _f32.pack(v)
+    for digits in (6, 7, 8, 9):
+        c = float(f"{v:.{digits}g}")
+        if _f32.pack(c) == packed:
+            return c
+    return v
+
+
 def _iso_utc(fsp: int) -> Callable[[int], str]:
     def conv(us: int) -> str:
         t = _EPOCH + dt.timedelta(microseconds=us)
@@ -130,7 +144,7 @@ def field_for(col: ColumnInfo, opts: TypeOptions) -> tuple[dict[str, Any], Conve
             return _schema("int64", opt), lambda v: v - (1 << 64) if v >= 1 << 63 else v
         return _schema("int64", opt), None
     if t == T.FLOAT:
-        return _schema("float", opt), None
+        return _schema("float", opt), _float32
     if t == T.DOUBLE:
         return _schema("double", opt), None
     if t in (T.NEWDECIMAL, T.DECIMAL):

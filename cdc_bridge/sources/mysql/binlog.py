@@ -7,7 +7,9 @@ path (see ``BinlogStream`` for why) but keeps using its JSON-binary parser and G
 
 from __future__ import annotations
 
+import select
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,7 @@ __all__ = [
     "BinlogStream",
     "Gtid",
     "Heartbeat",
+    "Idle",
     "PositionPurgedError",
     "Query",
     "Rotate",
@@ -188,7 +191,20 @@ class Rows:
     ts: int
 
 
-Event = Rotate | Gtid | Query | Xid | RowsQuery | Heartbeat | TableMap | Rows
+class Idle:
+    """Marker: the server has sent everything it had; a good moment to flush."""
+
+    __slots__ = ()
+
+
+IDLE = Idle()
+
+
+class _Idle(Exception):
+    pass
+
+
+Event = Idle | Rotate | Gtid | Query | Xid | RowsQuery | Heartbeat | TableMap | Rows
 
 
 # ----------------------------------------------------------------------------- table map parsing
@@ -377,6 +393,7 @@ class BinlogStream:
         self.skipped_tables: dict[int, bytes] = {}
         self.on_table_map: Callable[[TableMap], None] | None = None
         self.table_map_parses = 0
+        self.poll_s = 0.25
         self._conn: Any = None
         self._checksum = False
 
@@ -448,20 +465,85 @@ class BinlogStream:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def _packets(self) -> Iterator[bytes]:
-        conn = self._conn
-        read = conn._read_packet
+    def _packets(self) -> Iterator[bytes | None]:
+        """Raw packet payloads from the socket; ``None`` when the server has nothing more yet.
+
+        Reads the socket directly with one large buffer (PyMySQL's reader costs two buffered
+        reads per packet) and knows when the buffer ran dry, so the caller can flush pending
+        work before blocking. Stalls longer than the read timeout raise ``BinlogError``.
+        """
+        sock = self._conn._sock
+        sock.settimeout(self.poll_s)
+        limit = float(self.connect_args.get("read_timeout") or 0) or (
+            max(30.0, self.heartbeat_s * 4) if self.heartbeat_s else 0.0
+        )
+        buf = b""
+        pos = 0
+        recv = sock.recv
+        idle_since: float | None = None
+
+        def fill(need: int) -> None:
+            nonlocal buf, pos, idle_since
+            while len(buf) - pos < need:
+                try:
+                    chunk = recv(1 << 20)
+                except TimeoutError:
+                    now = time.monotonic()
+                    if idle_since is None:
+                        idle_since = now
+                    elif limit and now - idle_since > limit:
+                        raise BinlogError(
+                            2013, f"no data or heartbeat from the server for {limit:.0f}s"
+                        ) from None
+                    raise _Idle() from None
+                except OSError as exc:
+                    raise BinlogError(2013, f"lost connection to the server: {exc}") from exc
+                if not chunk:
+                    raise BinlogError(2013, "the server closed the binlog connection")
+                idle_since = None
+                buf = buf[pos:] + chunk
+                pos = 0
+
         while True:
+            if pos == len(buf):
+                buf, pos = b"", 0
+                r, _, _ = select.select([sock], [], [], 0)
+                if not r:
+                    yield None
             try:
-                pkt = read()
-            except pymysql.err.OperationalError as exc:
-                raise _classify(exc) from exc
-            except pymysql.err.InternalError as exc:
-                raise _classify(exc) from exc
-            data = pkt._data
-            if data[0] == 0xFE and len(data) < 9:
+                fill(4)
+            except _Idle:
+                yield None
+                continue
+            payload = b""
+            while True:
+                length = buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16)
+                while True:
+                    try:
+                        fill(4 + length)
+                        break
+                    except _Idle:
+                        continue
+                payload += buf[pos + 4 : pos + 4 + length]
+                pos += 4 + length
+                if length < 0xFFFFFF:
+                    break
+                while True:
+                    try:
+                        fill(4)
+                        break
+                    except _Idle:
+                        continue
+            first = payload[0]
+            if first == 0xFF:
+                errno = payload[1] | (payload[2] << 8)
+                msg = payload[3:]
+                if msg[:1] == b"#":
+                    msg = msg[6:]
+                raise _classify(pymysql.err.OperationalError(errno, msg.decode("utf-8", "replace")))
+            if first == 0xFE and len(payload) < 9:
                 return
-            yield data
+            yield payload
 
     def events(self) -> Iterator[Event]:
         """Parse and yield events until EOF (non-blocking) or an error."""
@@ -473,6 +555,9 @@ class BinlogStream:
         trim = 4 if self._checksum else 0
         unpack_header = _HEADER.unpack_from
         for data in self._packets():
+            if data is None:
+                yield IDLE
+                continue
             ts, etype, server_id, size, end_pos, _flags = unpack_header(data, 1)
             body = data[20 : len(data) - trim] if trim else data[20:]
             start = end_pos - size if end_pos else 0
