@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import struct
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Literal
 
 from cdc_bridge.sources.mysql.rows import ColumnInfo, T
@@ -25,6 +25,7 @@ BinaryMode = Literal["bytes", "base64", "hex"]
 BigintMode = Literal["precise", "long"]
 
 _b64 = base64.b64encode
+_WIDE = Context(prec=100)  # DECIMAL has up to 65 digits
 _EPOCH = dt.datetime(1970, 1, 1)
 
 
@@ -65,10 +66,10 @@ def _decimal_field(
     precision: int, scale: int, optional: bool, mode: DecimalMode
 ) -> tuple[dict[str, Any], Converter]:
     if mode == "string":
-        return _schema("string", optional), lambda v: str(Decimal(v).scaleb(-scale))
+        return _schema("string", optional), lambda v: str(Decimal(v).scaleb(-scale, _WIDE))
     if mode == "double":
         div = 10**scale
-        return _schema("double", optional), lambda v: v / div
+        return _schema("float64", optional), lambda v: v / div
     sch = _schema(
         "bytes",
         optional,
@@ -144,9 +145,9 @@ def field_for(col: ColumnInfo, opts: TypeOptions) -> tuple[dict[str, Any], Conve
             return _schema("int64", opt), lambda v: v - (1 << 64) if v >= 1 << 63 else v
         return _schema("int64", opt), None
     if t == T.FLOAT:
-        return _schema("float", opt), _float32
+        return _schema("float32", opt), _float32
     if t == T.DOUBLE:
-        return _schema("double", opt), None
+        return _schema("float64", opt), None
     if t in (T.NEWDECIMAL, T.DECIMAL):
         return _decimal_field(col.precision, col.scale, opt, opts.decimal)
     if t == T.YEAR:

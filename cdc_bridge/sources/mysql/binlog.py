@@ -24,6 +24,7 @@ from cdc_bridge.sources.mysql.rows import (
     ColumnInfo,
     RowDecoder,
     T,
+    encoding_of,
 )
 
 __all__ = [
@@ -271,15 +272,18 @@ def _apply_optional_metadata(cols: list[ColumnInfo], b: bytes, p: int) -> tuple[
             chars = [c for c in cols if _is_char(c)]
             for c in chars:
                 c.binary = default == BINARY_COLLATION
+                c.encoding = encoding_of(default)
             while q < stop:
                 idx, q = parse_lenenc(b, q)
                 coll, q = parse_lenenc(b, q)
                 if idx < len(chars):
                     chars[idx].binary = coll == BINARY_COLLATION
+                    chars[idx].encoding = encoding_of(coll)
         elif kind == 3:  # COLUMN_CHARSET
             for c in (c for c in cols if _is_char(c)):
                 coll, q = parse_lenenc(b, q)
                 c.binary = coll == BINARY_COLLATION
+                c.encoding = encoding_of(coll)
         elif kind == 4:  # COLUMN_NAME
             for c in cols:
                 n, q = parse_lenenc(b, q)

@@ -86,6 +86,7 @@ class ColumnInfo:
     length: int = 0  # char/binary length, bit count, blob length-prefix size
     fsp: int = 0
     is_json: bool = False
+    encoding: str = "utf-8"
     sql_type: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -273,14 +274,22 @@ def _old_timestamp_reader(zero: Any) -> Reader:
     return rts
 
 
-def _string_reader(prefix: int, binary: bool) -> Reader:
+LATIN1_COLLATIONS = frozenset({5, 8, 15, 31, 47, 48, 49, 94})
+
+
+def encoding_of(collation: int) -> str:
+    """Python codec of a MySQL collation id (MySQL's latin1 is Windows-1252)."""
+    return "cp1252" if collation in LATIN1_COLLATIONS else "utf-8"
+
+
+def _string_reader(prefix: int, binary: bool, enc: str = "utf-8") -> Reader:
     if prefix == 1:
         if binary:
             return lambda b, p: (b[p + 1 : p + 1 + b[p]], p + 1 + b[p])
 
         def rs1(b: bytes, p: int) -> tuple[Any, int]:
             n = b[p]
-            return b[p + 1 : p + 1 + n].decode("utf-8", "replace"), p + 1 + n
+            return b[p + 1 : p + 1 + n].decode(enc, "replace"), p + 1 + n
 
         return rs1
 
@@ -288,7 +297,7 @@ def _string_reader(prefix: int, binary: bool) -> Reader:
         n = int.from_bytes(b[p : p + prefix], "little")
         s = p + prefix
         raw = b[s : s + n]
-        return (raw if binary else raw.decode("utf-8", "replace")), s + n
+        return (raw if binary else raw.decode(enc, "replace")), s + n
 
     return rsn
 
@@ -382,9 +391,9 @@ def column_reader(col: ColumnInfo, zero_date: Any = None) -> Reader:
     if t == T.TIMESTAMP:
         return _old_timestamp_reader(zero_date)
     if t in (T.VARCHAR, T.VAR_STRING):
-        return _string_reader(1 if col.length < 256 else 2, col.binary)
+        return _string_reader(1 if col.length < 256 else 2, col.binary, col.encoding)
     if t == T.STRING:
-        return _string_reader(1 if col.length < 256 else 2, col.binary)
+        return _string_reader(1 if col.length < 256 else 2, col.binary, col.encoding)
     if t == T.ENUM:
         return _enum_reader(col.length, col.enum_values)
     if t == T.SET:
@@ -394,7 +403,7 @@ def column_reader(col: ColumnInfo, zero_date: Any = None) -> Reader:
     if t == T.JSON:
         return _json_reader(col.length)
     if t in (T.BLOB, T.TINY_BLOB, T.MEDIUM_BLOB, T.LONG_BLOB, T.GEOMETRY):
-        return _string_reader(col.length, col.binary and not col.is_json)
+        return _string_reader(col.length, col.binary and not col.is_json, col.encoding)
     raise ValueError(f"column {col.name!r}: MySQL column type {t} is not supported")
 
 

@@ -81,7 +81,8 @@ def load_columns(
     """Columns (in ordinal order) and primary key of ``database.table``; None if no such table."""
     cur.execute(
         "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, "
-        "NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, COLUMN_KEY "
+        "NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, COLUMN_KEY, "
+        "CHARACTER_SET_NAME "
         "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
         "ORDER BY ORDINAL_POSITION",
         (database, table),
@@ -104,7 +105,7 @@ def load_columns(
         pass
     cols: list[ColumnInfo] = []
     pk: list[str] = []
-    for name, data_type, column_type, nullable, prec, scale, dtp, clen, key in rows:
+    for name, data_type, column_type, nullable, prec, scale, dtp, clen, key, cs in rows:
         dt = str(data_type).lower()
         ctype = str(column_type).lower()
         t = _TYPES.get(dt)
@@ -117,6 +118,7 @@ def load_columns(
             binary=dt in _BINARY_TYPES,
             nullable=nullable == "YES",
             sql_type=ctype,
+            encoding="cp1252" if str(cs).lower() == "latin1" else "utf-8",
         )
         if t == T.NEWDECIMAL:
             c.precision, c.scale = int(prec or 10), int(scale or 0)
@@ -183,6 +185,7 @@ def merge_table_map(
         c.name = ic.name
         c.unsigned = c.unsigned or ic.unsigned
         c.binary = ic.binary
+        c.encoding = ic.encoding
         c.is_json = ic.is_json
         c.enum_values = c.enum_values or ic.enum_values
         c.set_values = c.set_values or ic.set_values

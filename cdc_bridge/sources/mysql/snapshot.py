@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import pymysql
@@ -36,6 +36,9 @@ from cdc_bridge.types.mysql import TypeOptions
 __all__ = ["SnapshotPosition", "canonical_converter", "run_snapshot", "snapshot_connection"]
 
 log = logging.getLogger(__name__)
+
+# DECIMAL has up to 65 digits; the default context (28) would round.
+_WIDE = Context(prec=100)
 
 # Temporal and decimal values arrive as their text so zero dates survive and nothing is
 # rounded through Python objects; canonical_converter parses them.
@@ -91,7 +94,7 @@ def canonical_converter(col: ColumnInfo, zero_dates: str) -> Callable[[Any], Any
     zero = zero_value(col, zero_dates)
     if t == T.NEWDECIMAL:
         scale = col.scale
-        return lambda v: int(Decimal(_text(v)).scaleb(scale))
+        return lambda v: int(Decimal(_text(v)).scaleb(scale, _WIDE))
     if t == T.DATE:
 
         def date(v: Any) -> Any:
