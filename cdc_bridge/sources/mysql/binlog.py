@@ -74,6 +74,7 @@ ROW_OPS = {
 
 COM_BINLOG_DUMP = 0x12
 COM_BINLOG_DUMP_GTID = 0x1E
+COM_REGISTER_SLAVE = 0x15
 BINLOG_DUMP_NON_BLOCK = 0x01
 BINLOG_SEND_ANNOTATE_ROWS_EVENT = 0x02
 BINLOG_THROUGH_GTID = 0x04
@@ -423,6 +424,7 @@ class BinlogStream:
         # MariaDB: "we understand GTID events" (4 = MARIA_SLAVE_CAPABILITY_GTID); without it
         # MariaDB rewrites GTID events into dummies. Harmless on MySQL.
         cur.execute("SET @mariadb_slave_capability = 4")
+        self._register()
         flags = 0 if self.blocking else BINLOG_DUMP_NON_BLOCK
         if self.mariadb:
             if self.annotate:
@@ -449,6 +451,24 @@ class BinlogStream:
         else:
             self._dump(COM_BINLOG_DUMP, flags, self.file.encode(), self.pos)
         cur.close()
+
+    def _register(self) -> None:
+        """COM_REGISTER_SLAVE: list this bridge in SHOW SLAVE HOSTS / SHOW REPLICAS, so a
+        second replica with the same server_id can be detected before it kicks us off."""
+        host = b"cdc-bridge"
+        payload = (
+            bytes([COM_REGISTER_SLAVE])
+            + struct.pack("<I", self.server_id)
+            + bytes([len(host)])
+            + host
+            + b"\x00\x00"  # user, password: empty
+            + struct.pack("<HII", 0, 0, 0)
+        )
+        self._send(payload)
+        try:
+            self._conn._read_packet()
+        except pymysql.err.MySQLError as exc:
+            raise _classify(exc) from exc
 
     def _dump(self, cmd: int, flags: int, name: bytes, pos: int) -> None:
         self._send(bytes([cmd]) + struct.pack("<IHI", pos, flags, self.server_id) + name)

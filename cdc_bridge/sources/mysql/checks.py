@@ -129,11 +129,10 @@ def check_server(
             for row in cur.fetchall():
                 if int(row[0]) == server_id:
                     raise ConfigError(
-                        f"{where}.server_id = {server_id} is already used by a replica of this "
-                        "server (SHOW SLAVE HOSTS): choose another server_id"
+                        f"{where}.server_id = {server_id} is already used by another replica "
+                        "connected to this server (SHOW SLAVE HOSTS): choose a server_id no "
+                        "other replica uses"
                     )
-        if mariadb:
-            _probe_server_id(connect_args, server_id, where)
         resolved = _resolve_tables(cur, tables, where, user)
         if mariadb:
             gtid_on = gtid != "off"
@@ -158,35 +157,6 @@ def check_server(
         )
     finally:
         conn.close()
-
-
-def _probe_server_id(connect_args: dict[str, Any], server_id: int, where: str) -> None:
-    """MariaDB refuses a second replica with the same server_id (error 4052): ask it."""
-    from cdc_bridge.sources.mysql.binlog import BinlogError, BinlogStream, ServerIdClashError
-
-    stream = BinlogStream(connect_args, server_id, blocking=False, heartbeat_s=0, annotate=False)
-    try:
-        conn = connect(connect_args, where)
-        try:
-            cur = conn.cursor()
-            cur.execute("SHOW MASTER STATUS")
-            row = cur.fetchone()
-        finally:
-            conn.close()
-        if row is None:
-            return
-        stream.file, stream.pos = str(row[0]), int(row[1])
-        for _ev in stream.events():
-            pass
-    except ServerIdClashError:
-        raise ConfigError(
-            f"{where}.server_id = {server_id} is already used by another replica connected to "
-            "this server: choose a server_id no other replica uses"
-        ) from None
-    except BinlogError:
-        pass
-    finally:
-        stream.close()
 
 
 def _resolve_tables(
