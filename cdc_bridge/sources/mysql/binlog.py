@@ -7,6 +7,7 @@ path (see ``BinlogStream`` for why) but keeps using its JSON-binary parser and G
 
 from __future__ import annotations
 
+import contextlib
 import select
 import struct
 import time
@@ -480,12 +481,28 @@ class BinlogStream:
         conn._next_seq_id = 1
 
     def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:
-                pass
-            self._conn = None
+        """Close the stream and end its dump thread on the server right away.
+
+        The server's dump thread only notices a closed client when it next writes, and until
+        then it pins the binlog file it reads (PURGE BINARY LOGS skips it silently)."""
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        thread_id = getattr(conn, "server_thread_id", (None,))[0]
+        with contextlib.suppress(Exception):
+            conn._sock.close()
+        with contextlib.suppress(Exception):
+            conn._force_close()
+        if thread_id:
+            with contextlib.suppress(Exception):
+                args = dict(self.connect_args)
+                args.update(connect_timeout=2, read_timeout=2, write_timeout=2)
+                killer = pymysql.connect(**args)
+                try:
+                    killer.cursor().execute("KILL CONNECTION %s", (thread_id,))
+                finally:
+                    killer.close()
 
     # -- reading ----------------------------------------------------------------------------
 
