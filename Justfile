@@ -30,3 +30,11 @@ bench:
 # Encode + produce throughput of the envelope and Kafka layer (embedded broker).
 bench-encode *ARGS:
     .venv/bin/python bench/encode_produce.py {{ARGS}}
+
+# Speed of the local Salesforce emulator (single upsert latency, collections and bulk throughput).
+bench-sfemu *ARGS:
+    .venv/bin/python bench/salesforce_emulator.py {{ARGS}}
+
+# MongoDB change documents -> Debezium records, in-process (Extended JSON writer + envelope).
+bench-mongodb-convert *ARGS:
+    .venv/bin/python bench/mongodb_convert.py {{ARGS}}

@@ -90,3 +90,16 @@ def topic_name() -> Callable[..., str]:
         return _unique(prefix).replace("_", "-")
 
     return make
+
+
+@pytest.fixture
+def salesforce_emulator() -> Iterator[object]:
+    """A private Salesforce REST API emulator (HTTPS; see cdc_bridge/testing/salesforce).
+
+    Reach it with `emulator_session(emu)` / `simple_salesforce_client(emu)`; tune it per test
+    with `emu.set_faults(FaultConfig(...))`, `emu.reset_quota(...)`, `emu.expire_sessions()`.
+    """
+    from cdc_bridge.testing.salesforce import SalesforceEmulator
+
+    with SalesforceEmulator(bulk_delay=0.02) as emu:
+        yield emu
