@@ -377,7 +377,7 @@ class MySqlSource(Source):
         last_ckpt = last_flush
 
         def flush() -> None:
-            nonlocal batch, extra, pending, last_flush
+            nonlocal batch, extra, pending, last_flush, last_ckpt
             if pending is None and not batch:
                 return
             if extra:
@@ -389,6 +389,14 @@ class MySqlSource(Source):
                 self.emitted = pending
             batch, extra, pending = [], [], None
             last_flush = time.monotonic()
+            if last_flush - last_ckpt >= CHECKPOINT_INTERVAL_S:
+                checkpoint(last_flush)
+
+        def checkpoint(now: float) -> None:
+            nonlocal last_ckpt
+            with contextlib.suppress(RetriableError):
+                ctx.checkpoint()
+            last_ckpt = now
 
         def commit(end_pos: int) -> None:
             nonlocal gtid_state, in_txn, txn_gtid, skip_events, skip_rows, pending, txn_pos
@@ -515,9 +523,7 @@ class MySqlSource(Source):
                     flush()
                 now = time.monotonic()
                 if now - last_ckpt >= CHECKPOINT_INTERVAL_S:
-                    with contextlib.suppress(Exception):
-                        ctx.checkpoint()
-                    last_ckpt = now
+                    checkpoint(now)
                 if stopping.is_set():
                     break
         # Stopped (or end of a non-blocking stream): hand over the whole transactions read.
