@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
 _TXN_CONTROL = ("SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT")
-FLUSH_INTERVAL_S = 0.02
+FLUSH_INTERVAL_S = 0.005
 CHECKPOINT_INTERVAL_S = 1.0
 
 
