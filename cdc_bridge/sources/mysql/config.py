@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from cdc_bridge.config import SourceConfigBase
 
-__all__ = ["MySqlSourceConfig"]
+__all__ = ["MySqlSourceConfig", "reference_table"]
 
 
 class MySqlSourceConfig(SourceConfigBase):
@@ -20,6 +20,7 @@ class MySqlSourceConfig(SourceConfigBase):
         description="Connection URL `mysql://user:password@host:port/` of a user with "
         "SELECT, RELOAD (MySQL snapshot lock), REPLICATION SLAVE and REPLICATION CLIENT.",
         examples=["mysql://cdc:${MYSQL_PASSWORD}@db1:3306/"],
+        json_schema_extra={"secret": True},
     )
     server_id: int = Field(
         5400,
@@ -95,3 +96,21 @@ class MySqlSourceConfig(SourceConfigBase):
             "user": unquote(parts.username or "root"),
             "password": unquote(parts.password or ""),
         }
+
+
+def reference_table() -> str:
+    """The README's key reference for ``kind = "mysql"`` (a test keeps the README in sync)."""
+    import json
+
+    rows = ["| key | default | description |", "|---|---|---|"]
+    for name, field in MySqlSourceConfig.model_fields.items():
+        if field.is_required():
+            default = "required"
+        elif field.default_factory is not None:
+            default = "`[]`"
+        else:
+            default = f"`{json.dumps(field.default)}`"
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        secret = " (secret)" if extra.get("secret") else ""
+        rows.append(f"| `{name}` | {default} | {field.description}{secret} |")
+    return "\n".join(rows)
