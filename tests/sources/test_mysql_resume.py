@@ -185,3 +185,46 @@ def test_purged_position_with_when_needed_resnapshots(
     ops = [(v["op"], v["after"]["id"]) for v in payloads(recs)]
     # first snapshot (1); its position purged -> second snapshot (1, 2); then streaming (3)
     assert ops == [("r", 1), ("r", 1), ("r", 2), ("c", 3)]
+
+
+def test_interrupted_snapshot_resumes_after_the_last_confirmed_key(
+    mariadb_database: Any, kafka: Any, topic_name: Any
+) -> None:
+    db = mariadb_database
+    _exec(
+        db,
+        "CREATE TABLE s1 (id INT PRIMARY KEY)",
+        "CREATE TABLE s2 (id INT PRIMARY KEY)",
+        "INSERT INTO s1 SELECT seq FROM seq_1_to_500",
+        "INSERT INTO s2 SELECT seq FROM seq_1_to_2000",
+    )
+    name = topic_name("my")
+    store = MemoryOffsetStore()
+    cfg = make_config(db, name, [f"{db.name}.s1", f"{db.name}.s2"], snapshot_batch_rows=100)
+    r = Running(cfg, kafka.bootstrap, store)
+    with r:
+        deadline = time.monotonic() + 30
+        while r.source.snapshot_progress.get("rows", 0) < 1000:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        r.ctx.stopping.set()
+        r.thread.join(30)
+    saved = store.data[name]
+    assert saved["snapshot"] is True and saved["snapshot_done"] == [f"{db.name}.s1"]
+    assert saved["snapshot_table"] == f"{db.name}.s2" and saved["snapshot_after"][0] >= 500
+    after = saved["snapshot_after"][0]
+    first = consume(kafka.bootstrap, f"{name}.{db.name}.s2", count(after))
+    with Running(cfg, kafka.bootstrap, store) as r2:
+        r2.wait_streaming()
+        _exec(db, "INSERT INTO s2 VALUES (5000)")
+        recs = consume(
+            kafka.bootstrap,
+            f"{name}.{db.name}.s2",
+            lambda x: any(v["after"]["id"] == 5000 for v in payloads(x)),
+        )
+    ids = [v["after"]["id"] for v in payloads(recs)]
+    assert set(ids) == set(range(1, 2001)) | {5000}
+    # the second run read only the keys after the stored one (plus what the first run had
+    # sent but not yet checkpointed)
+    assert len(ids) - 1 - 2000 <= len(first) - after
+    assert ids.count(1) == 1

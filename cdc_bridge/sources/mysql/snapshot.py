@@ -174,6 +174,7 @@ def run_snapshot(
     batch_rows: int,
     resume: MySqlOffset | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    publish: bool = True,
 ) -> MySqlOffset:
     """Emit every row of ``tables`` as ``op: r``; returns the offset streaming starts from.
 
@@ -212,7 +213,7 @@ def run_snapshot(
                 return
             if final:
                 held[-1].snapshot = SNAPSHOT_LAST
-            ctx.emit(held, held_offset)
+            ctx.emit(held if publish else [], held_offset)
             held, held_offset = [], None
 
         for db, tb in tables:

@@ -223,6 +223,7 @@ class MySqlSource(Source):
                 batch_rows=cfg.snapshot_batch_rows,
                 resume=resume,
                 progress=progress,
+                publish="r" not in cfg.skip_ops,
             )
         except InterruptedError:
             self._drain(ctx)
@@ -360,6 +361,7 @@ class MySqlSource(Source):
         include_query = cfg.include_query
         max_batch = cfg.max_batch_rows
         stopping = ctx.stopping
+        skip_ops = frozenset(cfg.skip_ops)
 
         gtid_state = start.gtids
         file = start.file
@@ -414,8 +416,12 @@ class MySqlSource(Source):
             t = type(ev)
             if t is Rows:
                 assert isinstance(ev, Rows)
-                if skip_events:
+                if skip_events:  # resuming: already delivered before the restart
                     skip_events -= 1
+                    ev_idx += 1
+                    continue
+                if ev.op in skip_ops:
+                    skip_rows = 0
                     ev_idx += 1
                     continue
                 state: TableState = ev.table.user
