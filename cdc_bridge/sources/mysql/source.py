@@ -58,7 +58,8 @@ __all__ = ["MySqlSource", "current_position", "merge_gtid"]
 log = logging.getLogger(__name__)
 
 SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema", "sys"})
-_TXN_CONTROL = ("SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT")
+_TXN_CONTROL = ("SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT", "XA START", "XA END")
+_TXN_END = ("XA COMMIT", "XA ROLLBACK")
 FLUSH_INTERVAL_S = 0.005
 CHECKPOINT_INTERVAL_S = 1.0
 
@@ -369,6 +370,7 @@ class MySqlSource(Source):
         txn_pos = start.pos
         txn_gtid: str | None = None
         in_txn = False
+        begun = False
         ev_idx = 0
         thread: int | None = None
         query: str | None = None
@@ -401,11 +403,11 @@ class MySqlSource(Source):
             last_ckpt = now
 
         def commit(end_pos: int) -> None:
-            nonlocal gtid_state, in_txn, txn_gtid, skip_events, skip_rows, pending, txn_pos
+            nonlocal gtid_state, in_txn, begun, txn_gtid, skip_events, skip_rows, pending, txn_pos
             if txn_gtid:
                 gtid_state = merge_gtid(gtid_state, txn_gtid, mariadb)
             pending = MySqlOffset(file, end_pos, gtid_state)
-            in_txn = False
+            in_txn = begun = False
             txn_gtid = None
             txn_pos = end_pos
             skip_events = skip_rows = 0
@@ -483,12 +485,17 @@ class MySqlSource(Source):
                 txn_pos = ev.pos
                 txn_gtid = ev.gtid or None
                 in_txn = True
+                # MariaDB's GTID event replaces BEGIN unless the group is one statement (DDL);
+                # MySQL's is followed by a BEGIN query for transactions.
+                begun = mariadb and not ev.standalone
                 ev_idx = 0
                 thread = None
                 query = None
             elif t is Xid:
                 assert isinstance(ev, Xid)
                 commit(ev.end_pos)
+                if stopping.is_set():
+                    break
             elif t is Query:
                 assert isinstance(ev, Query)
                 q = ev.query.strip()
@@ -500,10 +507,15 @@ class MySqlSource(Source):
                         in_txn = True
                         ev_idx = 0
                         query = None
+                    begun = True
                     thread = ev.thread_id
-                elif head in ("COMMIT", "ROLLBACK") or head.startswith("XA "):
+                elif head in ("COMMIT", "ROLLBACK") or head.startswith(_TXN_END):
                     commit(ev.end_pos)
                 elif head.startswith(_TXN_CONTROL):
+                    continue
+                elif begun:
+                    # A statement logged inside an open transaction (not DDL: DDL commits
+                    # implicitly and is logged on its own): the transaction goes on.
                     continue
                 else:
                     self._info_cache.clear()
@@ -523,7 +535,9 @@ class MySqlSource(Source):
                 assert isinstance(ev, Rotate)
                 file = ev.file
                 if not in_txn and not ev.fake:
+                    # Between transactions: the next one starts in the new file.
                     txn_pos = ev.pos
+                    pending = MySqlOffset(file, ev.pos, gtid_state)
             elif t is Idle or t is Heartbeat:
                 if batch or pending is not None:
                     flush()
