@@ -138,3 +138,36 @@ def test_resume_after_restart_continues_without_loss(
     with Running(cfg, kafka.bootstrap, store) as r:
         recs = consume(kafka.bootstrap, _topic(name, db, "r"), count(4))
     assert [v["after"]["id"] for v in payloads(recs)] == [1, 2, 3, 4]
+
+
+def test_only_configured_tables_and_mixed_transactions(
+    mariadb_database: Any, kafka: Any, topic_name: Any
+) -> None:
+    import pymysql
+
+    db = mariadb_database
+    _exec(db, "CREATE TABLE yes (id INT PRIMARY KEY)", "CREATE TABLE no (id INT PRIMARY KEY)")
+    name = topic_name("my")
+    cfg = make_config(db, name, [f"{db.name}.yes"], snapshot="never", skip_ops=["d"])
+    with Running(cfg, kafka.bootstrap) as r:
+        r.wait_streaming()
+        conn = pymysql.connect(**db.connect_kwargs())
+        with contextlib.closing(conn), conn.cursor() as cur:
+            cur.execute("INSERT INTO no VALUES (1)")
+            cur.execute("INSERT INTO yes VALUES (1)")
+            cur.execute("INSERT INTO no VALUES (2)")
+            cur.execute("INSERT INTO yes VALUES (2)")
+            conn.commit()
+            cur.execute("DELETE FROM yes WHERE id = 1")  # skipped: skip_ops = ["d"]
+            cur.execute("INSERT INTO yes VALUES (3)")
+            conn.commit()
+        recs = consume(kafka.bootstrap, _topic(name, db, "yes"), count(3))
+        time.sleep(0.5)
+        admin_topics = r.producer.admin.list_topics()
+    vals = payloads(recs)
+    assert [(v["op"], v["after"]["id"]) for v in vals] == [("c", 1), ("c", 2), ("c", 3)]
+    # both rows of the first transaction carry its GTID and its start position
+    assert vals[0]["source"]["gtid"] == vals[1]["source"]["gtid"]
+    assert vals[0]["source"]["pos"] == vals[1]["source"]["pos"]
+    assert vals[2]["source"]["gtid"] != vals[0]["source"]["gtid"]
+    assert _topic(name, db, "no") not in admin_topics

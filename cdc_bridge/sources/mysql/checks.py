@@ -6,7 +6,6 @@ Each failed check raises ``ConfigError`` with one message naming what is wrong a
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +13,7 @@ import pymysql
 
 from cdc_bridge.errors import ConfigError, RetriableError
 
-__all__ = ["ServerInfo", "check_server", "connect"]
+__all__ = ["ServerInfo", "binlog_status", "check_server", "connect"]
 
 ER_TABLEACCESS_DENIED = 1142
 ER_NO_SUCH_TABLE = 1146
@@ -52,6 +51,26 @@ def connect(connect_args: dict[str, Any], where: str) -> Any:
             f"{where}: cannot connect to MySQL at {connect_args.get('host')}:"
             f"{connect_args.get('port')}: {exc.args[-1]}"
         ) from None
+
+
+def binlog_status(cur: Any) -> Any:
+    """The row of SHOW MASTER STATUS (SHOW BINARY LOG STATUS on MySQL 8.4+), or None."""
+    try:
+        cur.execute("SHOW MASTER STATUS")
+    except pymysql.err.ProgrammingError:
+        cur.execute("SHOW BINARY LOG STATUS")
+    return cur.fetchone()
+
+
+def _replica_ids(cur: Any) -> list[int]:
+    """Server ids of the replicas registered with this server (empty if not allowed)."""
+    for statement in ("SHOW REPLICAS", "SHOW SLAVE HOSTS"):
+        try:
+            cur.execute(statement)
+        except pymysql.err.MySQLError:
+            continue
+        return [int(r[0]) for r in cur.fetchall()]
+    return []
 
 
 def _var(cur: Any, name: str) -> str | None:
@@ -109,8 +128,7 @@ def check_server(
                 f"the binlog: GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO {user}"
             )
         try:
-            cur.execute("SHOW MASTER STATUS")
-            cur.fetchall()
+            binlog_status(cur)
         except pymysql.err.OperationalError as exc:
             if exc.args[0] != ER_SPECIFIC_ACCESS_DENIED:
                 raise
@@ -124,15 +142,13 @@ def check_server(
                 f"{where}.server_id = {server_id} is the server's own server_id: choose a "
                 "number no other server or replica of this server uses"
             )
-        with contextlib.suppress(pymysql.err.MySQLError):
-            cur.execute("SHOW SLAVE HOSTS")
-            for row in cur.fetchall():
-                if int(row[0]) == server_id:
-                    raise ConfigError(
-                        f"{where}.server_id = {server_id} is already used by another replica "
-                        "connected to this server (SHOW SLAVE HOSTS): choose a server_id no "
-                        "other replica uses"
-                    )
+        for replica_id in _replica_ids(cur):
+            if replica_id == server_id:
+                raise ConfigError(
+                    f"{where}.server_id = {server_id} is already used by another replica "
+                    "connected to this server (SHOW SLAVE HOSTS): choose a server_id no "
+                    "other replica uses"
+                )
         resolved = _resolve_tables(cur, tables, where, user)
         if mariadb:
             gtid_on = gtid != "off"

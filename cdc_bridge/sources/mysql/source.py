@@ -46,7 +46,7 @@ from cdc_bridge.sources.mysql.binlog import (
     TableMap,
     Xid,
 )
-from cdc_bridge.sources.mysql.checks import ServerInfo, check_server, connect
+from cdc_bridge.sources.mysql.checks import ServerInfo, binlog_status, check_server, connect
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
 from cdc_bridge.sources.mysql.offset import MySqlOffset, merge_mariadb_gtid
 from cdc_bridge.sources.mysql.schema import TableState, load_columns, merge_table_map
@@ -78,8 +78,7 @@ def current_position(connect_args: dict[str, Any], mariadb: bool, gtid_on: bool)
     conn = connect(connect_args, "sources.mysql")
     try:
         cur = conn.cursor()
-        cur.execute("SHOW MASTER STATUS")
-        row = cur.fetchone()
+        row = binlog_status(cur)
         if row is None:
             raise ConfigError("sources.mysql: the server's binary log is off")
         gtids: str | None = None
