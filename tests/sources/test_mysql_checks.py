@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import uuid
 from collections.abc import Iterator
@@ -127,10 +128,22 @@ def test_server_id_clash_with_connected_replica(mariadb_database: Any) -> None:
 
 
 def test_binlog_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    if services.use_testcontainers() or services.os.environ.get(services.ENV_MYSQL):
+    if services.use_testcontainers() or os.environ.get(services.ENV_MYSQL):
         pytest.skip("needs a private MariaDB to start without a binlog")
-    monkeypatch.setattr(services, "MARIADB_BINLOG_OPTIONS", ["--server-id=1", "--skip-log-bin"])
+    from cdc_bridge.testing import _mysql
+
+    monkeypatch.setattr(_mysql, "MARIADB_BINLOG_OPTIONS", ["--server-id=1", "--skip-log-bin"])
     with services.start_mariadb() as server:
         args = server.connect_kwargs()
         with pytest.raises(ConfigError, match=r"binary log is off: add `log_bin=mysql-bin`"):
             check_server(args, None, 4242)
+
+
+def test_compressed_binlog_is_refused(mariadb_database: Any) -> None:
+    db = mariadb_database
+    _exec(db, "SET GLOBAL log_bin_compress = ON")
+    try:
+        with pytest.raises(ConfigError, match=r"log_bin_compress is ON .* `log_bin_compress=OFF`"):
+            check_server(_args(db), [_table(db)], 4242)
+    finally:
+        _exec(db, "SET GLOBAL log_bin_compress = OFF")

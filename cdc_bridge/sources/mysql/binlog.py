@@ -41,6 +41,7 @@ __all__ = [
     "RowsQuery",
     "ServerIdClashError",
     "TableMap",
+    "UnsupportedBinlogError",
     "Xid",
     "parse_lenenc",
 ]
@@ -59,7 +60,8 @@ WRITE_ROWS_V2, UPDATE_ROWS_V2, DELETE_ROWS_V2 = 30, 31, 32
 GTID_EVENT = 33
 ANONYMOUS_GTID_EVENT = 34
 PARTIAL_UPDATE_ROWS_EVENT = 39
-HEARTBEAT_V2_EVENT = 40
+TRANSACTION_PAYLOAD_EVENT = 40
+HEARTBEAT_V2_EVENT = 41
 MARIADB_ANNOTATE_ROWS_EVENT = 160
 MARIADB_GTID_EVENT = 162
 MARIADB_COMPRESSED_ROWS = frozenset({166, 167, 168, 169, 170, 171})
@@ -96,6 +98,10 @@ class BinlogError(Exception):
 
 class PositionPurgedError(BinlogError):
     """The requested binlog file/position or GTID state is no longer in the server's binlogs."""
+
+
+class UnsupportedBinlogError(BinlogError):
+    """The binlog holds events this reader cannot decode (a server setting to change)."""
 
 
 class ServerIdClashError(BinlogError):
@@ -688,13 +694,19 @@ class BinlogStream:
             elif etype in (HEARTBEAT_EVENT, HEARTBEAT_V2_EVENT):
                 yield Heartbeat(end_pos)
             elif etype in MARIADB_COMPRESSED_ROWS:
-                raise BinlogError(
+                raise UnsupportedBinlogError(
                     0,
                     "the server writes compressed row events (log_bin_compress=ON), which "
                     "cdc-bridge cannot decode: set log_bin_compress=OFF on the server",
                 )
+            elif etype == TRANSACTION_PAYLOAD_EVENT:
+                raise UnsupportedBinlogError(
+                    0,
+                    "the server compresses binlog transactions (binlog_transaction_compression"
+                    "=ON), which cdc-bridge cannot decode: set binlog_transaction_compression=OFF",
+                )
             elif etype == PARTIAL_UPDATE_ROWS_EVENT:
-                raise BinlogError(
+                raise UnsupportedBinlogError(
                     0,
                     "the server writes partial JSON updates: set "
                     "binlog_row_value_options='' on the server",

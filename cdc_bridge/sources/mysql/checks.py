@@ -117,6 +117,15 @@ def check_server(
                 f"before/after rows): add `binlog_row_image=FULL` to the {cnf}, or run "
                 "SET GLOBAL binlog_row_image='FULL'"
             )
+        for var, fix in (
+            ("log_bin_compress", "log_bin_compress=OFF"),
+            ("binlog_transaction_compression", "binlog_transaction_compression=OFF"),
+        ):
+            if (_var(cur, var) or "OFF").upper() in ("ON", "1"):
+                raise ConfigError(
+                    f"{where}: {var} is ON and compressed binlog events cannot be decoded: "
+                    f"add `{fix}` to the {cnf}"
+                )
         metadata = (_var(cur, "binlog_row_metadata") or "").upper()
         grants = _grants(cur)
         on_all = "ON *.*" in grants
@@ -137,6 +146,11 @@ def check_server(
                 f"privilege needed to read binlog positions: GRANT REPLICATION CLIENT ON *.* "
                 f"TO {user}"
             ) from None
+        if not mariadb and not all_priv and not (on_all and "RELOAD" in grants):
+            raise ConfigError(
+                f"{where}: user {user} lacks the RELOAD privilege the snapshot needs for its "
+                f"brief FLUSH TABLES WITH READ LOCK: GRANT RELOAD ON *.* TO {user}"
+            )
         if int(own_id) == server_id:
             raise ConfigError(
                 f"{where}.server_id = {server_id} is the server's own server_id: choose a "

@@ -44,6 +44,7 @@ from cdc_bridge.sources.mysql.binlog import (
     RowsQuery,
     ServerIdClashError,
     TableMap,
+    UnsupportedBinlogError,
     Xid,
 )
 from cdc_bridge.sources.mysql.checks import ServerInfo, binlog_status, check_server, connect
@@ -186,6 +187,8 @@ class MySqlSource(Source):
                     "the tables and continues), or delete the stored position of source "
                     f"{cfg.name!r} and restart; keep binlogs longer than the bridge can be down."
                 ) from None
+            except UnsupportedBinlogError as exc:
+                raise FatalError(f"source {cfg.name}: {exc.message}") from None
             except ServerIdClashError:
                 raise FatalError(
                     f"sources.{cfg.name}.server_id = {cfg.server_id} is used by another replica "
