@@ -228,3 +228,24 @@ def test_interrupted_snapshot_resumes_after_the_last_confirmed_key(
     # sent but not yet checkpointed)
     assert len(ids) - 1 - 2000 <= len(first) - after
     assert ids.count(1) == 1
+
+
+def test_server_crash_and_restart_while_streaming(
+    mariadb: Any, mariadb_database: Any, kafka: Any, topic_name: Any
+) -> None:
+    if mariadb.external:
+        pytest.skip("needs a private MariaDB to kill")
+    db = mariadb_database
+    _exec(db, "CREATE TABLE k (id INT PRIMARY KEY)")
+    name = topic_name("my")
+    cfg = make_config(db, name, [f"{db.name}.k"], snapshot="never", heartbeat_s=1.0)
+    with Running(cfg, kafka.bootstrap) as r:
+        r.wait_streaming()
+        _exec(db, "INSERT INTO k VALUES (1), (2)")
+        consume(kafka.bootstrap, f"{name}.{db.name}.k", count(2))
+        mariadb.kill()
+        mariadb.restart()
+        _exec(db, "INSERT INTO k VALUES (3)")
+        recs = consume(kafka.bootstrap, f"{name}.{db.name}.k", count(3), timeout=60)
+        assert r.source.reconnects >= 1
+    assert sorted(v["after"]["id"] for v in payloads(recs)) == [1, 2, 3]

@@ -171,3 +171,29 @@ def test_only_configured_tables_and_mixed_transactions(
     assert vals[0]["source"]["pos"] == vals[1]["source"]["pos"]
     assert vals[2]["source"]["gtid"] != vals[0]["source"]["gtid"]
     assert _topic(name, db, "no") not in admin_topics
+
+
+def test_initial_only_snapshots_and_returns(
+    mariadb_database: Any, kafka: Any, topic_name: Any
+) -> None:
+    db = mariadb_database
+    _exec(
+        db,
+        "CREATE TABLE io (id INT PRIMARY KEY, v JSON)",
+        "INSERT INTO io VALUES (1, '[1]'), (2, NULL)",
+    )
+    name = topic_name("my")
+    store = MemoryOffsetStore()
+    cfg = make_config(db, name, [f"{db.name}.io"], snapshot="initial_only", schemas=False)
+    r = Running(cfg, kafka.bootstrap, store)
+    r.thread.start()
+    r.thread.join(30)
+    assert not r.thread.is_alive() and r.error is None
+    r.producer.close()
+    recs = consume(kafka.bootstrap, _topic(name, db, "io"), count(2))
+    assert [v for _k, v in recs] == [
+        {**recs[0][1], "after": {"id": 1, "v": "[1]"}},
+        {**recs[1][1], "after": {"id": 2, "v": None}},
+    ]
+    assert recs[0][0] == {"id": 1}  # schemas off: bare key payload
+    assert recs[0][1]["op"] == "r" and store.data[name].get("snapshot") is None
