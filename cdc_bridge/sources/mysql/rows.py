@@ -129,34 +129,42 @@ def _int_reader(size: int, unsigned: bool) -> Reader:
 
 
 def _decimal_reader(precision: int, scale: int) -> Reader:
+    """MySQL binary DECIMAL -> unscaled int, with one big-endian integer and shifts.
+
+    The value is stored as groups of 9 decimal digits in 4 bytes (fewer for the leading
+    integer digits and trailing fraction digits), sign bit flipped, all bits inverted when
+    negative.
+    """
     intg = precision - scale
     intg0, intg0x = divmod(intg, 9)
     frac0, frac0x = divmod(scale, 9)
-    lead = _DIG2BYTES[intg0x]
-    tail = _DIG2BYTES[frac0x]
-    size = lead + intg0 * 4 + frac0 * 4 + tail
-    tail_mul = 10**frac0x
+    sizes = []
+    if _DIG2BYTES[intg0x]:
+        sizes.append((_DIG2BYTES[intg0x], 1_000_000_000))
+    sizes += [(4, 1_000_000_000)] * (intg0 + frac0)
+    if _DIG2BYTES[frac0x]:
+        sizes.append((_DIG2BYTES[frac0x], 10**frac0x))
+    size = sum(n for n, _ in sizes)
+    # (shift, mask, multiplier applied before adding the group), most significant first
+    parts = []
+    shift = size * 8
+    for n, mul in sizes:
+        shift -= n * 8
+        parts.append((shift, (1 << (n * 8)) - 1, mul))
+    parts_t = tuple(parts)
+    sign = 1 << (size * 8 - 1)
+    allbits = (1 << (size * 8)) - 1
+    from_bytes = int.from_bytes
 
     def rdec(b: bytes, p: int) -> tuple[Any, int]:
-        raw = bytearray(b[p : p + size])
-        negative = not (raw[0] & 0x80)
-        raw[0] ^= 0x80
+        raw = from_bytes(b[p : p + size], "big")
+        negative = not raw & sign
         if negative:
-            for i in range(size):
-                raw[i] ^= 0xFF
-        q = 0
+            raw ^= allbits
+        raw ^= sign
         v = 0
-        if lead:
-            v = int.from_bytes(raw[0:lead], "big")
-            q = lead
-        for _ in range(intg0):
-            v = v * 1_000_000_000 + int.from_bytes(raw[q : q + 4], "big")
-            q += 4
-        for _ in range(frac0):
-            v = v * 1_000_000_000 + int.from_bytes(raw[q : q + 4], "big")
-            q += 4
-        if tail:
-            v = v * tail_mul + int.from_bytes(raw[q : q + tail], "big")
+        for sh, mask, mul in parts_t:
+            v = v * mul + ((raw >> sh) & mask)
         return (-v if negative else v), p + size
 
     return rdec
@@ -172,24 +180,30 @@ def _frac_reader(fsp: int) -> tuple[int, Callable[[bytes, int], int]]:
 
 
 def _datetime2_reader(fsp: int, zero: Any) -> Reader:
-    nfrac, frac = _frac_reader(fsp)
+    nfrac = (fsp + 1) // 2
+    total = 5 + nfrac
+    fbits = 8 * nfrac
+    fmask = (1 << fbits) - 1
+    fmul = {0: 0, 1: 10_000, 2: 100, 3: 1}[nfrac]
+    from_bytes = int.from_bytes
+    days = _days
 
     def rdt(b: bytes, p: int) -> tuple[Any, int]:
-        v = int.from_bytes(b[p : p + 5], "big") - 0x8000000000
+        whole = from_bytes(b[p : p + total], "big")
+        v = (whole >> fbits) - 0x8000000000
         ymd = v >> 17
-        ym = ymd >> 5
         day = ymd & 31
-        year, month = divmod(ym, 13)
-        hms = v & 0x1FFFF
+        year, month = divmod(ymd >> 5, 13)
         if month == 0 or day == 0:
-            return zero, p + 5 + nfrac
+            return zero, p + total
+        hms = v & 0x1FFFF
         secs = (
-            _days(year, month, day) * 86400
+            days(year, month, day) * 86400
             + (hms >> 12) * 3600
             + ((hms >> 6) & 63) * 60
             + (hms & 63)
         )
-        return secs * 1_000_000 + frac(b, p + 5), p + 5 + nfrac
+        return secs * 1_000_000 + (whole & fmask) * fmul, p + total
 
     return rdt
 
