@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cdc_bridge.registry import SOURCE_KINDS
@@ -141,3 +143,38 @@ def test_table_map_with_full_metadata() -> None:
         ("v", T.VARCHAR, False, True),
     ]
     assert tm.columns[1].length == 40 and not tm.columns[1].binary
+
+
+_DIG = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
+
+
+def _mysql_decimal(precision: int, scale: int, unscaled: int) -> bytes:
+    """MySQL's binary DECIMAL encoding (decimal2bin), written independently for the test."""
+    digits = str(abs(unscaled)).rjust(precision, "0")
+    ip, fp = digits[: precision - scale], digits[precision - scale :]
+    intg = precision - scale
+    out = b""
+    lead = intg % 9
+    if lead:
+        out += int(ip[:lead]).to_bytes(_DIG[lead], "big")
+    for k in range(lead, intg, 9):
+        out += int(ip[k : k + 9]).to_bytes(4, "big")
+    full = scale // 9 * 9
+    for k in range(0, full, 9):
+        out += int(fp[k : k + 9]).to_bytes(4, "big")
+    if scale % 9:
+        out += int(fp[full:]).to_bytes(_DIG[scale % 9], "big")
+    raw = bytearray(out)
+    raw[0] ^= 0x80
+    if unscaled < 0:
+        raw = bytearray(x ^ 0xFF for x in raw)
+    return bytes(raw)
+
+
+@given(st.data())
+def test_decimal_decoding_round_trips(data: st.DataObject) -> None:
+    precision = data.draw(st.integers(1, 65))
+    scale = data.draw(st.integers(0, min(precision, 30)))
+    unscaled = data.draw(st.integers(-(10**precision) + 1, 10**precision - 1))
+    col = ColumnInfo("d", T.NEWDECIMAL, precision=precision, scale=scale)
+    assert _decode(col, _mysql_decimal(precision, scale, unscaled)) == unscaled
