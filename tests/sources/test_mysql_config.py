@@ -178,3 +178,19 @@ def test_decimal_decoding_round_trips(data: st.DataObject) -> None:
     unscaled = data.draw(st.integers(-(10**precision) + 1, 10**precision - 1))
     col = ColumnInfo("d", T.NEWDECIMAL, precision=precision, scale=scale)
     assert _decode(col, _mysql_decimal(precision, scale, unscaled)) == unscaled
+
+
+def test_gtid_tracker() -> None:
+    from cdc_bridge.sources.mysql.offset import GtidTracker
+
+    m = GtidTracker("0-1-5,1-2-9", mariadb=True)
+    assert m.state() == "0-1-5,1-2-9"
+    m.add("0-3-6")
+    m.add("2-1-1")
+    assert m.state() == "0-3-6,1-2-9,2-1-1"
+    uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
+    y = GtidTracker(f"{uuid}:1-5", mariadb=False)
+    y.add(f"{uuid}:6")
+    y.add(f"{uuid}:7")
+    assert y.state() == f"{uuid}:1-7"
+    assert GtidTracker(None, mariadb=True).state() is None

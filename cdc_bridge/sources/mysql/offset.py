@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MySqlOffset", "merge_mariadb_gtid"]
+__all__ = ["GtidTracker", "MySqlOffset", "merge_mariadb_gtid"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +72,45 @@ def merge_mariadb_gtid(state: str, gtid: str) -> str:
     parts.append(gtid)
     parts.sort(key=lambda p: int(p.split("-", 1)[0]))
     return ",".join(parts)
+
+
+class GtidTracker:
+    """The GTID position while streaming: O(1) per transaction, rendered only when stored."""
+
+    __slots__ = ("_base", "_dirty", "_domains", "_mariadb", "_pending")
+
+    def __init__(self, state: str | None, mariadb: bool) -> None:
+        self._mariadb = mariadb
+        self._base = state or None
+        self._dirty = False
+        self._pending: list[str] = []
+        self._domains: dict[int, str] = {}
+        if mariadb:
+            for part in (state or "").split(","):
+                part = part.strip()
+                if part:
+                    self._domains[int(part.split("-", 1)[0])] = part
+
+    def add(self, gtid: str) -> None:
+        """Record that the transaction ``gtid`` committed."""
+        if self._mariadb:
+            self._domains[int(gtid[: gtid.index("-")])] = gtid
+        else:
+            self._pending.append(gtid)
+        self._dirty = True
+
+    def state(self) -> str | None:
+        """The position as MariaDB's ``domain-server-seq`` list or MySQL's GTID set text."""
+        if self._dirty:
+            if self._mariadb:
+                self._base = ",".join(self._domains[d] for d in sorted(self._domains))
+            else:
+                from pymysqlreplication.gtid import Gtid, GtidSet
+
+                gset = GtidSet(self._base or "")
+                for g in self._pending:
+                    gset.merge_gtid(Gtid(g))
+                self._pending.clear()
+                self._base = str(gset)
+            self._dirty = False
+        return self._base

@@ -49,7 +49,7 @@ from cdc_bridge.sources.mysql.binlog import (
 )
 from cdc_bridge.sources.mysql.checks import ServerInfo, binlog_status, check_server, connect
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
-from cdc_bridge.sources.mysql.offset import MySqlOffset, merge_mariadb_gtid
+from cdc_bridge.sources.mysql.offset import GtidTracker, MySqlOffset, merge_mariadb_gtid
 from cdc_bridge.sources.mysql.schema import TableState, load_columns, merge_table_map
 from cdc_bridge.sources.mysql.snapshot import run_snapshot
 from cdc_bridge.types.mysql import TypeOptions
@@ -366,7 +366,7 @@ class MySqlSource(Source):
         stopping = ctx.stopping
         skip_ops = frozenset(cfg.skip_ops)
 
-        gtid_state = start.gtids
+        gtids = GtidTracker(start.gtids, mariadb)
         file = start.file
         skip_events, skip_rows = start.events, start.row
         txn_pos = start.pos
@@ -378,7 +378,9 @@ class MySqlSource(Source):
         query: str | None = None
         batch: list[ChangeEvent] = []
         extra: list[Any] = []
-        pending: MySqlOffset | None = None
+        # The offset safe after ``batch``: (file, pos) of a transaction end (GTIDs added when
+        # the offset is built, to keep commits cheap) or a ready MySqlOffset (mid-transaction).
+        pending: tuple[str, int] | MySqlOffset | None = None
         last_flush = time.monotonic()
         last_ckpt = last_flush
 
@@ -386,13 +388,18 @@ class MySqlSource(Source):
             nonlocal batch, extra, pending, last_flush, last_ckpt
             if pending is None and not batch:
                 return
+            offset = (
+                MySqlOffset(pending[0], pending[1], gtids.state())
+                if isinstance(pending, tuple)
+                else pending
+            )
             if extra:
                 ctx.emit(batch, None)
-                ctx.emit_records(extra, pending)
+                ctx.emit_records(extra, offset)
             else:
-                ctx.emit(batch, pending)
-            if pending is not None:
-                self.emitted = pending
+                ctx.emit(batch, offset)
+            if offset is not None:
+                self.emitted = offset
             batch, extra, pending = [], [], None
             last_flush = time.monotonic()
             if last_flush - last_ckpt >= CHECKPOINT_INTERVAL_S:
@@ -405,10 +412,10 @@ class MySqlSource(Source):
             last_ckpt = now
 
         def commit(end_pos: int) -> None:
-            nonlocal gtid_state, in_txn, begun, txn_gtid, skip_events, skip_rows, pending, txn_pos
+            nonlocal in_txn, begun, txn_gtid, skip_events, skip_rows, pending, txn_pos
             if txn_gtid:
-                gtid_state = merge_gtid(gtid_state, txn_gtid, mariadb)
-            pending = MySqlOffset(file, end_pos, gtid_state)
+                gtids.add(txn_gtid)
+            pending = (file, end_pos)
             in_txn = begun = False
             txn_gtid = None
             txn_pos = end_pos
@@ -477,7 +484,7 @@ class MySqlSource(Source):
                 if len(batch) >= max_batch:
                     # Mid-transaction: safe to resume at this transaction, minus what is sent.
                     # (This offset also covers the whole transactions before it in the batch.)
-                    pending = MySqlOffset(file, txn_pos, gtid_state, events=ev_idx)
+                    pending = MySqlOffset(file, txn_pos, gtids.state(), events=ev_idx)
                     flush()
             elif t is TableMap:
                 assert isinstance(ev, TableMap)
@@ -539,7 +546,7 @@ class MySqlSource(Source):
                 if not in_txn and not ev.fake:
                     # Between transactions: the next one starts in the new file.
                     txn_pos = ev.pos
-                    pending = MySqlOffset(file, ev.pos, gtid_state)
+                    pending = (file, ev.pos)
             elif t is Idle or t is Heartbeat:
                 if batch or pending is not None:
                     flush()
