@@ -552,6 +552,16 @@ class BinlogStream:
                 pos = 0
 
         while True:
+            # Fast path: a whole, ordinary event packet is already buffered.
+            blen = len(buf)
+            if pos + 4 <= blen:
+                length = buf[pos] | (buf[pos + 1] << 8) | (buf[pos + 2] << 16)
+                end = pos + 4 + length
+                if end <= blen and length < 0xFFFFFF and buf[pos + 4] == 0:
+                    payload = buf[pos + 4 : end]
+                    pos = end
+                    yield payload
+                    continue
             if pos == len(buf):
                 buf, pos = b"", 0
                 r, _, _ = select.select([sock], [], [], 0)
