@@ -249,3 +249,34 @@ def test_server_crash_and_restart_while_streaming(
         recs = consume(kafka.bootstrap, f"{name}.{db.name}.k", count(3), timeout=60)
         assert r.source.reconnects >= 1
     assert sorted(v["after"]["id"] for v in payloads(recs)) == [1, 2, 3]
+
+
+def test_position_is_stored_only_after_kafka_confirmed(
+    mariadb_database: Any, kafka: Any, topic_name: Any
+) -> None:
+    db = mariadb_database
+    _exec(db, "CREATE TABLE ack (id INT PRIMARY KEY)")
+    name = topic_name("my")
+    store = MemoryOffsetStore()
+    cfg = make_config(db, name, [f"{db.name}.ack"], snapshot="never")
+    topic = f"{name}.{db.name}.ack"
+    with Running(cfg, kafka.bootstrap, store) as r:
+        r.wait_streaming()
+        _exec(db, "INSERT INTO ack VALUES (1)")
+        consume(kafka.bootstrap, topic, count(1))
+        time.sleep(1.3)
+        before = dict(store.data[name])
+        kafka.pause()
+        try:
+            _exec(db, "INSERT INTO ack VALUES (2)", "INSERT INTO ack VALUES (3)")
+            time.sleep(2.5)  # two checkpoint intervals with the broker frozen
+            assert store.data[name] == before, "stored a position Kafka had not confirmed"
+        finally:
+            kafka.resume()
+        recs = consume(kafka.bootstrap, topic, count(3), timeout=60)
+        deadline = time.monotonic() + 10
+        while store.data[name] == before:
+            assert time.monotonic() < deadline, "position never advanced after the broker resumed"
+            time.sleep(0.1)
+    assert [v["after"]["id"] for v in payloads(recs)] == [1, 2, 3]
+    assert store.data[name]["gtids"] != before["gtids"]
