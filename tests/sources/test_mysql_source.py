@@ -197,3 +197,23 @@ def test_initial_only_snapshots_and_returns(
     ]
     assert recs[0][0] == {"id": 1}  # schemas off: bare key payload
     assert recs[0][1]["op"] == "r" and store.data[name].get("snapshot") is None
+
+
+def test_table_without_key_snapshots_in_batches_and_streams_with_null_keys(
+    mariadb_database: Any, kafka: Any, topic_name: Any
+) -> None:
+    db = mariadb_database
+    _exec(db, "CREATE TABLE nk (v INT)", "INSERT INTO nk SELECT seq FROM seq_1_to_350")
+    name = topic_name("my")
+    cfg = make_config(db, name, [f"{db.name}.nk"], snapshot_batch_rows=100)
+    with Running(cfg, kafka.bootstrap) as r:
+        r.wait_streaming()
+        _exec(db, "INSERT INTO nk VALUES (351)", "DELETE FROM nk WHERE v = 1")
+        recs = consume(kafka.bootstrap, _topic(name, db, "nk"), count(352))
+    vals = payloads(recs)
+    assert sorted(v["after"]["v"] for v in vals if v["op"] == "r") == list(range(1, 351))
+    assert [(v["op"], (v["after"] or v["before"])["v"]) for v in vals[-2:]] == [
+        ("c", 351),
+        ("d", 1),
+    ]
+    assert all(k is None for k, _v in recs)  # no key: null keys, and no tombstones

@@ -18,6 +18,7 @@ from typing import Any
 
 import pymysql
 import pymysql.converters
+import pymysql.cursors
 from pymysql.constants import FIELD_TYPE
 
 from cdc_bridge.events import (
@@ -246,6 +247,7 @@ def run_snapshot(
             if base and base.snapshot_table == full and base.snapshot_after is not None:
                 after = list(base.snapshot_after)
             keyset = bool(key)
+            scan: Any = None
             while True:
                 if keyset:
                     order = ", ".join(f"`{k}`" for k in key)
@@ -263,9 +265,14 @@ def run_snapshot(
                         )
                     rows = cur.fetchall()
                 else:
-                    cur.execute(f"SELECT {collist} FROM `{db}`.`{tb}`")
-                    rows = cur.fetchall()
+                    # No key to page by: one unbuffered scan, read in batches.
+                    if scan is None:
+                        scan = conn.cursor(pymysql.cursors.SSCursor)
+                        scan.execute(f"SELECT {collist} FROM `{db}`.`{tb}`")
+                    rows = scan.fetchmany(batch_rows)
                 if not rows:
+                    if scan is not None:
+                        scan.close()
                     break
                 events = []
                 for raw in rows:
@@ -319,7 +326,7 @@ def run_snapshot(
                 if ctx.stopping.is_set():
                     flush(False)
                     raise InterruptedError("stopped during snapshot")
-                if not keyset or len(rows) < batch_rows:
+                if keyset and len(rows) < batch_rows:
                     break
                 after = last_key
             done.append(full)
