@@ -182,3 +182,28 @@ def test_types_auto_zero_dates(mariadb_database: Any, kafka: Any, topic_name: An
 
 def test_types_epoch_zero_dates(mariadb_database: Any, kafka: Any, topic_name: Any) -> None:
     _run(mariadb_database, kafka, topic_name("ty"), "epoch")
+
+
+def test_charset_and_signedness_metadata_with_geometry_and_year(
+    mariadb_database: Any, kafka: Any, topic_name: Any
+) -> None:
+    """MariaDB lists GEOMETRY among character columns and YEAR is not numeric in the
+    TableMap metadata: later columns must still get their own charset and signedness."""
+    db = mariadb_database
+    row = "2024, 4294967295, POINT(1, 2), 'ab', 'cd'"
+    _exec(
+        db,
+        "CREATE TABLE gy (id INT PRIMARY KEY, y YEAR, u INT UNSIGNED, g POINT, "
+        "v VARBINARY(5), w VARCHAR(5)) DEFAULT CHARSET=utf8mb4",
+        f"INSERT INTO gy VALUES (1, {row})",
+    )
+    name = topic_name("gy")
+    cfg = make_config(db, name, [f"{db.name}.gy"])
+    with Running(cfg, kafka.bootstrap) as r:
+        r.wait_streaming()
+        _exec(db, f"INSERT INTO gy VALUES (2, {row})")
+        recs = consume(kafka.bootstrap, f"{name}.{db.name}.gy", count(2))
+    snap, streamed = (p["after"] for p in payloads(recs))
+    assert streamed["y"] == 2024 and streamed["u"] == 4294967295
+    assert streamed["v"] == _b64(b"ab") and streamed["w"] == "cd"
+    assert {**snap, "id": 2} == streamed

@@ -258,11 +258,14 @@ def _read_column_meta(types: bytes, meta: bytes) -> list[ColumnInfo]:
     return cols
 
 
-def _is_char(c: ColumnInfo) -> bool:
-    return c.type in CHARACTER_TYPES
+def _is_char(c: ColumnInfo, mariadb: bool) -> bool:
+    # MariaDB also lists GEOMETRY columns (binary) among the character columns.
+    return c.type in CHARACTER_TYPES or (mariadb and c.type == T.GEOMETRY)
 
 
-def _apply_optional_metadata(cols: list[ColumnInfo], b: bytes, p: int) -> tuple[bool, Any]:
+def _apply_optional_metadata(
+    cols: list[ColumnInfo], b: bytes, p: int, mariadb: bool = False
+) -> tuple[bool, Any]:
     """Apply binlog_row_metadata TLVs; returns (names present, primary key indexes or None)."""
     has_names = False
     pk: tuple[int, ...] | None = None
@@ -277,7 +280,7 @@ def _apply_optional_metadata(cols: list[ColumnInfo], b: bytes, p: int) -> tuple[
                 c.unsigned = bool(b[q + (j >> 3)] & (0x80 >> (j & 7)))
         elif kind == 2:  # DEFAULT_CHARSET
             default, q = parse_lenenc(b, q)
-            chars = [c for c in cols if _is_char(c)]
+            chars = [c for c in cols if _is_char(c, mariadb)]
             for c in chars:
                 c.binary = default == BINARY_COLLATION
                 c.encoding = encoding_of(default)
@@ -288,7 +291,7 @@ def _apply_optional_metadata(cols: list[ColumnInfo], b: bytes, p: int) -> tuple[
                     chars[idx].binary = coll == BINARY_COLLATION
                     chars[idx].encoding = encoding_of(coll)
         elif kind == 3:  # COLUMN_CHARSET
-            for c in (c for c in cols if _is_char(c)):
+            for c in (c for c in cols if _is_char(c, mariadb)):
                 coll, q = parse_lenenc(b, q)
                 c.binary = coll == BINARY_COLLATION
                 c.encoding = encoding_of(coll)
@@ -328,7 +331,7 @@ def _apply_optional_metadata(cols: list[ColumnInfo], b: bytes, p: int) -> tuple[
     return has_names, pk
 
 
-def parse_table_map(table_id: int, body: bytes, p: int) -> TableMap:
+def parse_table_map(table_id: int, body: bytes, p: int, mariadb: bool = False) -> TableMap:
     """Parse a TableMap event body from just after the table id."""
     p += 2  # flags
     slen = body[p]
@@ -348,8 +351,10 @@ def parse_table_map(table_id: int, body: bytes, p: int) -> TableMap:
         c.nullable = bool(nullbits[i >> 3] >> (i & 7) & 1)
     p += (ncols + 7) // 8
     # Without optional metadata every string column's charset is unknown: assume text.
-    has_names, pk = _apply_optional_metadata(cols, body, p)
+    has_names, pk = _apply_optional_metadata(cols, body, p, mariadb)
     for c in cols:
+        if c.type == T.GEOMETRY:
+            c.binary = True
         if c.type == T.STRING or c.type in (T.VARCHAR, T.VAR_STRING):
             c.extra.setdefault("char_length", c.length)
     return TableMap(table_id, schema, table, cols, pk, has_names, b"")
@@ -653,7 +658,7 @@ class BinlogStream:
                     continue
                 if skipped.get(table_id) == rest:
                     continue
-                tm = parse_table_map(table_id, rest, 0)
+                tm = parse_table_map(table_id, rest, 0, bool(self.mariadb))
                 self.table_map_parses += 1
                 tm.raw = rest
                 if want is not None and not want(tm.schema, tm.table):
