@@ -214,6 +214,11 @@ def test_interrupted_snapshot_resumes_after_the_last_confirmed_key(
     assert saved["snapshot_table"] == f"{db.name}.s2" and saved["snapshot_after"][0] >= 500
     after = saved["snapshot_after"][0]
     first = consume(kafka.bootstrap, f"{name}.{db.name}.s2", count(after))
+    s1 = payloads(consume(kafka.bootstrap, f"{name}.{db.name}.s1", count(500)))
+    marks = [v["source"]["snapshot"] for v in s1]
+    assert marks[0] == "first" and marks[-1] == "last_in_data_collection"
+    assert set(marks[1:-1]) == {"true"}
+    assert payloads(first)[0]["source"]["snapshot"] == "first_in_data_collection"
     with Running(cfg, kafka.bootstrap, store) as r2:
         r2.wait_streaming()
         _exec(db, "INSERT INTO s2 VALUES (5000)")

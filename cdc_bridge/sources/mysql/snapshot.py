@@ -38,6 +38,9 @@ __all__ = ["SnapshotPosition", "canonical_converter", "run_snapshot", "snapshot_
 
 log = logging.getLogger(__name__)
 
+FIRST_IN_DATA_COLLECTION = "first_in_data_collection"
+LAST_IN_DATA_COLLECTION = "last_in_data_collection"
+
 # DECIMAL has up to 65 digits; the default context (28) would round.
 _WIDE = Context(prec=100)
 
@@ -248,6 +251,7 @@ def run_snapshot(
                 after = list(base.snapshot_after)
             keyset = bool(key)
             scan: Any = None
+            table_first = True
             while True:
                 if keyset:
                     order = ", ".join(f"`{k}`" for k in key)
@@ -288,10 +292,17 @@ def run_snapshot(
                         state.row(values),
                         ts_us,
                         dict(src_tmpl),
-                        SNAPSHOT_FIRST if first else SNAPSHOT_TRUE,
+                        SNAPSHOT_TRUE,
                     )
-                    first = False
                     events.append(ev)
+                # Debezium's markers: first / first_in_data_collection / true /
+                # last_in_data_collection / last.
+                if first:
+                    events[0].snapshot = SNAPSHOT_FIRST
+                    first = False
+                elif table_first:
+                    events[0].snapshot = FIRST_IN_DATA_COLLECTION
+                table_first = False
                 last_key = [rows[-1][i] for i in key_idx]
                 resumable = keyset and all(_jsonable(v) for v in last_key)
                 flush(False)
@@ -330,6 +341,8 @@ def run_snapshot(
                     break
                 after = last_key
             done.append(full)
+            if not table_first and held:
+                held[-1].snapshot = LAST_IN_DATA_COLLECTION
             if held:
                 held_offset = MySqlOffset(
                     file, pos, gtids, snapshot=True, snapshot_done=tuple(done)
