@@ -535,25 +535,35 @@ class BinlogStream:
         idle_since: float | None = None
 
         def fill(need: int) -> None:
+            """Make ``need`` bytes available at ``buf[pos:]`` (chunks joined once: a large
+            event arriving in many reads is not copied over and over)."""
             nonlocal buf, pos, idle_since
-            while len(buf) - pos < need:
-                try:
-                    chunk = recv(1 << 20)
-                except TimeoutError:
-                    now = time.monotonic()
-                    if idle_since is None:
-                        idle_since = now
-                    elif limit and now - idle_since > limit:
-                        raise BinlogError(
-                            2013, f"no data or heartbeat from the server for {limit:.0f}s"
-                        ) from None
-                    raise _Idle() from None
-                except OSError as exc:
-                    raise BinlogError(2013, f"lost connection to the server: {exc}") from exc
-                if not chunk:
-                    raise BinlogError(2013, "the server closed the binlog connection")
-                idle_since = None
-                buf = buf[pos:] + chunk
+            have = len(buf) - pos
+            if have >= need:
+                return
+            parts = [buf[pos:]]
+            try:
+                while have < need:
+                    try:
+                        chunk = recv(max(1 << 20, need - have))
+                    except TimeoutError:
+                        now = time.monotonic()
+                        if idle_since is None:
+                            idle_since = now
+                        elif limit and now - idle_since > limit:
+                            raise BinlogError(
+                                2013, f"no data or heartbeat from the server for {limit:.0f}s"
+                            ) from None
+                        raise _Idle() from None
+                    except OSError as exc:
+                        raise BinlogError(2013, f"lost connection to the server: {exc}") from exc
+                    if not chunk:
+                        raise BinlogError(2013, "the server closed the binlog connection")
+                    idle_since = None
+                    parts.append(chunk)
+                    have += len(chunk)
+            finally:
+                buf = parts[0] if len(parts) == 1 else b"".join(parts)
                 pos = 0
 
         while True:
