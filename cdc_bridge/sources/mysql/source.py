@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 import orjson
+import pymysql
 from pymysqlreplication.gtid import Gtid as MySqlGtid
 from pymysqlreplication.gtid import GtidSet
 
@@ -159,6 +160,7 @@ class MySqlSource(Source):
             return
         backoff = 1.0
         while not ctx.stopping.is_set():
+            progress_mark = self.emitted
             try:
                 self._stream(ctx, info, self.emitted or offset)
                 return
@@ -194,8 +196,10 @@ class MySqlSource(Source):
                     f"sources.{cfg.name}.server_id = {cfg.server_id} is used by another replica "
                     "of this server: choose a server_id no other replica uses"
                 ) from None
-            except (BinlogError, RetriableError, OSError) as exc:
+            except (BinlogError, RetriableError, OSError, pymysql.err.MySQLError) as exc:
                 self.reconnects += 1
+                if self.emitted is not progress_mark:
+                    backoff = 1.0  # it streamed for a while: a fresh failure
                 log.warning("source %s: binlog stream broke (%s); reconnecting", cfg.name, exc)
                 if ctx.stopping.wait(backoff):
                     return
