@@ -46,3 +46,7 @@ bench-mongodb-convert *ARGS:
 # MySQL/MariaDB binlog -> broker ack throughput and p99 latency at 5,000 rows/s (private MariaDB).
 bench-mysql *ARGS:
     .venv/bin/python bench/mysql_to_kafka.py {{ARGS}}
+
+# Regenerate the README's configuration reference from the config models.
+docs:
+    .venv/bin/python -m cdc_bridge docs config --write README.md

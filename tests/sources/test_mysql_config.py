@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +9,7 @@ from pydantic import ValidationError
 
 from cdc_bridge.registry import SOURCE_KINDS
 from cdc_bridge.sources.mysql.binlog import parse_lenenc, parse_table_map
-from cdc_bridge.sources.mysql.config import MySqlSourceConfig, reference_table
+from cdc_bridge.sources.mysql.config import MySqlSourceConfig
 from cdc_bridge.sources.mysql.offset import MySqlOffset, merge_mariadb_gtid
 from cdc_bridge.sources.mysql.rows import ColumnInfo, RowDecoder, T
 from cdc_bridge.sources.mysql.source import merge_gtid
@@ -41,13 +39,6 @@ def test_every_field_is_documented_with_an_example() -> None:
     for name, field in MySqlSourceConfig.model_fields.items():
         assert field.description, name
         assert field.examples, name
-
-
-def test_readme_key_table_is_current() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("<!-- mysql-keys:start -->\n") + len("<!-- mysql-keys:start -->\n")
-    end = readme.index("<!-- mysql-keys:end -->")
-    assert readme[start:end].strip() == reference_table(), "regenerate the MySQL key table"
 
 
 def test_offset_round_trip() -> None:

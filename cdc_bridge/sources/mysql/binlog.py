@@ -579,7 +579,10 @@ class BinlogStream:
                     continue
             if pos == len(buf):
                 buf, pos = b"", 0
-                r, _, _ = select.select([sock], [], [], 0)
+                try:
+                    r, _, _ = select.select([sock], [], [], 0)
+                except (ValueError, OSError) as exc:  # closed under us (close() from elsewhere)
+                    raise BinlogError(2013, f"the binlog connection was closed: {exc}") from exc
                 if not r:
                     yield None
             try:

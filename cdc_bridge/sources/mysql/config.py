@@ -9,7 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 
 from cdc_bridge.config import SourceConfigBase
 
-__all__ = ["MySqlSourceConfig", "reference_table"]
+__all__ = ["MySqlSourceConfig"]
 
 
 class MySqlSourceConfig(SourceConfigBase):
@@ -96,21 +96,3 @@ class MySqlSourceConfig(SourceConfigBase):
             "user": unquote(parts.username or "root"),
             "password": unquote(parts.password or ""),
         }
-
-
-def reference_table() -> str:
-    """The README's key reference for ``kind = "mysql"`` (a test keeps the README in sync)."""
-    import json
-
-    rows = ["| key | default | description |", "|---|---|---|"]
-    for name, field in MySqlSourceConfig.model_fields.items():
-        if field.is_required():
-            default = "required"
-        elif field.default_factory is not None:
-            default = "`[]`"
-        else:
-            default = f"`{json.dumps(field.default)}`"
-        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-        secret = " (secret)" if extra.get("secret") else ""
-        rows.append(f"| `{name}` | {default} | {field.description}{secret} |")
-    return "\n".join(rows)
