@@ -210,3 +210,7 @@ def main(argv: list[str] | None = None) -> None:
 from cdc_bridge.dlq_cli import dlq_app  # noqa: E402  (cdc-bridge dlq list / replay)
 
 app.add_typer(dlq_app, name="dlq")
+
+from cdc_bridge.sources.postgres.cli import app as _postgres_app  # noqa: E402
+
+app.add_typer(_postgres_app, name="postgres")
