@@ -199,12 +199,13 @@ def test_two_processes_share_partitions_through_rebalances(
 
 @pytest.mark.slow
 def test_sigkill_mid_stream_three_times(
-    kafka: Any, topic_name: Any, pg_url: str, tmp_path: Path
+    kafka: Any, topic_name: Any, pg_url: str, mariadb_database: Any, tmp_path: Path
 ) -> None:
     w = Workload(topic_name("shop"), seed=11)
     create_topic(kafka.bootstrap, w.t.topic, partitions=3)
     sqlite_url = f"sqlite:///{tmp_path / 'target.db'}"
-    targets = [pg_url, sqlite_url]
+    maria_url = mariadb_database.dsn.replace("mysql://", "mysql+pymysql://", 1)
+    targets = [pg_url, maria_url, sqlite_url]
     routes = {
         url: [{"name": f"crash{n}", "from": w.t.topic, "batch_size": 20, "linger_ms": 10}]
         for n, url in enumerate(targets)
