@@ -181,6 +181,7 @@ def test_schema_evolution_none_reports_missing_table(sink_factory: Any) -> None:
 
 HOSTILE_TABLE = 'x"; DROP TABLE victims; --`'
 HOSTILE_COLUMN = "c') ; DELETE FROM victims; --\"`"
+PERCENT_COLUMN = "p%s %(x)s :y ?"
 
 
 def test_hostile_identifiers_cannot_inject(sink_factory: Any) -> None:
@@ -191,19 +192,33 @@ def test_hostile_identifiers_cannot_inject(sink_factory: Any) -> None:
         conn.execute(sa.text("INSERT INTO victims VALUES (1)"))
     t = table(
         name=HOSTILE_TABLE[:40],
-        columns=(col("id", "int32", False), col(HOSTILE_COLUMN, "string"), col("a b", "string")),
+        columns=(
+            col("id", "int32", False),
+            col(HOSTILE_COLUMN, "string"),
+            col("a b", "string"),
+            col(PERCENT_COLUMN, "string"),
+        ),
     )
     feed = Feed()
     batch = feed(
         [
-            event(t, "c", None, {"id": 1, HOSTILE_COLUMN: "v1", "a b": "x"}),
-            event(t, "c", None, {"id": 2, HOSTILE_COLUMN: "v2", "a b": "y"}),
-            event(t, "d", {"id": 2, HOSTILE_COLUMN: "v2", "a b": "y"}, None),
+            event(t, "c", None, {"id": 1, HOSTILE_COLUMN: "v1", "a b": "x", PERCENT_COLUMN: "%s"}),
+            event(t, "c", None, {"id": 2, HOSTILE_COLUMN: "v2", "a b": "y", PERCENT_COLUMN: "p"}),
+            event(t, "d", {"id": 2, HOSTILE_COLUMN: "v2", "a b": "y", PERCENT_COLUMN: "p"}, None),
         ]
     )
     assert sink.apply(batch).ok
     got = rows_of(sink, HOSTILE_TABLE[:40])
-    assert got == [{"id": 1, HOSTILE_COLUMN: "v1", "a b": "x"}]
+    assert got == [{"id": 1, HOSTILE_COLUMN: "v1", "a b": "x", PERCENT_COLUMN: "%s"}]
+    # the same again through the bulk path (many rows in one batch)
+    many = feed(
+        [
+            event(t, "c", None, {"id": i, HOSTILE_COLUMN: "m", "a b": "m", PERCENT_COLUMN: "%"})
+            for i in range(10, 210)
+        ]
+    )
+    assert sink.apply(many).ok
+    assert len(rows_of(sink, HOSTILE_TABLE[:40])) == 201
     assert rows_of(sink, "victims") == [{"id": 1}]
 
 

@@ -128,6 +128,19 @@ class SqlDialect:
         """Dialect keyword arguments for tables the sink creates."""
         return {}
 
+    def can_upsert(self, columns: Sequence[str]) -> bool:
+        """Whether :meth:`upsert` works for these columns (else: delete by key + insert)."""
+        return self.supports_upsert
+
+    def existing_columns(
+        self, conn: Connection, table: str, schema: str | None
+    ) -> list[str] | None:
+        """Column names of ``table``, or None when it does not exist."""
+        insp = sa.inspect(conn)
+        if not insp.has_table(table, schema=schema):
+            return None
+        return [c["name"] for c in insp.get_columns(table, schema=schema)]
+
     # -- values ---------------------------------------------------------------------------
 
     def adapter(self, schema: Mapping[str, Any]) -> Converter:
@@ -269,34 +282,47 @@ class PostgresDialect(SqlDialect):
         *,
         upsert: bool,
     ) -> bool:
-        """COPY into a temporary staging table, then one INSERT ... SELECT ... ON CONFLICT."""
+        """COPY into a temporary staging table, then one INSERT ... SELECT ... ON CONFLICT.
+
+        Statements go straight to psycopg, so identifiers are quoted by ``psycopg.sql``
+        (SQLAlchemy's quoting doubles ``%`` for its own paramstyle).
+        """
         if len(rows) < self.copy_threshold:
             return False
-        prep = conn.dialect.identifier_preparer
-        target = prep.format_table(table)
-        stage = prep.quote("cdc_bridge_stage")
-        cols = ", ".join(prep.quote(c) for c in columns)
+        from psycopg import sql
+
+        ident = sql.Identifier
+        schema = getattr(table, "schema", None)
+        target = ident(schema, table.name) if schema else ident(table.name)
+        stage = ident("cdc_bridge_stage")
+        cols = sql.SQL(", ").join(ident(c) for c in columns)
         raw: Any = conn.connection.driver_connection
         with raw.cursor() as cur:
-            cur.execute(f"DROP TABLE IF EXISTS pg_temp.{stage}")
+            cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(stage))
             cur.execute(
-                f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA"
+                sql.SQL(
+                    "CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA"
+                ).format(stage, cols, target)
             )
-            with cur.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+            with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)) as copy:
                 write = copy.write_row
                 for row in rows:
                     write(row)
-            sql = f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}"
+            query = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+                target, cols, cols, stage
+            )
             if upsert:
-                key_list = ", ".join(prep.quote(k) for k in keys)
+                key_list = sql.SQL(", ").join(ident(k) for k in keys)
                 others = [c for c in columns if c not in keys]
                 if others:
-                    sets = ", ".join(f"{prep.quote(c)} = EXCLUDED.{prep.quote(c)}" for c in others)
-                    sql += f" ON CONFLICT ({key_list}) DO UPDATE SET {sets}"
+                    sets = sql.SQL(", ").join(
+                        sql.SQL("{} = EXCLUDED.{}").format(ident(c), ident(c)) for c in others
+                    )
+                    query += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(key_list, sets)
                 else:
-                    sql += f" ON CONFLICT ({key_list}) DO NOTHING"
-            cur.execute(sql)
-            cur.execute(f"DROP TABLE pg_temp.{stage}")
+                    query += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(key_list)
+            cur.execute(query)
+            cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
         return True
 
 
@@ -307,6 +333,26 @@ class MySqlDialect(SqlDialect):
     # 1205 lock wait timeout, 1213 deadlock, 2006/2013 server gone / lost connection,
     # 1040 too many connections, 1053 shutdown in progress
     retriable_errnos = frozenset({1205, 1213, 2006, 2013, 1040, 1053, 2003})
+
+    def existing_columns(
+        self, conn: Connection, table: str, schema: str | None
+    ) -> list[str] | None:
+        # information_schema, not SQLAlchemy's SHOW CREATE TABLE parser (which misreads
+        # names containing backticks)
+        rows = conn.execute(
+            sa.text(
+                "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = COALESCE(:s, DATABASE()) AND TABLE_NAME = :t "
+                "ORDER BY ORDINAL_POSITION"
+            ),
+            {"s": schema, "t": table},
+        ).all()
+        return [r[0] for r in rows] or None
+
+    def can_upsert(self, columns: Sequence[str]) -> bool:
+        # SQLAlchemy renders ``VALUES(col)`` of ON DUPLICATE KEY UPDATE with ``%`` escaped
+        # twice; such names take the delete + insert path instead (same result, atomic).
+        return not any("%" in c for c in columns)
 
     def table_options(self) -> dict[str, Any]:
         # Every Unicode character, and binary (case- and accent-sensitive) comparisons so
@@ -367,6 +413,36 @@ class MySqlDialect(SqlDialect):
         if kind == "interval":
             return _interval_us
         return None
+
+    bulk_chunk: ClassVar[int] = 1000
+
+    def bulk_upsert(
+        self,
+        conn: Connection,
+        table: TableClause,
+        columns: Sequence[str],
+        keys: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        upsert: bool,
+    ) -> bool:
+        """Multi-row ``INSERT ... VALUES (...), (...) [ON DUPLICATE KEY UPDATE]`` per chunk.
+
+        One statement per chunk instead of PyMySQL's executemany rewrite, which also
+        mangles identifiers containing ``%``.
+        """
+        if len(rows) < 2:
+            return False
+        others = [c for c in columns if c not in keys] or list(keys[:1])
+        for start in range(0, len(rows), self.bulk_chunk):
+            chunk = rows[start : start + self.bulk_chunk]
+            stmt = sa_mysql.insert(table).values(
+                [dict(zip(columns, r, strict=True)) for r in chunk]
+            )
+            if upsert:
+                stmt = stmt.on_duplicate_key_update({c: stmt.inserted[c] for c in others})
+            conn.execute(stmt)
+        return True
 
     def upsert(self, table: TableClause, columns: Sequence[str], keys: Sequence[str]) -> Any:
         stmt = sa_mysql.insert(table).values(

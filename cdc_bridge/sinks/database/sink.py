@@ -353,12 +353,10 @@ class DatabaseSink(Sink):
         cols = self._tables.get(name)
         if cols is not None:
             return cols
-        insp = sa.inspect(conn)
-        if not insp.has_table(name, schema=self.rcfg.target_schema):
+        names = self.dialect.existing_columns(conn, name, self.rcfg.target_schema)
+        if names is None:
             return None
-        cols = {
-            c["name"]: c["type"] for c in insp.get_columns(name, schema=self.rcfg.target_schema)
-        }
+        cols = dict.fromkeys(names)
         self._tables[name] = cols
         return cols
 
@@ -580,7 +578,7 @@ class DatabaseSink(Sink):
                 out_cols = (*cols, rcfg.soft_delete_column)
                 for r in rows:
                     r.append(False)
-            if upsert_mode and not dialect.supports_upsert:
+            if upsert_mode and not dialect.can_upsert(out_cols):
                 # generic SQL: delete by key, then insert
                 clause = self._clause(name, keys)
                 kidx = [out_cols.index(k) for k in keys]
