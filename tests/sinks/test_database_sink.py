@@ -346,3 +346,17 @@ def test_connect_float_types_map_to_floating_columns(sink_factory: Any) -> None:
     t = table(columns=(col("id", "int32", False), col("f", "float"), col("d", "double")))
     assert sink.apply(Feed()([event(t, "c", None, {"id": 1, "f": 1.5, "d": 1 / 3})])).ok
     assert rows_of(sink, "customers") == [{"id": 1, "f": 1.5, "d": 1 / 3}]
+
+
+def test_too_long_names_are_reported_not_truncated(sink_factory: Any) -> None:
+    sink = sink_factory()
+    assert sink.engine is not None
+    long = "c" * 80
+    t = table(columns=(col("id", "int32", False), col(long, "string")))
+    result = sink.apply(Feed()([event(t, "c", None, {"id": 1, long: "x"})]))
+    if sink.engine.dialect.name == "sqlite":  # no limit: the name is kept whole
+        assert result.ok
+        assert rows_of(sink, "customers") == [{"id": 1, long: "x"}]
+    else:
+        assert result.failed[0].code == "identifier_too_long"
+        assert "mapping.rename" in str(result.failed[0])

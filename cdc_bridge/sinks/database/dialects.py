@@ -44,6 +44,7 @@ class SqlDialect:
     supports_timezones: ClassVar[bool] = False
     transactional_ddl: ClassVar[bool] = False
     key_string_length: ClassVar[int | None] = None
+    identifier_limit: ClassVar[int | None] = None  # bytes; None: no limit worth checking
 
     # -- column types -----------------------------------------------------------------------
 
@@ -205,6 +206,7 @@ def _first_line(exc: Any) -> str:
 
 class PostgresDialect(SqlDialect):
     name = "postgresql"
+    identifier_limit = 63  # NAMEDATALEN - 1; longer names are silently truncated
     supports_upsert = True
     supports_copy = True
     supports_arrays = True
@@ -328,6 +330,7 @@ class PostgresDialect(SqlDialect):
 
 class MySqlDialect(SqlDialect):
     name = "mysql"
+    identifier_limit = 64
     supports_upsert = True
     key_string_length = 255
     # 1205 lock wait timeout, 1213 deadlock, 2006/2013 server gone / lost connection,

@@ -377,8 +377,19 @@ class DatabaseSink(Sink):
     def _ensure_schema(self, plans: dict[str, _TablePlan], failed: dict[int, RecordError]) -> None:
         assert self.engine is not None
         evolve = self.rcfg.schema_evolution == "basic"
+        limit = self.dialect.identifier_limit
         for name, plan in plans.items():
             wanted = self._wanted_columns(plan)
+            too_long = [n for n in (name, *wanted) if limit and len(n.encode()) > limit]
+            if too_long:
+                _fail_all(
+                    plan,
+                    failed,
+                    f"name {too_long[0]!r} is longer than the target's {limit}-byte limit for "
+                    "identifiers; shorten it with the route's `table` template or `mapping.rename`",
+                    "identifier_too_long",
+                )
+                continue
             known = self._tables.get(name)
             if known is not None and all(c in known for c in wanted):
                 continue
