@@ -204,6 +204,14 @@ class PostgresSource(Source):
         start_lsn = LSN(0)
         if state is None:
             want_snapshot = mode in ("initial", "when_needed")
+            if stored is not None and stored.snapshot_done:
+                ctx.log.warning(
+                    "replication slot %s is gone although a position was stored (%s): changes "
+                    "made since then cannot be read; %s",
+                    self.cfg.slot,
+                    LSN(stored.lsn),
+                    "taking a new snapshot" if want_snapshot else "streaming from now on",
+                )
             if want_snapshot:
                 # Persist "snapshot pending" before the slot exists: a crash after creating the
                 # slot must not look like a finished snapshot on restart.
