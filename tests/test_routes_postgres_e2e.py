@@ -1,6 +1,7 @@
 """End to end: a Postgres source -> Kafka -> route workers -> Postgres, MariaDB and SQLite
 targets. After inserts, updates, deletes, primary-key changes, TOASTed values and rows with
-every supported type, each target table equals the source table value for value."""
+every supported type, each target table equals the source table value for value; then a
+column added at the source (ALTER TABLE) appears in every target."""
 
 from __future__ import annotations
 
@@ -81,19 +82,19 @@ def row(i: int) -> dict[str, Any]:
 COLUMNS = list(row(0))
 
 
-def source_rows(dsn: str) -> dict[int, dict[str, Any]]:
+def source_rows(dsn: str, columns: list[str] = COLUMNS) -> dict[int, dict[str, Any]]:
     with psycopg.connect(dsn) as conn:
-        cur = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM items")
-        return {r[0]: norm_row(dict(zip(COLUMNS, r, strict=True))) for r in cur}
+        cur = conn.execute(f"SELECT {', '.join(columns)} FROM items")
+        return {r[0]: norm_row(dict(zip(columns, r, strict=True))) for r in cur}
 
 
-def target_rows(url: str) -> dict[int, dict[str, Any]]:
+def target_rows(url: str, columns: list[str] = COLUMNS) -> dict[int, dict[str, Any]]:
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
             q = conn.dialect.identifier_preparer.quote
-            result = conn.exec_driver_sql(f"SELECT {', '.join(q(c) for c in COLUMNS)} FROM items")
-            return {r[0]: norm_row(dict(zip(COLUMNS, r, strict=True))) for r in result}
+            result = conn.exec_driver_sql(f"SELECT {', '.join(q(c) for c in columns)} FROM items")
+            return {r[0]: norm_row(dict(zip(columns, r, strict=True))) for r in result}
     except sa.exc.SQLAlchemyError:
         return {}
     finally:
@@ -102,8 +103,8 @@ def target_rows(url: str) -> dict[int, dict[str, Any]]:
 
 def norm_row(r: dict[str, Any]) -> dict[str, Any]:
     out = {k: norm(v) for k, v in r.items()}
-    for k in ("price", "ratio"):  # exact decimals, whatever scale the target keeps
-        v = r[k]
+    for k in ("price", "ratio", "extra"):  # exact decimals, whatever scale the target keeps
+        v = r.get(k)
         if v is not None:
             out[k] = format(decimal.Decimal(str(v)).normalize(), "f")
     if r["f4"] is not None:
@@ -206,6 +207,21 @@ def test_postgres_to_three_targets_value_for_value(
                 }
                 extra = sorted(set(got) - set(expected))
                 raise AssertionError(f"{key}: differs {diff} extra ids {extra}") from None
+
+        # a column added at the source appears in every target (schema_evolution = "basic")
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            conn.execute("ALTER TABLE items ADD COLUMN extra numeric(8, 3)")
+            conn.execute("UPDATE items SET extra = id / 4.0 WHERE id < 12")
+            conn.execute("INSERT INTO items (id, code, extra) VALUES (600, 'new', 1.125)")
+        wider = [*COLUMNS, "extra"]
+        expected = source_rows(pg_database, wider)
+        assert expected[600]["extra"] == "1.125"
+        for key, url in targets.items():
+            wait_for(
+                lambda url=url: target_rows(url, wider) == expected,
+                timeout=60,
+                what=f"{key} has the new column",
+            )
     finally:
         for r in running:
             r.close()
