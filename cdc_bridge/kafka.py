@@ -27,6 +27,7 @@ from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 
 __all__ = [
     "DEFAULT_PRODUCER_CONFIG",
+    "DeliveryTracker",
     "EventProducer",
     "TopicAdmin",
     "TopicSettings",
@@ -69,6 +70,50 @@ class _Window:
             self.error = err
         else:
             self.remaining -= 1
+
+
+class DeliveryTracker:
+    """FIFO of windows; the safe offset is the last offset of the completed prefix.
+
+    Delivery callbacks only decrement their window's counter (they run on the poller
+    thread); :meth:`safe_offset` pops completed windows from the front under a lock.
+    """
+
+    def __init__(self) -> None:
+        self._windows: collections.deque[_Window] = collections.deque()
+        self._lock = threading.Lock()
+        self._safe: Any = None
+
+    def open_window(self, offset: Any, count: int) -> _Window:
+        window = _Window(offset, count)
+        with self._lock:
+            self._windows.append(window)
+        return window
+
+    def safe_offset(self) -> Any:
+        with self._lock:
+            windows = self._windows
+            while windows:
+                front = windows[0]
+                if front.error is not None:
+                    raise FatalError(
+                        f"Kafka did not accept a record: {front.error.str()}; "
+                        "nothing after the last confirmed position is acknowledged"
+                    )
+                if front.remaining > 0:
+                    break
+                windows.popleft()
+                if front.offset is not None:
+                    self._safe = front.offset
+            return self._safe
+
+    def pending_windows(self) -> int:
+        with self._lock:
+            return len(self._windows)
+
+    def in_flight(self) -> int:
+        with self._lock:
+            return sum(w.remaining for w in self._windows)
 
 
 class TopicSettings:
@@ -181,9 +226,9 @@ class EventProducer:
         admin_conf = {"bootstrap.servers": bootstrap_servers}
         admin_conf.update(admin_config or {})
         self.admin = TopicAdmin(admin_conf, topics)
-        self._windows: collections.deque[_Window] = collections.deque()
-        self._lock = threading.Lock()
-        self._safe: Any = None
+        self.tracker = DeliveryTracker()
+        self._poll_lock = threading.Lock()
+        self._last_send = 0.0
         self._closed = threading.Event()
         self._poller = threading.Thread(
             target=self._poll_loop, name=f"{client_id}-poll", daemon=True
@@ -200,10 +245,22 @@ class EventProducer:
         else:
             log.debug("Kafka producer: %s", err)
 
+    def _serve(self, timeout: float) -> None:
+        """Serve delivery reports unless another thread is already doing it."""
+        if self._poll_lock.acquire(blocking=False):
+            try:
+                self._producer.poll(timeout)
+            finally:
+                self._poll_lock.release()
+
     def _poll_loop(self) -> None:
-        poll = self._producer.poll
+        # A busy sender serves reports itself (no GIL ping-pong between threads); this thread
+        # takes over when sends pause, so an idle source's offsets still advance.
         while not self._closed.is_set():
-            poll(0.05)
+            if time.monotonic() - self._last_send > 0.02:
+                self._serve(0.05)
+            else:
+                time.sleep(0.02)
 
     def send(self, records: Sequence[Record], offset: Any = None) -> None:
         """Produce ``records``; ``offset`` becomes safe when they and all before are delivered.
@@ -214,9 +271,7 @@ class EventProducer:
         """
         if self._fatal is not None:
             raise FatalError(f"Kafka producer failed: {self._fatal.str()}")
-        window = _Window(offset, len(records))
-        with self._lock:
-            self._windows.append(window)
+        window = self.tracker.open_window(offset, len(records))
         if not records:
             return
         topics = {r[0] for r in records} - self.admin._known
@@ -232,35 +287,23 @@ class EventProducer:
                 except BufferError:
                     if self._fatal is not None:
                         raise FatalError(f"Kafka producer failed: {self._fatal.str()}") from None
-                    time.sleep(0.002)
+                    self._serve(0.005)
                 except KafkaException as exc:
                     raise FatalError(f"cannot produce to {topic!r}: {exc}") from exc
         self.sent += len(records)
+        self._last_send = time.monotonic()
+        self._serve(0)
 
     def safe_offset(self) -> Any:
         """The highest offset such that every record sent up to it was confirmed."""
-        with self._lock:
-            windows = self._windows
-            while windows:
-                front = windows[0]
-                if front.error is not None:
-                    raise FatalError(
-                        f"Kafka did not accept a record: {front.error.str()}; "
-                        "nothing after the last confirmed position is acknowledged"
-                    )
-                if front.remaining:
-                    break
-                windows.popleft()
-                if front.offset is not None:
-                    self._safe = front.offset
-            if self._fatal is not None and windows:
-                raise FatalError(f"Kafka producer failed: {self._fatal.str()}")
-            return self._safe
+        offset = self.tracker.safe_offset()
+        if self._fatal is not None and self.tracker.pending_windows():
+            raise FatalError(f"Kafka producer failed: {self._fatal.str()}")
+        return offset
 
     def in_flight(self) -> int:
-        """Records sent but not yet confirmed (approximate, for metrics)."""
-        with self._lock:
-            return sum(w.remaining for w in self._windows)
+        """Records sent but not yet confirmed (for metrics and backpressure)."""
+        return self.tracker.in_flight()
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every record is confirmed; False if some are still in flight."""

@@ -1,0 +1,32 @@
+# cdc-bridge tasks. `just --list` shows them; the README quotes them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Install missing server packages and .venv with the dev extras (same script as .ci/run).
+setup:
+    bash scripts/setup.sh
+
+# Run the test suite; extra pytest args: `just test -k kafka` or CI_ARGS="-x" just test.
+[positional-arguments]
+test *ARGS:
+    [ -x .venv/bin/python ] || bash scripts/setup.sh
+    .venv/bin/python -m pytest -q ${CI_ARGS:-} "$@"
+
+# Formatting, lint and type checks.
+lint:
+    .venv/bin/ruff format --check .
+    .venv/bin/ruff check .
+    .venv/bin/mypy
+
+# Run every benchmark in bench/ (each prints one JSON line and a human line).
+bench:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    shopt -s nullglob
+    files=(bench/*.py)
+    if [ ${#files[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi
+    for f in "${files[@]}"; do echo "== $f"; .venv/bin/python "$f"; done
+
+# Encode + produce throughput of the envelope and Kafka layer (embedded broker).
+bench-encode *ARGS:
+    .venv/bin/python bench/encode_produce.py {{ARGS}}
