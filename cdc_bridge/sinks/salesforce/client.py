@@ -48,6 +48,7 @@ class SalesforceClient:
         quota: QuotaGuard | None = None,
         *,
         max_retries: int = 8,
+        backoff_s: float = 0.5,
         stopping: threading.Event | None = None,
     ) -> None:
         self.config = config
@@ -62,6 +63,7 @@ class SalesforceClient:
             stopping=self.stopping,
         )
         self.max_retries = max_retries
+        self.backoff_s = backoff_s
         self.base = f"/services/data/v{config.api_version}"
         self.calls: collections.Counter[str] = collections.Counter()
         self.retries = 0
@@ -182,7 +184,7 @@ class SalesforceClient:
                 raise RetriableError(
                     f"Salesforce kept failing after {attempt + 1} attempts: {err}"
                 ) from err
-            delay = backoff(attempt)
+            delay = backoff(attempt, base=self.backoff_s)
             attempt += 1
             self.retries += 1
             log.info("salesforce %s: %s; retrying in %.1fs", self.config.name, err, delay)

@@ -218,6 +218,12 @@ class SalesforceRouteConfig(RouteConfigBase):
     max_retries: int = Field(
         8, ge=0, description="Retries of a retryable failure before giving up.", examples=[8]
     )
+    retry_backoff_s: float = Field(
+        0.5,
+        gt=0,
+        description="First retry delay in seconds; doubles per attempt (with jitter) up to 30 s.",
+        examples=[0.5],
+    )
     batch_size: int = Field(
         10000,
         ge=1,

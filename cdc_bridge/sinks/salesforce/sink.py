@@ -131,7 +131,10 @@ class SalesforceSink(Sink):
     def _client(self) -> SalesforceClient:
         if self.client is None:
             self.client = SalesforceClient(
-                self.config, max_retries=self.route.max_retries, stopping=self.stopping
+                self.config,
+                max_retries=self.route.max_retries,
+                backoff_s=self.route.retry_backoff_s,
+                stopping=self.stopping,
             )
         return self.client
 
@@ -269,7 +272,7 @@ class SalesforceSink(Sink):
                     f"{len(retry)} {self.route.sobject} records still failing after "
                     f"{attempt + 1} attempts (e.g. UNABLE_TO_LOCK_ROW); the batch will be retried"
                 )
-            delay = backoff(min(attempt, 6), base=0.5, cap=10.0)
+            delay = backoff(min(attempt, 6), base=self.route.retry_backoff_s, cap=10.0)
             attempt += 1
             if self.stopping.wait(delay):
                 raise RetriableError("stopping while retrying records")
