@@ -48,8 +48,11 @@ class Plan:
         return len(self.upserts) + len(self.deletes)
 
 
-def collapse(ops: Iterable[tuple[int, SfOp]]) -> Plan:
+def collapse(ops: Iterable[tuple[int, SfOp]], *, fold_case: bool = False) -> Plan:
     """Collapse per external-ID value to the last operation, in first-seen key order.
+
+    ``fold_case``: external IDs that differ only in case are one key (Salesforce matches
+    external IDs case-insensitively unless the field is case-sensitive).
 
     An upsert after a delete of the same key is just the upsert (the record is re-created or
     updated); a delete after upserts is just the delete. Upserts of one key are merged field
@@ -58,9 +61,10 @@ def collapse(ops: Iterable[tuple[int, SfOp]]) -> Plan:
     """
     last: dict[str, Collapsed] = {}
     for index, op in ops:
-        cur = last.get(op.ext_value)
+        key = op.ext_value.lower() if fold_case else op.ext_value
+        cur = last.get(key)
         if cur is None:
-            last[op.ext_value] = Collapsed(op, [index])
+            last[key] = Collapsed(op, [index])
             continue
         cur.indexes.append(index)
         if op.kind == UPSERT and cur.op.kind == UPSERT:

@@ -215,8 +215,11 @@ class SalesforceRouteConfig(RouteConfigBase):
         description="How long a record whose lookup parent does not exist yet is retried before it is dead-lettered.",
         examples=[120],
     )
-    max_retries: int = Field(
-        8, ge=0, description="Retries of a retryable failure before giving up.", examples=[8]
+    transient_retries: int = Field(
+        8,
+        ge=0,
+        description="Resends of records that failed passingly (UNABLE_TO_LOCK_ROW, 503, timeouts) within one batch before the batch is handed back for a later retry; nothing is dead-lettered for a passing failure.",
+        examples=[8],
     )
     retry_backoff_s: float = Field(
         0.5,

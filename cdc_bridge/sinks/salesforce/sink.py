@@ -125,6 +125,7 @@ class SalesforceSink(Sink):
         self._parent_waits = 0
         self._ext_numeric = False
         self._ext_name = route.external_id
+        self._fold_case = True
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class SalesforceSink(Sink):
         if self.client is None:
             self.client = SalesforceClient(
                 self.config,
-                max_retries=self.route.max_retries,
+                max_retries=self.route.transient_retries,
                 backoff_s=self.route.retry_backoff_s,
                 stopping=self.stopping,
             )
@@ -153,6 +154,7 @@ class SalesforceSink(Sink):
         ext = pre.describe.field(self.route.external_id) if pre.describe else None
         self._ext_numeric = bool(ext and ext.get("type") in _NUMERIC)
         self._ext_name = ext["name"] if ext else self.route.external_id
+        self._fold_case = not (ext or {}).get("caseSensitive", False)
 
     def check(self) -> list[str]:
         """Every problem of this route's mapping against the org (empty: fine)."""
@@ -188,7 +190,7 @@ class SalesforceSink(Sink):
                 continue
             if op is not None:
                 ops.append((i, op))
-        plan = collapse(ops)
+        plan = collapse(ops, fold_case=self._fold_case)
         self.stats["records"] += len(batch)
         self.stats["collapsed"] += len(plan)
         if plan.upserts:
@@ -265,7 +267,7 @@ class SalesforceSink(Sink):
                 return
             waiting_for_parents = self._parent_waits > 0
             self._parent_waits = 0
-            if attempt >= self.route.max_retries and (
+            if attempt >= self.route.transient_retries and (
                 not waiting_for_parents or time.monotonic() >= parent_deadline
             ):
                 raise RetriableError(

@@ -32,6 +32,13 @@ def test_collapse_keeps_last_state_per_key_and_all_indexes() -> None:
     assert len(plan) == 3
 
 
+def test_collapse_folds_case_when_asked() -> None:
+    ops = [(0, up("AB", Name="1")), (1, up("ab", Name="2"))]
+    assert len(collapse(ops).upserts) == 2
+    folded = collapse(ops, fold_case=True).upserts
+    assert [(c.op.values["Name"], c.indexes) for c in folded] == [("2", [0, 1])]
+
+
 def test_collapse_merges_partial_upserts_field_by_field() -> None:
     plan = collapse([(0, up("a", Name="n", City="c")), (1, up("a", City="d"))])
     assert plan.upserts[0].op.values == {"Ext__c": "a", "Name": "n", "City": "d"}
