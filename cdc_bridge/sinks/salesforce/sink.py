@@ -106,35 +106,41 @@ class SalesforceSink(Sink):
     """Upserts and deletes SObject records by external ID for one route."""
 
     def __init__(
-        self, config: SalesforceSinkConfig, route: SalesforceRouteConfig, context: SinkContext
+        self,
+        config: SalesforceSinkConfig,
+        route: SalesforceRouteConfig | None = None,
+        context: SinkContext | None = None,
     ) -> None:
-        super().__init__(config, route, context)
+        # ``route`` may be None when the sink is built only to check the login.
+        context = context or SinkContext(bridge="cdc-bridge", route=config.name, group_id="")
+        super().__init__(config, route, context)  # type: ignore[arg-type]
         self.config: SalesforceSinkConfig = config
-        self.route: SalesforceRouteConfig = route
+        self.route: SalesforceRouteConfig = route  # type: ignore[assignment]
         self.stopping = threading.Event()
         self.client: SalesforceClient | None = None
         self.mapper: Mapper | None = None
         self.describe: Describe | None = None
         self.mode = ModeSwitch(
-            route.bulk_threshold,
-            route.bulk_exit_threshold,
-            None if route.mode == "auto" else route.mode,
-            name=f"{config.name}/{route.sobject}",
+            route.bulk_threshold if route else 1,
+            route.bulk_exit_threshold if route else 1,
+            None if route is None or route.mode == "auto" else route.mode,
+            name=f"{config.name}/{route.sobject if route else ''}",
         )
         self.stats: collections.Counter[str] = collections.Counter()
         self._parent_waits = 0
         self._ext_numeric = False
-        self._ext_name = route.external_id
+        self._ext_name = route.external_id if route else "Id"
         self._fold_case = True
 
     # -- life cycle ------------------------------------------------------------------------
 
     def _client(self) -> SalesforceClient:
         if self.client is None:
+            route = self.route
             self.client = SalesforceClient(
                 self.config,
-                max_retries=self.route.transient_retries,
-                backoff_s=self.route.retry_backoff_s,
+                max_retries=route.transient_retries if route else 3,
+                backoff_s=route.retry_backoff_s if route else 0.5,
                 stopping=self.stopping,
             )
         return self.client
@@ -142,6 +148,9 @@ class SalesforceSink(Sink):
     def open(self) -> None:
         """Log in, describe the SObject, refuse to start on any mapping problem."""
         client = self._client()
+        if self.route is None:
+            client.auth.token()
+            return
         pre = check_route(client, self.route)
         if pre.problems:
             raise ConfigError(
@@ -157,9 +166,23 @@ class SalesforceSink(Sink):
         self._fold_case = not (ext or {}).get("caseSensitive", False)
 
     def check(self) -> list[str]:
-        """Every problem of this route's mapping against the org (empty: fine)."""
+        """Every problem of this route's mapping against the org (empty: fine).
+
+        Logs in and describes the SObject and the lookup parents; writes nothing. Without a
+        route it only checks the login and the API (one ``/limits`` call).
+        """
         try:
-            pre = check_route(self._client(), self.route)
+            client = self._client()
+            if self.route is None:
+                limits = client.limits().get("DailyApiRequests", {})
+                log.info(
+                    "salesforce %s: logged in; %s of %s daily API requests left",
+                    self.config.name,
+                    limits.get("Remaining"),
+                    limits.get("Max"),
+                )
+                return []
+            pre = check_route(client, self.route)
         except (ConfigError, FatalError, RetriableError, SalesforceApiError) as exc:
             return [str(exc)]
         return [str(p) for p in pre.problems]
@@ -176,6 +199,8 @@ class SalesforceSink(Sink):
         batch: Sequence[SinkRecord],
         positions: Mapping[TopicPartition, int] | None = None,
     ) -> BatchResult:
+        if self.route is None:
+            raise ConfigError(f"sink {self.config.name!r} was built without a route")
         if self.mapper is None:
             self.open()
         assert self.mapper is not None

@@ -311,3 +311,13 @@ def test_session_auth_cannot_refresh(emu: SalesforceEmulator) -> None:
 def test_wrong_password_is_one_clear_message(emu: SalesforceEmulator) -> None:
     with pytest.raises(ConfigError, match=r"login .* failed: invalid_grant.*security_token"):
         make_sink(emu, {"password": "wrong"})
+
+
+def test_sink_level_check_without_a_route(emu: SalesforceEmulator) -> None:
+    from cdc_bridge.sinks.salesforce.sink import SalesforceSink
+
+    from .sf_sink_helpers import sink_config
+
+    assert SalesforceSink(sink_config(emu)).check() == []
+    problems = SalesforceSink(sink_config(emu, client_secret="nope")).check()
+    assert len(problems) == 1 and "invalid_client" in problems[0]
