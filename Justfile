@@ -30,3 +30,7 @@ bench:
 # Encode + produce throughput of the envelope and Kafka layer (embedded broker).
 bench-encode *ARGS:
     .venv/bin/python bench/encode_produce.py {{ARGS}}
+
+# Kafka -> route -> Salesforce sink -> emulator: records/s and API calls per 10k, Collections and Bulk.
+bench-sf *ARGS:
+    .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
