@@ -27,9 +27,21 @@ bench:
     if [ ${#files[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi
     for f in "${files[@]}"; do echo "== $f"; .venv/bin/python "$f"; done
 
+# Start/stop time of the embedded test servers (Kafka, Postgres, MariaDB).
+bench-service-startup *ARGS:
+    .venv/bin/python bench/service_startup.py {{ARGS}}
+
 # Encode + produce throughput of the envelope and Kafka layer (embedded broker).
 bench-encode *ARGS:
     .venv/bin/python bench/encode_produce.py {{ARGS}}
+
+# Speed of the local Salesforce emulator (single upsert latency, collections and bulk throughput).
+bench-sfemu *ARGS:
+    .venv/bin/python bench/salesforce_emulator.py {{ARGS}}
+
+# MongoDB change documents -> Debezium records, in-process (Extended JSON writer + envelope).
+bench-mongodb-convert *ARGS:
+    .venv/bin/python bench/mongodb_convert.py {{ARGS}}
 
 # Kafka -> route -> Salesforce sink -> emulator: records/s and API calls per 10k, Collections and Bulk.
 bench-sf *ARGS:

@@ -6,6 +6,7 @@ variables that point the suite at external services instead). Append new fixture
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import uuid
@@ -38,6 +39,7 @@ def kafka() -> Iterator[KafkaService]:
     """A Kafka-protocol broker for the whole session (`.bootstrap`, `.pause()`, `.resume()`)."""
     with start_kafka() as service:
         yield service
+        gc.collect()  # close clients that tests left behind while the broker still answers
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +92,16 @@ def topic_name() -> Callable[..., str]:
         return _unique(prefix).replace("_", "-")
 
     return make
+
+
+@pytest.fixture
+def salesforce_emulator() -> Iterator[object]:
+    """A private Salesforce REST API emulator (HTTPS; see cdc_bridge/testing/salesforce).
+
+    Reach it with `emulator_session(emu)` / `simple_salesforce_client(emu)`; tune it per test
+    with `emu.set_faults(FaultConfig(...))`, `emu.reset_quota(...)`, `emu.expire_sessions()`.
+    """
+    from cdc_bridge.testing.salesforce import SalesforceEmulator
+
+    with SalesforceEmulator(bulk_delay=0.02) as emu:
+        yield emu
