@@ -19,9 +19,10 @@ from urllib.parse import quote
 
 import orjson
 import requests
+from pydantic import SecretStr
 
 from cdc_bridge.errors import ConfigError, RetriableError
-from cdc_bridge.sinks.salesforce.auth import Authenticator, Token
+from cdc_bridge.sinks.salesforce.auth import Authenticator, Token, http_session
 from cdc_bridge.sinks.salesforce.config import SalesforceSinkConfig
 from cdc_bridge.sinks.salesforce.errors import Action, SalesforceApiError, raise_for_response
 from cdc_bridge.sinks.salesforce.quota import API_CALLS, QuotaGuard
@@ -38,8 +39,34 @@ def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
     return random.uniform(base / 2, min(cap, base * (2**attempt)))
 
 
+_ORGS: dict[tuple[Any, ...], tuple[Authenticator, QuotaGuard]] = {}
+_ORGS_LOCK = threading.Lock()
+
+
+def shared_org(config: SalesforceSinkConfig) -> tuple[Authenticator, QuotaGuard]:
+    """The login and the quota view of one org, shared by every route writing to it.
+
+    One session instead of one per route, and one usage reading fed by every route's calls,
+    so all routes slow down and pause together.
+    """
+    key = tuple((k, v.get_secret_value() if isinstance(v, SecretStr) else v) for k, v in config)
+    with _ORGS_LOCK:
+        org = _ORGS.get(key)
+        if org is None:
+            org = _ORGS[key] = (
+                Authenticator(config),
+                QuotaGuard(
+                    config.name,
+                    reserve=config.quota_reserve,
+                    slowdown=config.quota_slowdown,
+                    pause_s=config.quota_pause_s,
+                ),
+            )
+        return org
+
+
 class SalesforceClient:
-    """REST calls against one org, for one sink."""
+    """REST calls against one org, for one route (login and quota shared per org)."""
 
     def __init__(
         self,
@@ -52,16 +79,14 @@ class SalesforceClient:
         stopping: threading.Event | None = None,
     ) -> None:
         self.config = config
-        self.auth = auth or Authenticator(config)
-        self.http = self.auth.http
+        if auth is None or quota is None:
+            shared_auth, shared_quota = shared_org(config)
+            auth = auth or shared_auth
+            quota = quota or shared_quota
+        self.auth = auth
+        self.quota = quota
+        self.http = http_session(config.ca_bundle)
         self.stopping = stopping or threading.Event()
-        self.quota = quota or QuotaGuard(
-            config.name,
-            reserve=config.quota_reserve,
-            slowdown=config.quota_slowdown,
-            pause_s=config.quota_pause_s,
-            stopping=self.stopping,
-        )
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.base = f"/services/data/v{config.api_version}"
@@ -137,7 +162,7 @@ class SalesforceClient:
         attempt = 0
         auth_repeats = 0
         while True:
-            self.quota.wait(self._probe)
+            self.quota.wait(self._probe, self.stopping)
             try:
                 token, resp = self._send(
                     method, path, body=body, headers=headers, params=params, kind=kind

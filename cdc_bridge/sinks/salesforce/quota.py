@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
@@ -72,6 +73,7 @@ class QuotaGuard:
         self.limit: int | None = None
         self.paused = False
         self.pauses = 0
+        self._resumed = 0
         self._lock = threading.Lock()
 
     # -- observations ----------------------------------------------------------------------
@@ -104,7 +106,7 @@ class QuotaGuard:
             QUOTA_PAUSED.labels(self.sink).set(1)
             log.warning(
                 "salesforce %s: PAUSED writing: %s (API usage %s/%s, reserve %.0f%%); "
-                "checking again every %.0fs, resuming by itself when the rolling 24h usage drops",
+                "checking again every %gs, resuming by itself when the rolling 24h usage drops",
                 self.sink,
                 why,
                 self.used,
@@ -133,17 +135,30 @@ class QuotaGuard:
             # Spread what is left over the rolling day, within bounds.
             return min(self.max_delay_s, 86_400.0 / remaining)
 
-    def wait(self, probe: Callable[[], None]) -> None:
-        """Block until a call may be made. ``probe`` makes a cheap call that refreshes usage."""
+    def wait(self, probe: Callable[[], None], stopping: threading.Event | None = None) -> None:
+        """Block until a call may be made. ``probe`` makes a cheap call that refreshes usage.
+
+        ``stopping``: the caller's stop event (the guard is shared by several routes).
+        """
+        stopping = stopping or self.stopping
         while True:
             d = self.delay()
             if d == 0:
                 return
             if d > 0:
-                if self.stopping.wait(d):
-                    raise RetriableError("stopping while throttled by the API quota")
-                return
-            if self.stopping.wait(self.pause_s):
+                # Sleep in slices: other routes' calls may bring a fresher reading meanwhile.
+                until = time.monotonic() + d
+                while (left := until - time.monotonic()) > 0:
+                    if stopping.wait(min(left, 1.0)):
+                        raise RetriableError("stopping while throttled by the API quota")
+                    fresh = self.delay()
+                    if fresh <= 0:
+                        break
+                    until = min(until, time.monotonic() + fresh)
+                if self.delay() >= 0:
+                    return
+                continue
+            if stopping.wait(self.pause_s):
                 raise RetriableError("stopping while paused by the API quota")
             try:
                 with self._lock:
@@ -159,11 +174,14 @@ class QuotaGuard:
                 if not recovered:
                     self.paused = True
                     continue
-            QUOTA_PAUSED.labels(self.sink).set(0)
-            log.warning(
-                "salesforce %s: RESUMED writing: API usage back to %s/%s",
-                self.sink,
-                self.used,
-                self.limit,
-            )
+                first = self._resumed != self.pauses
+                self._resumed = self.pauses
+            if first:  # several routes may be waiting on this guard: one line per pause
+                QUOTA_PAUSED.labels(self.sink).set(0)
+                log.warning(
+                    "salesforce %s: RESUMED writing: API usage back to %s/%s",
+                    self.sink,
+                    self.used,
+                    self.limit,
+                )
             return

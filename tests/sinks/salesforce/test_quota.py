@@ -70,3 +70,35 @@ def test_a_successful_probe_without_a_reading_resumes() -> None:
     g.exhausted()
     g.wait(lambda: None)
     assert not g.paused
+
+
+def test_a_fresher_reading_from_another_route_ends_the_slowdown_early() -> None:
+    import time
+
+    g = QuotaGuard("crm", reserve=0.0, slowdown=0.5, max_delay_s=30)
+    g.observe("api-usage=90/100")
+    assert g.delay() == 30
+    threading.Timer(0.3, lambda: g.observe("api-usage=1/100000")).start()
+    start = time.monotonic()
+    g.wait(lambda: None)
+    assert time.monotonic() - start < 3
+
+
+def test_routes_of_one_org_share_login_and_quota() -> None:
+    from cdc_bridge.sinks.salesforce.client import SalesforceClient
+    from cdc_bridge.sinks.salesforce.config import SalesforceSinkConfig
+
+    def cfg(secret: str) -> SalesforceSinkConfig:
+        return SalesforceSinkConfig.model_validate(
+            {
+                "name": "org1",
+                "auth": "client_credentials",
+                "client_id": "x",
+                "client_secret": secret,
+            }
+        )
+
+    a, b, c = SalesforceClient(cfg("s")), SalesforceClient(cfg("s")), SalesforceClient(cfg("t"))
+    assert a.auth is b.auth and a.quota is b.quota
+    assert c.auth is not a.auth
+    assert a.http is not b.http
