@@ -21,6 +21,7 @@ pytest.importorskip("cdc_bridge.routes", reason="needs the route engine (cdc_bri
 pytest.importorskip("cdc_bridge.sources.postgres.source", reason="needs the Postgres source")
 
 from cdc_bridge.dlq import dlq_topic, read_dead_letters
+from cdc_bridge.kafka import TopicAdmin
 from cdc_bridge.routes import RouteWorker, compile_route
 from cdc_bridge.sinks.base import SinkContext
 from cdc_bridge.sinks.salesforce.config import SalesforceRouteConfig
@@ -93,6 +94,11 @@ def routes(source: str) -> list[SalesforceRouteConfig]:
 def run_routes(
     emu: SalesforceEmulator, bootstrap: str, source: str, **sink_kw: Any
 ) -> Iterator[list[RouteWorker]]:
+    # Topics exist before the routes subscribe (librdkafka otherwise notices new topics only
+    # at its next metadata refresh, minutes later).
+    TopicAdmin({"bootstrap.servers": bootstrap}).ensure(
+        [f"{source}.public.customers", f"{source}.public.contacts"]
+    )
     workers = []
     for route in routes(source):
         compiled = compile_route(route, "t")
