@@ -43,6 +43,10 @@ bench-sfemu *ARGS:
 bench-mongodb-convert *ARGS:
     .venv/bin/python bench/mongodb_convert.py {{ARGS}}
 
+# Regenerate the README's configuration reference from the config models.
+docs:
+    .venv/bin/python -m cdc_bridge docs config --write README.md
+
 # Kafka -> route -> Salesforce sink -> emulator: records/s and API calls per 10k, Collections and Bulk.
 bench-sf *ARGS:
     .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
