@@ -50,7 +50,7 @@ class SalesforceSinkConfig(SinkConfigBase):
     client_id: str | None = Field(
         None,
         description="Connected app consumer key (jwt, client_credentials, password).",
-        examples=["3MVG9...${SF_CLIENT_ID}"],
+        examples=["${SF_CLIENT_ID}"],
     )
     client_secret: SecretStr | None = Field(
         None,
