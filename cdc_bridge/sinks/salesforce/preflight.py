@@ -194,7 +194,7 @@ def check_route(
             pf = parent.field(pfield)
             if pf is None:
                 p(ConfigProblem(key, f"parent {targets[0]} has no field {pfield!r}"))
-            elif not (pf.get("externalId") or pf.get("idLookup")):
+            elif not (pf.get("externalId") or pf.get("name") == "Id"):
                 p(
                     ConfigProblem(
                         key,
