@@ -175,7 +175,7 @@ class Authenticator:
         }
         try:
             return jwt.encode(claims, key, algorithm="RS256")
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, jwt.exceptions.PyJWTError) as exc:
             raise ConfigError(
                 f"sink {c.name!r}: private_key_file {c.private_key_file!r} is not a usable RSA "
                 f"private key in PEM format ({exc})"
