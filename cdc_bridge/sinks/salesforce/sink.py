@@ -52,6 +52,7 @@ BULK_MAX_BYTES = 90 * 1024 * 1024  # stay under the 100 MB (base64) upload limit
 QUERY_KEYS = 300  # external-ID values per SOQL IN (...) when resolving deletes
 QUERY_CHARS = 12_000  # and a bound on the query's length (URL limit)
 _NUMERIC = {"double", "currency", "percent", "int", "long"}
+_GONE = frozenset({"ENTITY_IS_DELETED", "INVALID_CROSS_REFERENCE_KEY", "NOT_FOUND"})
 _NO_COLUMN = re.compile(r"No such column '([^']+)'", re.IGNORECASE)
 
 
@@ -519,31 +520,75 @@ class SalesforceSink(Sink):
                 continue
             pairs.extend((rid, c) for rid in found)
         client = self._client()
+        requeued: set[str] = set()
+
+        def outcome(item: Collapsed, failure: RecordFailure | None) -> None:
+            if failure is None:
+                self.stats["deleted"] += 1
+                return
+            if failure.code in _GONE:
+                return  # deleted already
+            if item.op.ext_value in requeued or any(i in failed for i in item.indexes):
+                return
+            sub: list[Collapsed] = []
+            self._triage(item, failure, sub, failed, parent_deadline)
+            if sub:
+                requeued.add(item.op.ext_value)
+                retry.extend(sub)
+
+        if self.mode.bulk and len(pairs) > COLLECTIONS_MAX * 3:
+            self._bulk_delete(pairs, outcome)
+            return
         for start in range(0, len(pairs), COLLECTIONS_MAX):
             part = pairs[start : start + COLLECTIONS_MAX]
             results = client.delete([rid for rid, _ in part])
             self.stats["collections_calls"] += 1
-            requeued: set[str] = set()
             for n, (_rid, item) in enumerate(part):
                 res = results[n] if n < len(results) else None
                 if res is not None and res.get("success"):
-                    self.stats["deleted"] += 1
+                    outcome(item, None)
                     continue
-                failure = (
+                outcome(
+                    item,
                     RecordFailure.from_result(res.get("errors") or [])
                     if res is not None
-                    else RecordFailure("UNKNOWN_EXCEPTION", "no result returned")
+                    else RecordFailure("UNKNOWN_EXCEPTION", "no result returned"),
                 )
-                if failure.code in (
-                    "ENTITY_IS_DELETED",
-                    "INVALID_CROSS_REFERENCE_KEY",
-                    "NOT_FOUND",
-                ):
-                    continue  # gone already
-                if item.op.ext_value in requeued or any(i in failed for i in item.indexes):
+
+    def _bulk_delete(self, pairs: list[tuple[str, Collapsed]], outcome: Any) -> None:
+        """A large backlog of deletes: one Bulk API 2.0 delete job (by record Id)."""
+        client = self._client()
+        by_id = dict(pairs)
+        data = ("Id\n" + "\n".join(by_id) + "\n").encode()
+        job_id = client.create_job(self.route.sobject, "delete")["id"]
+        self.stats["bulk_jobs"] += 1
+        try:
+            client.upload_job_data(job_id, data)
+            client.close_job(job_id)
+        except Exception:
+            try:
+                client.abort_job(job_id)
+            except Exception:
+                pass
+            raise
+        info = client.wait_job(job_id, self.route.bulk_poll_s)
+        failed_ids: set[str] = set()
+        for name in ("failedResults", "unprocessedrecords"):
+            if name == "unprocessedrecords" and info.get("state") == "JobComplete":
+                continue
+            for row in csv.DictReader(io.StringIO(client.job_results(job_id, name))):
+                rid = row.get("Id") or row.get("sf__Id") or ""
+                item = by_id.get(rid)
+                if item is None or rid in failed_ids:
                     continue
-                sub: list[Collapsed] = []
-                self._triage(item, failure, sub, failed, parent_deadline)
-                if sub:
-                    requeued.add(item.op.ext_value)
-                    retry.extend(sub)
+                failed_ids.add(rid)
+                err = row.get("sf__Error")
+                outcome(
+                    item,
+                    parse_bulk_error(err)
+                    if err
+                    else RecordFailure("UNKNOWN_EXCEPTION", "not processed by the bulk job"),
+                )
+        for rid, item in pairs:
+            if rid not in failed_ids:
+                outcome(item, None)

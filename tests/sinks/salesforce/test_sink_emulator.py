@@ -321,3 +321,16 @@ def test_sink_level_check_without_a_route(emu: SalesforceEmulator) -> None:
     assert SalesforceSink(sink_config(emu)).check() == []
     problems = SalesforceSink(sink_config(emu, client_secret="nope")).check()
     assert len(problems) == 1 and "invalid_client" in problems[0]
+
+
+def test_bulk_mode_deletes_through_a_bulk_delete_job(emu: SalesforceEmulator) -> None:
+    sink = make_sink(emu, mode="bulk", bulk_poll_s=0.05)
+    assert sink.apply(to_records([ev(CUSTOMERS, "c", customer(i)) for i in range(1500)])).ok
+    gone = {"id": 0, "name": None, "city": None, "employees": None}
+    deletes = [ev(CUSTOMERS, "d", None, {**gone, "id": i}) for i in range(0, 1500, 2)]
+    deletes.append(ev(CUSTOMERS, "d", None, {**gone, "id": 99_999}))  # never existed
+    emu.reset_counters()
+    assert sink.apply(to_records(deletes)).ok
+    assert sorted(accounts(emu), key=int) == [str(i) for i in range(1, 1500, 2)]
+    assert emu.calls("data") == 0 and sink.stats["bulk_jobs"] == 2
+    assert emu.calls("query") == 3  # 751 keys resolved 300 a query
