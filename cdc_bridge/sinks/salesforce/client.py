@@ -162,7 +162,7 @@ class SalesforceClient:
         attempt = 0
         auth_repeats = 0
         while True:
-            self.quota.wait(self._probe, self.stopping)
+            self.quota.wait(self._probe, self.stopping, max_block_s=self.config.quota_block_s)
             try:
                 token, resp = self._send(
                     method, path, body=body, headers=headers, params=params, kind=kind

@@ -112,6 +112,13 @@ class SalesforceSinkConfig(SinkConfigBase):
         examples=[300],
     )
 
+    quota_block_s: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a batch waits on a paused quota before it is handed back to the route engine, which retries it (already applied records are not resent) and can shut down meanwhile.",
+        examples=[30],
+    )
+
     @field_validator("api_version")
     @classmethod
     def _version(cls, v: str) -> str:

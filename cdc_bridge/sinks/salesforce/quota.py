@@ -74,6 +74,9 @@ class QuotaGuard:
         self.paused = False
         self.pauses = 0
         self._resumed = 0
+        self._next_probe = 0.0
+        self._probing = False
+        self._refused = False
         self._lock = threading.Lock()
 
     # -- observations ----------------------------------------------------------------------
@@ -93,6 +96,7 @@ class QuotaGuard:
         with self._lock:
             if self.limit is not None:
                 self.used = max(self.used or 0, self.limit)
+            self._refused = True
             self._enter_pause("Salesforce answered REQUEST_LIMIT_EXCEEDED")
 
     @property
@@ -103,6 +107,7 @@ class QuotaGuard:
         if not self.paused:
             self.paused = True
             self.pauses += 1
+            self._next_probe = time.monotonic() + self.pause_s
             QUOTA_PAUSED.labels(self.sink).set(1)
             log.warning(
                 "salesforce %s: PAUSED writing: %s (API usage %s/%s, reserve %.0f%%); "
@@ -135,12 +140,21 @@ class QuotaGuard:
             # Spread what is left over the rolling day, within bounds.
             return min(self.max_delay_s, 86_400.0 / remaining)
 
-    def wait(self, probe: Callable[[], None], stopping: threading.Event | None = None) -> None:
+    def wait(
+        self,
+        probe: Callable[[], None],
+        stopping: threading.Event | None = None,
+        max_block_s: float | None = None,
+    ) -> None:
         """Block until a call may be made. ``probe`` makes a cheap call that refreshes usage.
 
         ``stopping``: the caller's stop event (the guard is shared by several routes).
+        ``max_block_s``: while paused, give up after this long with :class:`RetriableError`,
+        so the caller (the route engine) gets control back and can stop; calling again
+        continues the same pause (probes stay ``pause_s`` apart).
         """
         stopping = stopping or self.stopping
+        give_up = None if max_block_s is None else time.monotonic() + max_block_s
         while True:
             d = self.delay()
             if d == 0:
@@ -158,22 +172,38 @@ class QuotaGuard:
                 if self.delay() >= 0:
                     return
                 continue
-            if stopping.wait(self.pause_s):
-                raise RetriableError("stopping while paused by the API quota")
+            now = time.monotonic()
+            with self._lock:
+                due = self._next_probe - now
+                mine = due <= 0 and not self._probing
+                if mine:
+                    self._probing = True
+                    self._refused = False
+                    self._next_probe = now + self.pause_s
+            if not mine:
+                if give_up is not None and now >= give_up:
+                    raise RetriableError(
+                        f"paused by the daily API quota (usage {self.used}/{self.limit}); "
+                        "the batch is retried when the quota is back"
+                    )
+                if stopping.wait(min(max(due, 0.05), 1.0)):
+                    raise RetriableError("stopping while paused by the API quota")
+                continue
             try:
-                with self._lock:
-                    self.paused = False  # let the probe through; observe() sets the new usage
-                probe()
+                probe()  # bypasses this gate; observe() / exhausted() record what it saw
             except RetriableError:
-                pass
+                with self._lock:
+                    self._refused = True
+            finally:
+                with self._lock:
+                    self._probing = False
             with self._lock:
                 usable = self.usable
-                recovered = not self.paused and (
-                    self.used is None or usable is None or self.used < usable
-                )
-                if not recovered:
-                    self.paused = True
+                if self._refused or (
+                    self.used is not None and usable is not None and self.used >= usable
+                ):
                     continue
+                self.paused = False
                 first = self._resumed != self.pauses
                 self._resumed = self.pauses
             if first:  # several routes may be waiting on this guard: one line per pause

@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from cdc_bridge.errors import ConfigError, FatalError, RecordError, RetriableError
 from cdc_bridge.sinks.base import BatchResult, Sink, SinkContext, SinkRecord, TopicPartition
 from cdc_bridge.sinks.salesforce.batching import (
@@ -92,6 +94,10 @@ def csv_payload(rows: Sequence[Mapping[str, Any]]) -> tuple[bytes, list[str]]:
     return buf.getvalue().encode(), cols
 
 
+def _fingerprint(item: Collapsed) -> tuple[str, bytes]:
+    return item.op.ext_value, orjson.dumps(item.op.values, option=orjson.OPT_SORT_KEYS)
+
+
 def soql_literal(value: str, numeric: bool = False) -> str:
     """A SOQL literal for a value (quoted and escaped unless the field is numeric)."""
     if numeric:
@@ -129,6 +135,9 @@ class SalesforceSink(Sink):
         )
         self.stats: collections.Counter[str] = collections.Counter()
         self._parent_waits = 0
+        # Upserts that landed in an attempt that then failed passingly (see apply).
+        self._progress: list[Collapsed] = []
+        self._memo: set[tuple[str, bytes]] = set()
         self._ext_numeric = False
         self._ext_name = route.external_id if route else "Id"
         self._fold_case = True
@@ -219,13 +228,24 @@ class SalesforceSink(Sink):
         plan = collapse(ops, fold_case=self._fold_case)
         self.stats["records"] += len(batch)
         self.stats["collapsed"] += len(plan)
-        if plan.upserts:
-            if self.mode.choose(len(plan.upserts)):
-                self._bulk_upsert(plan.upserts, failed)
-            else:
-                self._upsert(plan.upserts, failed)
-        if plan.deletes:
-            self._delete(plan.deletes, failed)
+        upserts = plan.upserts
+        if self._memo and upserts:
+            # A retry of a batch that was interrupted: what already landed is not sent again.
+            upserts = [c for c in upserts if _fingerprint(c) not in self._memo]
+            self.stats["skipped_as_applied"] += len(plan.upserts) - len(upserts)
+        self._progress = []
+        try:
+            if upserts:
+                if self.mode.choose(len(upserts)):
+                    self._bulk_upsert(upserts, failed)
+                else:
+                    self._upsert(upserts, failed)
+            if plan.deletes:
+                self._delete(plan.deletes, failed)
+        except RetriableError:
+            self._memo.update(_fingerprint(c) for c in self._progress)
+            raise
+        self._memo.clear()
         self.stats["failed"] += len(failed)
         return BatchResult(failed)
 
@@ -346,6 +366,7 @@ class SalesforceSink(Sink):
                 continue
             if res.get("success"):
                 self.stats["upserted"] += 1
+                self._progress.append(item)
                 continue
             self._triage(
                 item,
@@ -467,6 +488,7 @@ class SalesforceSink(Sink):
                     seen.add(item.op.ext_value)
                     retry.append(item)
         self.stats["upserted"] += len(items) - len(seen)
+        self._progress.extend(c for c in items if c.op.ext_value not in seen)
 
     # -- deletes ---------------------------------------------------------------------------
 

@@ -334,3 +334,35 @@ def test_bulk_mode_deletes_through_a_bulk_delete_job(emu: SalesforceEmulator) ->
     assert sorted(accounts(emu), key=int) == [str(i) for i in range(1, 1500, 2)]
     assert emu.calls("data") == 0 and sink.stats["bulk_jobs"] == 2
     assert emu.calls("query") == 3  # 751 keys resolved 300 a query
+
+
+def test_an_interrupted_batch_is_not_sent_twice(emu: SalesforceEmulator) -> None:
+    from cdc_bridge.errors import RetriableError
+
+    sink = make_sink(emu, transient_retries=0)
+    recs = to_records([ev(CUSTOMERS, "c", customer(i)) for i in range(1000)])
+    emu.set_faults(FaultConfig(lock_row_probability=0.3, seed=2))
+    with pytest.raises(RetriableError):
+        sink.apply(recs)  # some records kept failing: the engine will retry the batch
+    landed = len(accounts(emu))
+    assert 0 < landed < 1000
+    emu.set_faults(FaultConfig())
+    emu.reset_counters()
+    assert sink.apply(recs).ok
+    assert len(accounts(emu)) == 1000
+    assert sink.stats["skipped_as_applied"] == landed
+    assert emu.calls("data") == -(-(1000 - landed) // 200)  # only the rest was sent
+
+
+def test_a_long_quota_pause_hands_the_batch_back(emu: SalesforceEmulator) -> None:
+    from cdc_bridge.errors import RetriableError
+
+    sink = make_sink(emu, {"quota_reserve": 0.0, "quota_pause_s": 0.1, "quota_block_s": 0.5})
+    emu.reset_quota(daily_limit=emu.api_usage + 2)
+    recs = to_records([ev(CUSTOMERS, "c", customer(i)) for i in range(1000)])
+    with pytest.raises(RetriableError, match="paused by the daily API quota"):
+        sink.apply(recs)
+    emu.reset_quota(daily_limit=100_000)
+    assert sink.apply(recs).ok
+    assert len(accounts(emu)) == 1000
+    assert sink.stats["skipped_as_applied"] > 0
