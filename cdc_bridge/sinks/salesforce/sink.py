@@ -208,7 +208,11 @@ class SalesforceSink(Sink):
         self,
         batch: Sequence[SinkRecord],
         positions: Mapping[TopicPartition, int] | None = None,
+        *,
+        previous: Mapping[TopicPartition, int | None] | None = None,
     ) -> BatchResult:
+        """Apply a batch; ``positions``/``previous`` are for transactional sinks (unused here:
+        Salesforce cannot store offsets atomically, the route commits after this returns)."""
         if self.route is None:
             raise ConfigError(f"sink {self.config.name!r} was built without a route")
         if self.mapper is None:
