@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 NULL_CSV = "#N/A"
 BULK_MAX_RECORDS = 100_000  # records per Bulk API 2.0 job we create
 BULK_MAX_BYTES = 90 * 1024 * 1024  # stay under the 100 MB (base64) upload limit
+BLOCK_S = 30.0  # longest one apply keeps retrying records before handing the batch back
 QUERY_KEYS = 300  # external-ID values per SOQL IN (...) when resolving deletes
 QUERY_CHARS = 12_000  # and a bound on the query's length (URL limit)
 _NUMERIC = {"double", "currency", "percent", "int", "long"}
@@ -138,6 +139,8 @@ class SalesforceSink(Sink):
         # Upserts that landed in an attempt that then failed passingly (see apply).
         self._progress: list[Collapsed] = []
         self._memo: set[tuple[str, bytes]] = set()
+        # external-ID value -> when Salesforce first said its lookup parent is missing.
+        self._parent_since: dict[str, float] = {}
         self._ext_numeric = False
         self._ext_name = route.external_id if route else "Id"
         self._fold_case = True
@@ -287,14 +290,17 @@ class SalesforceSink(Sink):
         failure: RecordFailure,
         retry: list[Collapsed],
         failed: dict[int, RecordError],
-        parent_deadline: float,
     ) -> None:
         if failure.missing_parent:
-            if time.monotonic() < parent_deadline:
+            # The wait is counted from the first refusal, across retries of the batch.
+            now = time.monotonic()
+            since = self._parent_since.setdefault(item.op.ext_value, now)
+            if now - since < self.route.parent_wait_s:
                 retry.append(item)
                 self._parent_waits += 1
                 self.stats["parent_waits"] += 1
                 return
+            self._parent_since.pop(item.op.ext_value, None)
             self._fail(item, failure, failed)
             return
         if failure.action is Action.RETRY:
@@ -306,19 +312,24 @@ class SalesforceSink(Sink):
     def _retry_rounds(
         self, pending: list[Collapsed], send: Any, failed: dict[int, RecordError]
     ) -> None:
-        """Send ``pending``; resend only the records that failed passingly, with backoff."""
-        parent_deadline = time.monotonic() + self.route.parent_wait_s
+        """Send ``pending``; resend only the records that failed passingly, with backoff.
+
+        Gives up with RetriableError (the engine retries the batch; what landed is not resent)
+        after ``transient_retries`` rounds, or after BLOCK_S while waiting for lookup parents,
+        so the route engine regains control regularly (shutdown, rebalance).
+        """
+        started = time.monotonic()
         attempt = 0
         self._parent_waits = 0
         while pending:
             retry: list[Collapsed] = []
-            send(pending, retry, failed, parent_deadline)
+            send(pending, retry, failed)
             if not retry:
                 return
             waiting_for_parents = self._parent_waits > 0
             self._parent_waits = 0
             if attempt >= self.route.transient_retries and (
-                not waiting_for_parents or time.monotonic() >= parent_deadline
+                not waiting_for_parents or time.monotonic() - started >= BLOCK_S
             ):
                 raise RetriableError(
                     f"{len(retry)} {self.route.sobject} records still failing after "
@@ -340,17 +351,15 @@ class SalesforceSink(Sink):
         items: list[Collapsed],
         retry: list[Collapsed],
         failed: dict[int, RecordError],
-        parent_deadline: float,
     ) -> None:
         for chunk in chunks(items, COLLECTIONS_MAX):
-            self._upsert_chunk(list(chunk), retry, failed, parent_deadline)
+            self._upsert_chunk(list(chunk), retry, failed)
 
     def _upsert_chunk(
         self,
         chunk: list[Collapsed],
         retry: list[Collapsed],
         failed: dict[int, RecordError],
-        parent_deadline: float,
     ) -> None:
         client = self._client()
         try:
@@ -360,7 +369,7 @@ class SalesforceSink(Sink):
         except SalesforceApiError as exc:
             if exc.action is not Action.RECORD:
                 raise exc.to_bridge_error() from exc
-            self._isolate(chunk, exc, retry, failed, parent_deadline)
+            self._isolate(chunk, exc, retry, failed)
             return
         self.stats["collections_calls"] += 1
         for n, item in enumerate(chunk):
@@ -371,13 +380,14 @@ class SalesforceSink(Sink):
             if res.get("success"):
                 self.stats["upserted"] += 1
                 self._progress.append(item)
+                if self._parent_since:
+                    self._parent_since.pop(item.op.ext_value, None)
                 continue
             self._triage(
                 item,
                 RecordFailure.from_result(res.get("errors") or []),
                 retry,
                 failed,
-                parent_deadline,
             )
 
     def _isolate(
@@ -386,7 +396,6 @@ class SalesforceSink(Sink):
         exc: SalesforceApiError,
         retry: list[Collapsed],
         failed: dict[int, RecordError],
-        parent_deadline: float,
     ) -> None:
         """A whole call was refused for its content (bad JSON value, unknown field): find the
         records responsible, so the rest of the chunk still goes through."""
@@ -409,17 +418,16 @@ class SalesforceSink(Sink):
                     self._fail(c, failure, failed)
                 good = [c for c in chunk if c not in bad]
                 if good:
-                    self._upsert_chunk(good, retry, failed, parent_deadline)
+                    self._upsert_chunk(good, retry, failed)
                 return
         half = len(chunk) // 2
-        self._upsert_chunk(chunk[:half], retry, failed, parent_deadline)
-        self._upsert_chunk(chunk[half:], retry, failed, parent_deadline)
+        self._upsert_chunk(chunk[:half], retry, failed)
+        self._upsert_chunk(chunk[half:], retry, failed)
 
     # -- upserts: Bulk API 2.0 -------------------------------------------------------------
 
     def _bulk_upsert(self, items: list[Collapsed], failed: dict[int, RecordError]) -> None:
         retry: list[Collapsed] = []
-        parent_deadline = time.monotonic() + self.route.parent_wait_s
         start = 0
         while start < len(items):
             job_items: list[Collapsed] = []
@@ -430,7 +438,7 @@ class SalesforceSink(Sink):
                 job_items.append(items[start])
                 size += 40 + sum(len(str(v)) + 3 for v in items[start].op.values.values())
                 start += 1
-            self._bulk_job(job_items, retry, failed, parent_deadline)
+            self._bulk_job(job_items, retry, failed)
         if retry:
             # The few records that failed passingly go again through Collections.
             self._retry_rounds(retry, self._send_upserts, failed)
@@ -440,7 +448,6 @@ class SalesforceSink(Sink):
         items: list[Collapsed],
         retry: list[Collapsed],
         failed: dict[int, RecordError],
-        parent_deadline: float,
     ) -> None:
         client = self._client()
         data, cols = csv_payload([c.op.values for c in items])
@@ -475,9 +482,7 @@ class SalesforceSink(Sink):
                 if item is None or item.op.ext_value in seen:
                     continue
                 seen.add(item.op.ext_value)
-                self._triage(
-                    item, parse_bulk_error(row.get("sf__Error", "")), retry, failed, parent_deadline
-                )
+                self._triage(item, parse_bulk_error(row.get("sf__Error", "")), retry, failed)
         if state != "JobComplete":
             unprocessed = client.job_results(job_id, "unprocessedrecords")
             rows = list(csv.DictReader(io.StringIO(unprocessed)))
@@ -535,7 +540,6 @@ class SalesforceSink(Sink):
         items: list[Collapsed],
         retry: list[Collapsed],
         failed: dict[int, RecordError],
-        parent_deadline: float,
     ) -> None:
         ids_of = self._resolve([c.op.ext_value for c in items])
         pairs: list[tuple[str, Collapsed]] = []
@@ -557,7 +561,7 @@ class SalesforceSink(Sink):
             if item.op.ext_value in requeued or any(i in failed for i in item.indexes):
                 return
             sub: list[Collapsed] = []
-            self._triage(item, failure, sub, failed, parent_deadline)
+            self._triage(item, failure, sub, failed)
             if sub:
                 requeued.add(item.op.ext_value)
                 retry.extend(sub)
