@@ -21,6 +21,7 @@ from cdc_bridge.sinks.base import SinkRecord
 from cdc_bridge.sinks.salesforce.config import SalesforceRouteConfig
 from cdc_bridge.sinks.salesforce.values import (
     from_connect,
+    from_ejson,
     render,
     to_date,
     to_datetime,
@@ -220,7 +221,8 @@ class Mapper:
             return {}
         schemas = rec.fields
         if not schemas:
-            return dict(row)
+            # Schemaless topics and MongoDB (Extended JSON documents): plain values.
+            return {k: from_ejson(v) for k, v in row.items()}
         return {k: from_connect(v, schemas.get(k)) for k, v in row.items()}
 
     def external_value(self, rec: SinkRecord, row: Mapping[str, Any]) -> str:

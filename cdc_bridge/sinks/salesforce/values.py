@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "from_connect",
+    "from_ejson",
     "render",
     "to_date",
     "to_datetime",
@@ -76,6 +77,47 @@ def from_connect(value: Any, schema: Mapping[str, Any] | None) -> Any:
             return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return value
+    return value
+
+
+def from_ejson(value: Any) -> Any:
+    """Unwrap MongoDB Extended JSON scalars (``{"$oid": ...}``, ``$numberLong``, ``$date``...).
+
+    MongoDB rows arrive as Extended JSON; Salesforce wants the plain value. A key given as
+    an Extended JSON string (``'{"$oid": "..."}'``, Debezium's MongoDB key) is unwrapped too.
+    Anything else passes through.
+    """
+    if isinstance(value, str) and value.startswith('{"$'):
+        import orjson
+
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+        out = from_ejson(parsed)
+        return value if isinstance(out, dict) else out
+    if not isinstance(value, dict) or len(value) != 1:
+        return value
+    ((tag, inner),) = value.items()
+    if not tag.startswith("$"):
+        return value
+    if tag in ("$oid", "$symbol", "$uuid"):
+        return str(inner)
+    if tag in ("$numberLong", "$numberInt"):
+        return int(inner)
+    if tag == "$numberDouble":
+        return float(inner)
+    if tag == "$numberDecimal":
+        return Decimal(str(inner))
+    if tag == "$date":
+        inner = from_ejson(inner)
+        if isinstance(inner, (int, float)):
+            return _EPOCH + dt.timedelta(milliseconds=inner)
+        if isinstance(inner, str):
+            try:
+                return dt.datetime.fromisoformat(inner.replace("Z", "+00:00"))
+            except ValueError:
+                return inner
     return value
 
 

@@ -247,3 +247,40 @@ def test_render_and_from_connect_edge_cases() -> None:
     assert from_connect(
         "2024-01-01T00:00:00Z", {"name": "io.debezium.time.ZonedTimestamp"}
     ) == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+
+
+def test_mongodb_extended_json_rows_and_keys() -> None:
+    m = Mapper(
+        route(
+            fields={
+                "Name": "name",
+                "N__c": "n",
+                "When__c": "when",
+                "Price__c": "price",
+                "Oid__c": "_id",
+            }
+        )
+    )
+    after = {
+        "_id": {"$oid": "65ab00000000000000000001"},
+        "name": "doc",
+        "n": {"$numberLong": "5"},
+        "when": {"$date": 1_700_000_000_000},
+        "price": {"$numberDecimal": "1.50"},
+    }
+    rec = SinkRecord(
+        topic="m.shop.orders",
+        partition=0,
+        offset=0,
+        timestamp=0,
+        op="c",
+        key={"id": '{"$oid": "65ab00000000000000000001"}'},
+        before=None,
+        after=after,
+        key_fields=("id",),
+    )
+    op = m.map(rec)
+    assert op is not None and op.ext_value == "65ab00000000000000000001"
+    assert op.values["N__c"] == 5 and op.values["Price__c"] == "1.50"
+    assert op.values["When__c"] == "2023-11-14T22:13:20.000Z"
+    assert op.values["Oid__c"] == "65ab00000000000000000001"
