@@ -35,6 +35,16 @@ QUOTA_PAUSED = Gauge(
     "1 while the sink pauses because the daily API quota is nearly used up",
     ["sink"],
 )
+BULK_MODE = Gauge(
+    "cdc_bridge_salesforce_bulk_mode",
+    "1 while a route sends through Bulk API 2.0 jobs (backlog), 0 for sObject Collections",
+    ["sink", "sobject"],
+)
+RECORDS = Counter(
+    "cdc_bridge_salesforce_records_total",
+    "Collapsed records sent by the Salesforce sink (outcome upsert, delete) and records it reported failed (outcome failed)",
+    ["sink", "sobject", "outcome"],
+)
 API_CALLS = Counter(
     "cdc_bridge_salesforce_api_calls_total",
     "Salesforce API calls made by the sink",

@@ -43,6 +43,7 @@ from cdc_bridge.sinks.salesforce.errors import (
 )
 from cdc_bridge.sinks.salesforce.mapping import Mapper, SfOp, lookup_parts
 from cdc_bridge.sinks.salesforce.preflight import Describe, check_route
+from cdc_bridge.sinks.salesforce.quota import BULK_MODE, RECORDS
 
 __all__ = ["SalesforceSink", "csv_payload", "json_record", "soql_literal"]
 
@@ -254,7 +255,16 @@ class SalesforceSink(Sink):
             raise
         self._memo.clear()
         self.stats["failed"] += len(failed)
+        self._export(len(upserts), len(plan.deletes), len(failed))
         return BatchResult(failed)
+
+    def _export(self, upserts: int, deletes: int, failed: int) -> None:
+        """Prometheus metrics for this batch (records by outcome, current mode)."""
+        name, sobject = self.config.name, self.route.sobject
+        RECORDS.labels(name, sobject, "upsert").inc(upserts)
+        RECORDS.labels(name, sobject, "delete").inc(deletes)
+        RECORDS.labels(name, sobject, "failed").inc(failed)
+        BULK_MODE.labels(name, sobject).set(1 if self.mode.bulk else 0)
 
     # -- outcomes --------------------------------------------------------------------------
 
