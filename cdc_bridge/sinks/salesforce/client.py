@@ -200,7 +200,9 @@ class SalesforceClient:
                     self.refreshes += 1
                     self.auth.refresh(token)
                     continue  # the refused request was not applied: repeat it as is
-                if err.code == "REQUEST_LIMIT_EXCEEDED":
+                if err.code == "REQUEST_LIMIT_EXCEEDED" and "concurrent" not in err.message.lower():
+                    # The daily total ("TotalRequests Limit exceeded"); the concurrent
+                    # long-request limit ("ConcurrentPerOrgLongTxn") is only backed off from.
                     self.quota.exhausted()
                     continue  # wait() pauses until the quota is back
             if err.action is not Action.RETRY:
