@@ -268,10 +268,13 @@ class Mapper:
                 except (ValueError, ArithmeticError, TypeError) as exc:
                     raise RecordError(f"cannot map {name}: {exc}") from None
                 v = render(v)
-                if v is None and "." in name:
-                    rel, _ = lookup_parts(name) or (name, "")
-                    out[null_lookup_field(rel)] = None
-                    continue
+                if "." in name:
+                    if v is None:
+                        rel, _ = lookup_parts(name) or (name, "")
+                        out[null_lookup_field(rel)] = None
+                        continue
+                    # External IDs are matched as text (an int key 9 must find "9").
+                    v = str(v) if not isinstance(v, str) else v
                 out[name] = v
         else:
             for col, v in row.items():

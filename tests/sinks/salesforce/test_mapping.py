@@ -160,7 +160,7 @@ def test_lookup_by_external_id_and_clearing_a_lookup() -> None:
     assert set(r.fields) == {"LastName", "Account__r.Ext__c", "Account.Ext__c"}
     m = Mapper(r)
     op = m.map(rec("c", {"id": 2, "name": "Ng", "customer_id": 9}))
-    assert op is not None and op.values["Account__r.Ext__c"] == 9
+    assert op is not None and op.values["Account__r.Ext__c"] == "9"
     op = m.map(rec("u", {"id": 2, "name": "Ng", "customer_id": None}))
     assert op is not None
     assert op.values["Account__c"] is None and op.values["AccountId"] is None
