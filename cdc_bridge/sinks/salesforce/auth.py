@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -183,8 +184,19 @@ class Authenticator:
 
 
 def _audience(login_url: str) -> str:
-    """JWT ``aud``: login.salesforce.com / test.salesforce.com, or the My Domain / test URL."""
-    return login_url.rstrip("/")
+    """JWT ``aud``: Salesforce wants its login server, not the My Domain host.
+
+    ``*.sandbox.my.salesforce.com`` -> test.salesforce.com, ``*.my.salesforce.com`` ->
+    login.salesforce.com; login/test hosts, Experience Cloud sites and private endpoints (the
+    emulator) are used as given.
+    """
+    url = login_url.rstrip("/")
+    host = urlsplit(url).hostname or ""
+    if host.endswith(".sandbox.my.salesforce.com"):
+        return "https://test.salesforce.com"
+    if host.endswith(".my.salesforce.com"):
+        return "https://login.salesforce.com"
+    return url
 
 
 _HINTS = {
