@@ -94,3 +94,13 @@ def test_timeouts_are_retried_without_loss_or_duplicates() -> None:
         assert len(got) == 450 and len(emu.records("Account")) == 450
         assert all(got[str(i)]["Name"] == f"T{i}" for i in range(450))
         assert sink.client is not None and sink.client.retries > 0
+
+
+def test_jwt_audience() -> None:
+    from cdc_bridge.sinks.salesforce.auth import _audience
+
+    assert _audience("https://login.salesforce.com/") == "https://login.salesforce.com"
+    assert _audience("https://test.salesforce.com") == "https://test.salesforce.com"
+    assert _audience("https://acme.my.salesforce.com") == "https://login.salesforce.com"
+    assert _audience("https://acme--uat.sandbox.my.salesforce.com") == "https://test.salesforce.com"
+    assert _audience("https://127.0.0.1:8443") == "https://127.0.0.1:8443"

@@ -97,13 +97,3 @@ def test_bulk_error_text() -> None:
     f = parse_bulk_error("UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record: --")
     assert f.code == "UNABLE_TO_LOCK_ROW" and f.action is Action.RETRY
     assert parse_bulk_error("something odd").code == "UNKNOWN_EXCEPTION"
-
-
-def test_jwt_audience() -> None:
-    from cdc_bridge.sinks.salesforce.auth import _audience
-
-    assert _audience("https://login.salesforce.com/") == "https://login.salesforce.com"
-    assert _audience("https://test.salesforce.com") == "https://test.salesforce.com"
-    assert _audience("https://acme.my.salesforce.com") == "https://login.salesforce.com"
-    assert _audience("https://acme--uat.sandbox.my.salesforce.com") == "https://test.salesforce.com"
-    assert _audience("https://127.0.0.1:8443") == "https://127.0.0.1:8443"
