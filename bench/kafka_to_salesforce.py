@@ -6,6 +6,7 @@ then runs one route worker until every row is in the emulator, twice: sObject Co
 Reports records/s and API calls per 10,000 records, counted from the emulator's call log.
 
     just bench-sf                  # or: .venv/bin/python bench/kafka_to_salesforce.py --rows 20000 --bulk-rows 100000
+    just bench-sf --latency 0.15   # every emulator call takes 150 ms longer, like a real org
 
 The emulator answers in-process, so records/s measures the bridge's own cost (decode, map,
 collapse, JSON/CSV, HTTPS) plus the emulator's; against a real org, Salesforce's latency
@@ -28,7 +29,7 @@ from cdc_bridge.routes import RouteWorker, compile_route
 from cdc_bridge.sinks.base import SinkContext
 from cdc_bridge.sinks.salesforce.config import SalesforceRouteConfig, SalesforceSinkConfig
 from cdc_bridge.sinks.salesforce.sink import SalesforceSink
-from cdc_bridge.testing.salesforce import SalesforceEmulator
+from cdc_bridge.testing.salesforce import FaultConfig, SalesforceEmulator
 from cdc_bridge.testing.services import start_kafka
 
 COLUMNS = (
@@ -189,16 +190,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20_000, help="rows for the Collections run")
     ap.add_argument("--bulk-rows", type=int, default=100_000, help="rows for the Bulk API run")
+    ap.add_argument(
+        "--latency", type=float, default=0.0, help="seconds the emulator adds to every call"
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = []
-    with start_kafka() as kafka, SalesforceEmulator(daily_limit=1_000_000, bulk_delay=0.0) as emu:
+    with (
+        start_kafka() as kafka,
+        SalesforceEmulator(
+            daily_limit=1_000_000, bulk_delay=0.0, faults=FaultConfig(latency=args.latency)
+        ) as emu,
+    ):
         stamp = str(int(time.time()))
         topic = fill_topic(kafka.bootstrap, f"benchc{stamp}", args.rows)
         results.append(run(emu, kafka.bootstrap, topic, args.rows, "collections"))
         topic = fill_topic(kafka.bootstrap, f"benchb{stamp}", args.bulk_rows, first_id=args.rows)
         results.append(run(emu, kafka.bootstrap, topic, args.bulk_rows, "auto"))
-    print(json.dumps({"bench": "kafka_to_salesforce", "results": results}))
+    print(
+        json.dumps({"bench": "kafka_to_salesforce", "latency_s": args.latency, "results": results})
+    )
     for r in results:
         print(
             f"{r['mode']:>11}: {r['rows']} rows in {r['seconds']}s = {r['records_per_s']} records/s; "

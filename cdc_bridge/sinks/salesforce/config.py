@@ -210,6 +210,13 @@ class SalesforceRouteConfig(RouteConfigBase):
         description="Once in bulk mode, batches below this size go back to sObject Collections.",
         examples=[1000],
     )
+    parallel_calls: int = Field(
+        4,
+        ge=1,
+        le=25,
+        description="sObject Collections calls of one batch in flight at once (after collapsing no key is in two calls, so order per key holds).",
+        examples=[4],
+    )
     bulk_poll_s: float = Field(
         2.0,
         gt=0,

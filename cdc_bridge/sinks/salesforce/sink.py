@@ -20,6 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -142,6 +143,7 @@ class SalesforceSink(Sink):
         self._memo: set[tuple[str, bytes]] = set()
         # external-ID value -> when Salesforce first said its lookup parent is missing.
         self._parent_since: dict[str, float] = {}
+        self._executor: ThreadPoolExecutor | None = None
         self._ext_numeric = False
         self._ext_name = route.external_id if route else "Id"
         self._fold_case = True
@@ -203,6 +205,8 @@ class SalesforceSink(Sink):
 
     def close(self) -> None:
         self.stopping.set()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
         if self.client is not None:
             self.client.close()
 
@@ -362,8 +366,30 @@ class SalesforceSink(Sink):
         retry: list[Collapsed],
         failed: dict[int, RecordError],
     ) -> None:
-        for chunk in chunks(items, COLLECTIONS_MAX):
-            self._upsert_chunk(list(chunk), retry, failed)
+        parts = [list(c) for c in chunks(items, COLLECTIONS_MAX)]
+        if len(parts) == 1 or self.route.parallel_calls == 1:
+            for part in parts:
+                self._upsert_chunk(part, retry, failed)
+            return
+        # After collapsing, no key is in two chunks: the calls are independent and may run
+        # side by side. Their outcomes are handled here, in order, on this thread.
+        for part, outcome in zip(parts, self._pool().map(self._call_upsert, parts), strict=True):
+            self._handle_upsert(part, outcome, retry, failed)
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                self.route.parallel_calls, thread_name_prefix=f"sf-{self.config.name}"
+            )
+        return self._executor
+
+    def _call_upsert(self, chunk: list[Collapsed]) -> list[dict[str, Any]] | SalesforceApiError:
+        try:
+            return self._client().upsert(
+                self.route.sobject, self._ext_name, [json_record(c.op.values) for c in chunk]
+            )
+        except SalesforceApiError as exc:
+            return exc
 
     def _upsert_chunk(
         self,
@@ -371,16 +397,21 @@ class SalesforceSink(Sink):
         retry: list[Collapsed],
         failed: dict[int, RecordError],
     ) -> None:
-        client = self._client()
-        try:
-            results = client.upsert(
-                self.route.sobject, self._ext_name, [json_record(c.op.values) for c in chunk]
-            )
-        except SalesforceApiError as exc:
-            if exc.action is not Action.RECORD:
-                raise exc.to_bridge_error() from exc
-            self._isolate(chunk, exc, retry, failed)
+        self._handle_upsert(chunk, self._call_upsert(chunk), retry, failed)
+
+    def _handle_upsert(
+        self,
+        chunk: list[Collapsed],
+        outcome: list[dict[str, Any]] | SalesforceApiError,
+        retry: list[Collapsed],
+        failed: dict[int, RecordError],
+    ) -> None:
+        if isinstance(outcome, SalesforceApiError):
+            if outcome.action is not Action.RECORD:
+                raise outcome.to_bridge_error() from outcome
+            self._isolate(chunk, outcome, retry, failed)
             return
+        results = outcome
         self.stats["collections_calls"] += 1
         for n, item in enumerate(chunk):
             res = results[n] if n < len(results) else None
