@@ -58,3 +58,7 @@ bench-mysql *ARGS:
 # Regenerate the README's configuration reference from the config models.
 docs:
     .venv/bin/python -m cdc_bridge docs config --write README.md
+
+# Kafka -> route -> Salesforce sink -> emulator: records/s and API calls per 10k, Collections and Bulk.
+bench-sf *ARGS:
+    .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
