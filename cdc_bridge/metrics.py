@@ -57,6 +57,11 @@ __all__ = [
     "route_records_applied",
     "route_records_dead_lettered",
     "route_records_filtered",
+    "salesforce_api_calls",
+    "salesforce_api_limit",
+    "salesforce_api_remaining",
+    "salesforce_api_usage",
+    "salesforce_quota_paused",
     "sample",
     "source_ack_age_seconds",
     "source_events",
@@ -164,6 +169,32 @@ route_assigned_partitions = Gauge(
     ["route"],
 )
 
+# -- Salesforce sink -----------------------------------------------------------------------------
+
+salesforce_api_calls = Counter(
+    "cdc_bridge_salesforce_api_calls_total",
+    "Salesforce API calls made by the sink, by kind (collections, bulk, query, describe, ...).",
+    ["sink", "kind"],
+)
+salesforce_api_usage = Gauge(
+    "cdc_bridge_salesforce_api_usage",
+    "Daily API requests used, as the org reports it (Sforce-Limit-Info).",
+    ["sink"],
+)
+salesforce_api_limit = Gauge(
+    "cdc_bridge_salesforce_api_limit", "Daily API request limit of the org.", ["sink"]
+)
+salesforce_api_remaining = Gauge(
+    "cdc_bridge_salesforce_api_remaining",
+    "Daily API requests left (limit - usage) as last reported.",
+    ["sink"],
+)
+salesforce_quota_paused = Gauge(
+    "cdc_bridge_salesforce_quota_paused",
+    "1 while the sink pauses because the daily API quota is nearly used up.",
+    ["sink"],
+)
+
 # -- Kafka producer --------------------------------------------------------------------------
 
 kafka_delivery_errors = Counter(
@@ -207,6 +238,13 @@ _BY_LABEL: dict[str, list[Any]] = {
         route_apply_seconds,
         route_consumer_lag,
         route_assigned_partitions,
+    ],
+    "sink": [
+        salesforce_api_calls,
+        salesforce_api_usage,
+        salesforce_api_limit,
+        salesforce_api_remaining,
+        salesforce_quota_paused,
     ],
     "client": [kafka_delivery_errors, kafka_client_errors, kafka_producer_queue],
 }
