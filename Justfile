@@ -34,3 +34,7 @@ bench-encode *ARGS:
 # Speed of the local Salesforce emulator (single upsert latency, collections and bulk throughput).
 bench-sfemu *ARGS:
     .venv/bin/python bench/salesforce_emulator.py {{ARGS}}
+
+# MongoDB change documents -> Debezium records, in-process (Extended JSON writer + envelope).
+bench-mongodb-convert *ARGS:
+    .venv/bin/python bench/mongodb_convert.py {{ARGS}}

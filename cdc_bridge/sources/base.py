@@ -70,6 +70,7 @@ class SourceContext:
         self.stopping = stop or threading.Event()
         self.log = logger or logging.getLogger(f"cdc_bridge.source.{name}")
         self._saved: dict[str, Any] | None = None
+        self._checkpoint_lock = threading.Lock()
         self.events_emitted = 0
         self.last_emit_monotonic = time.monotonic()
         # Operations surface (cdc_bridge.metrics): counted per batch, sampled at scrape time.
@@ -128,17 +129,22 @@ class SourceContext:
         return self._saved
 
     def checkpoint(self) -> Any:
-        """Persist the current safe offset if it moved; returns it."""
-        offset = self.safe_offset()
-        if offset is not None and self.store is not None:
-            as_dict = offset.to_dict()
-            if as_dict != self._saved:
-                self.store.save_offset(self.name, as_dict)
-                self._saved = as_dict
-        if offset is not self._last_safe or self.producer.in_flight() == 0:
-            self._last_safe = offset
-            self.acked_monotonic = time.monotonic()
-        return offset
+        """Persist the current safe offset if it moved; returns it.
+
+        Safe to call from the source's own thread and the runtime's at once: the lock keeps an
+        older offset from overwriting a newer one.
+        """
+        with self._checkpoint_lock:
+            offset = self.safe_offset()
+            if offset is not None and self.store is not None:
+                as_dict = offset.to_dict()
+                if as_dict != self._saved:
+                    self.store.save_offset(self.name, as_dict)
+                    self._saved = as_dict
+            if offset is not self._last_safe or self.producer.in_flight() == 0:
+                self._last_safe = offset
+                self.acked_monotonic = time.monotonic()
+            return offset
 
 
 class Source(ABC):

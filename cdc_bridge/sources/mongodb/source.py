@@ -1,0 +1,286 @@
+"""``MongoSource``: snapshot, then stream MongoDB change streams as Debezium MongoDB events.
+
+Lifecycle of ``run``:
+
+1. checks (replica set / sharded cluster, privileges, collections exist);
+2. with no stored position (or an unfinished snapshot) and ``snapshot`` not ``never``: note a
+   resume point, scan the collections (``snapshot.py``), hand off to streaming from that point;
+3. stream from the stored resume token (``resume_after``; ``start_after`` past an invalidate),
+   handing each batch to Kafka with the resume token that becomes safe once Kafka confirmed it.
+
+Behaviour on non-document events (never a crash):
+
+- ``drop`` of a captured collection: logged; its topic stays, nothing is published (Debezium
+  does the same). Documents inserted into a re-created collection stream as usual.
+- ``rename``: logged; later changes of the collection under its new name are captured only if
+  the new name is included.
+- ``dropDatabase``: logged (preceded by one ``drop`` per collection).
+- ``invalidate`` (a database-level stream after dropDatabase / renaming): the position is
+  stored with ``start_after`` and the stream reopens after the invalidate event.
+
+Passing outages (elections, network) are retried with capped exponential backoff, resuming from
+the position Kafka confirmed. If the stored resume token is no longer in the oplog (ChangeStreamHistoryLost): with
+``snapshot = "when_needed"`` a new snapshot is taken; otherwise the source stops with a
+FatalError that lists the recovery steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+
+from cdc_bridge.errors import ConfigError, FatalError, RetriableError
+from cdc_bridge.events import ChangeEvent
+from cdc_bridge.sources.base import Source, SourceContext
+from cdc_bridge.sources.mongodb.checks import captured_collections, run_checks
+from cdc_bridge.sources.mongodb.config import MongoSourceConfig
+from cdc_bridge.sources.mongodb.convert import ChangeConverter, StreamNotice
+from cdc_bridge.sources.mongodb.offset import MongoOffset
+from cdc_bridge.sources.mongodb.snapshot import Snapshotter
+from cdc_bridge.sources.mongodb.stream import is_history_lost, open_change_stream
+
+__all__ = ["HistoryLost", "MongoSource"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_EVERY_S = 1.0
+
+
+class HistoryLost(FatalError):
+    """The stored resume point fell out of the oplog; changes since then cannot be streamed."""
+
+
+class MongoSource(Source):
+    """A MongoDB capture adapter (change streams, resume tokens, snapshot hand-off)."""
+
+    kind = "mongodb"
+    config: MongoSourceConfig
+
+    def __init__(self, config: MongoSourceConfig) -> None:
+        super().__init__(config)
+        self.converter = ChangeConverter(config.name, config.json_output)
+        self._client: MongoClient[dict[str, Any]] | None = None
+        self.snapshot_rows = 0
+        self.notices: list[StreamNotice] = []
+        self._last_checkpoint = 0.0
+
+    # -- connection ------------------------------------------------------------------------
+
+    @property
+    def client(self) -> MongoClient[dict[str, Any]]:
+        if self._client is None:
+            try:
+                self._client = MongoClient(
+                    self.config.uri.get_secret_value(),
+                    serverSelectionTimeoutMS=self.config.server_selection_timeout_ms,
+                    appname=f"cdc-bridge/{self.name}",
+                )
+            except (ConfigurationError, ValueError) as exc:
+                raise ConfigError(
+                    f"sources.{self.name}.uri: invalid MongoDB connection string: {exc}"
+                ) from exc
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def check(self) -> None:
+        try:
+            run_checks(self.client, self.config)
+        except OperationFailure as exc:
+            raise ConfigError(
+                f"sources.{self.name}.uri: MongoDB refused a setup check ({_errmsg(exc)}); the user "
+                "needs the `read` role on the captured databases (readAnyDatabase for a whole "
+                "deployment)"
+            ) from exc
+        except PyMongoError as exc:
+            raise RetriableError(f"sources.{self.name}.uri: cannot reach MongoDB: {exc}") from exc
+
+    # -- run -------------------------------------------------------------------------------
+
+    def run(self, ctx: SourceContext) -> None:
+        self.check()
+        stored = ctx.load_offset()
+        offset = MongoOffset.from_dict(stored) if stored else None
+        mode = self.config.snapshot
+        failures = 0
+        last_failure = 0.0
+        while not ctx.stopping.is_set():
+            try:
+                needs_snapshot = offset is None or offset.snapshot_running
+                if needs_snapshot and mode != "never":
+                    offset = self._snapshot(ctx, offset)
+                    if offset is None:
+                        return
+                if mode == "initial_only":
+                    log.info("source %s: snapshot done (snapshot = initial_only)", self.name)
+                    return
+                offset = self._stream(ctx, offset)
+            except HistoryLost:
+                if mode != "when_needed":
+                    raise
+                log.warning(
+                    "source %s: the stored resume token is no longer in the oplog; "
+                    "snapshot = when_needed, so taking a new snapshot",
+                    self.name,
+                )
+                offset = None
+            except RetriableError as exc:
+                # A passing outage (election, network): pymongo already retried once. Resume
+                # from what Kafka confirmed; events in flight may repeat, none are skipped.
+                now = time.monotonic()
+                failures = failures + 1 if now - last_failure < 60 else 1
+                last_failure = now
+                delay = min(30.0, 0.5 * 2**failures)
+                log.warning("source %s: %s; retrying in %.1fs", self.name, exc, delay)
+                if ctx.stopping.wait(delay):
+                    return
+                offset = ctx.safe_offset() or offset
+
+    def _snapshot(self, ctx: SourceContext, offset: MongoOffset | None) -> MongoOffset | None:
+        if offset is None or not offset.snapshot_running:
+            offset = self._note_resume_point()
+            log.info("source %s: snapshot starting; will stream from %s", self.name, offset)
+            offset.snapshot = {"done": []}
+            ctx.emit([], offset)
+        collections = self._call(captured_collections, self.client, self.config)
+        snap = Snapshotter(self.client, self.config, self.converter)
+        try:
+            result = snap.run(ctx, offset, collections, lambda: self._checkpoint(ctx))
+        except OperationFailure as exc:
+            raise FatalError(f"source {self.name}: snapshot failed: {exc}") from exc
+        except PyMongoError as exc:
+            raise RetriableError(f"source {self.name}: snapshot interrupted: {exc}") from exc
+        finally:
+            self.snapshot_rows += snap.rows
+        self._checkpoint(ctx, force=True)
+        return result
+
+    def _note_resume_point(self) -> MongoOffset:
+        """A fresh change stream's post-batch resume token: where streaming starts after a scan."""
+        try:
+            with open_change_stream(self.client, self.config, None, batch_size=1) as stream:
+                token = stream.resume_token
+        except PyMongoError as exc:
+            raise RetriableError(f"source {self.name}: cannot open a change stream: {exc}") from exc
+        if token is None:
+            raise FatalError(
+                f"source {self.name}: the server returned no resume token; MongoDB 4.2 or newer is required"
+            )
+        return MongoOffset.at(token)
+
+    def _stream(self, ctx: SourceContext, offset: MongoOffset | None) -> MongoOffset | None:
+        """Stream until stopping (returns None) or an invalidate (returns the start_after offset)."""
+        cfg = self.config
+        skip = set(cfg.skip_ops)
+        convert = self.converter.convert
+        limit = cfg.stream_batch_size
+        try:
+            stream = open_change_stream(self.client, cfg, offset)
+        except OperationFailure as exc:
+            raise self._failure(exc, offset) from exc
+        except PyMongoError as exc:
+            raise RetriableError(
+                f"source {self.name}: cannot open the change stream: {exc}"
+            ) from exc
+        last_token: Any = offset.resume_token if offset else None
+        log.info("source %s: streaming from %s", self.name, offset or "now")
+        try:
+            with stream:
+                while not ctx.stopping.is_set():
+                    events: list[ChangeEvent] = []
+                    while len(events) < limit:
+                        change = stream.try_next()
+                        if change is None:
+                            break
+                        item = convert(change)
+                        if isinstance(item, StreamNotice):
+                            if item.operation == "invalidate":
+                                after = MongoOffset.at(dict(item.token or {}), start_after=True)
+                                ctx.emit(events, after)
+                                log.warning(
+                                    "source %s: change stream invalidated; reopening after it",
+                                    self.name,
+                                )
+                                return after
+                            self._notice(item)
+                            continue
+                        if item.op not in skip:
+                            events.append(item)
+                    token = stream.resume_token
+                    if events or (token is not None and token != last_token):
+                        ctx.emit(events, MongoOffset.at(token))
+                        last_token = token
+                    self._checkpoint(ctx)
+        except OperationFailure as exc:
+            raise self._failure(exc, offset) from exc
+        except PyMongoError as exc:
+            raise RetriableError(f"source {self.name}: change stream interrupted: {exc}") from exc
+        return None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _notice(self, n: StreamNotice) -> None:
+        self.notices.append(n)
+        del self.notices[:-100]
+        if n.operation == "rename" and n.to:
+            log.warning(
+                "source %s: collection %s renamed to %s.%s; its later changes are captured only if "
+                "the new name is included",
+                self.name,
+                n.namespace,
+                n.to[0],
+                n.to[1],
+            )
+        elif n.operation in ("drop", "dropDatabase"):
+            log.warning(
+                "source %s: %s of %s (topic kept; nothing published)",
+                self.name,
+                n.operation,
+                n.namespace,
+            )
+        else:
+            log.info("source %s: %s event on %s ignored", self.name, n.operation, n.namespace)
+
+    def _failure(self, exc: OperationFailure, offset: MongoOffset | None) -> Exception:
+        if is_history_lost(exc):
+            where = str(offset) if offset else "the stored position"
+            return HistoryLost(
+                f"source {self.name}: cannot resume the MongoDB change stream: {where} is no longer "
+                f"in the oplog ({exc.code}: {_errmsg(exc)}). Changes made since then can no longer "
+                'be streamed. To recover: (1) set snapshot = "when_needed" on this source to take a '
+                'new snapshot automatically (consumers receive op "r" events for every document), '
+                f"or (2) delete the stored position of source {self.name!r} from the state store and "
+                'restart (snapshot = "initial" re-snapshots, "never" starts from now and skips the '
+                "gap). To avoid it: grow the oplog (replSetResizeOplog, or oplogMinRetentionHours) "
+                "beyond the longest time the bridge may be down."
+            )
+        if exc.code in (13, 18):  # Unauthorized, AuthenticationFailed
+            return ConfigError(
+                f"sources.{self.name}.uri: MongoDB refused the change stream ({_errmsg(exc)}); grant the "
+                "user the `read` role on the captured databases (find + changeStream)"
+            )
+        return FatalError(f"source {self.name}: change stream failed: {exc.code}: {_errmsg(exc)}")
+
+    def _checkpoint(self, ctx: SourceContext, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_checkpoint >= CHECKPOINT_EVERY_S:
+            self._last_checkpoint = now
+            ctx.checkpoint()
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except PyMongoError as exc:
+            raise RetriableError(f"source {self.name}: {exc}") from exc
+
+
+def _errmsg(exc: OperationFailure) -> str:
+    details = exc.details or {}
+    return str(details.get("errmsg") or exc)
