@@ -101,7 +101,10 @@ class SourceContext:
             child.inc(n)
         last = events[-1]
         self.last_event_ts_us = last.ts_us
-        metrics.source_last_event_timestamp.labels(source=self.name).set(last.ts_us / 1e6)
+        committed = last.ts_us / 1e6
+        metrics.source_last_event_timestamp.labels(source=self.name).set(committed)
+        # Like Debezium's MilliSecondsBehindSource: capture time - commit time of the batch.
+        metrics.source_lag_seconds.labels(source=self.name).set(max(0.0, time.time() - committed))
         snapshotting = last.snapshot not in ("false", "last")
         if snapshotting != self._snapshotting:
             self._snapshotting = snapshotting
