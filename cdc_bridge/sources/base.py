@@ -79,6 +79,8 @@ class SourceContext:
         self._op_counters: dict[str, Any] = {}
         self._snapshotting = False
         self._last_safe: Any = None
+        self._g_last_ts = metrics.source_last_event_timestamp.labels(source=name)
+        self._g_lag = metrics.source_lag_seconds.labels(source=name)
         metrics.sample(metrics.source_events_in_flight, producer.in_flight, source=name)
         metrics.sample(metrics.source_ack_age_seconds, self.ack_age, source=name)
         metrics.source_snapshot_running.labels(source=name).set(0)
@@ -102,9 +104,9 @@ class SourceContext:
         last = events[-1]
         self.last_event_ts_us = last.ts_us
         committed = last.ts_us / 1e6
-        metrics.source_last_event_timestamp.labels(source=self.name).set(committed)
+        self._g_last_ts.set(committed)
         # Like Debezium's MilliSecondsBehindSource: capture time - commit time of the batch.
-        metrics.source_lag_seconds.labels(source=self.name).set(max(0.0, time.time() - committed))
+        self._g_lag.set(max(0.0, time.time() - committed))
         snapshotting = last.snapshot not in ("false", "last")
         if snapshotting != self._snapshotting:
             self._snapshotting = snapshotting
