@@ -333,6 +333,11 @@ class Health:
                 c.since = time.time()
             c.state, c.detail = state, detail
 
+    def route_state(self, name: str) -> str | None:
+        with self._lock:
+            c = self._routes.get(name)
+            return c.state if c else None
+
     def fatal(self, message: str) -> None:
         with self._lock:
             self._fatal = message

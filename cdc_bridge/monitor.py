@@ -151,6 +151,8 @@ class Monitor:
         """Route readiness from the workers: joined their group (an assignment arrived)."""
         for watch in self._routes:
             worker = watch.worker
+            if self.health.route_state(worker.name) in ("failed", "stopped"):
+                continue
             joined = getattr(worker, "joined", None)
             if joined is None:  # a worker without the attribute: running counts as joined
                 joined = True
