@@ -19,9 +19,11 @@ and reaches its database, every route has joined its consumer group, no fatal er
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -251,11 +253,21 @@ _BY_LABEL: dict[str, list[Any]] = {
 
 
 def sample(gauge: Gauge, fn: Callable[[], float], **labels: str) -> None:
-    """Read ``fn()`` at scrape time for ``gauge{labels}`` (errors read as NaN, never raise)."""
+    """Read ``fn()`` at scrape time for ``gauge{labels}`` (errors read as NaN, never raise).
+
+    A bound method is held weakly: the registry must not keep a producer or a source context
+    (and their Kafka clients) alive after they are dropped; the series then reads NaN.
+    """
+    ref: Callable[[], Callable[[], float] | None] = (
+        weakref.WeakMethod(fn) if inspect.ismethod(fn) else lambda: fn
+    )
 
     def safe() -> float:
+        target = ref()
+        if target is None:
+            return float("nan")
         try:
-            return float(fn())
+            return float(target())
         except Exception:
             return float("nan")
 
@@ -332,6 +344,11 @@ class Health:
             if c.state != state:
                 c.since = time.time()
             c.state, c.detail = state, detail
+
+    def source_state(self, name: str) -> str | None:
+        with self._lock:
+            c = self._sources.get(name)
+            return c.state if c else None
 
     def route_state(self, name: str) -> str | None:
         with self._lock:

@@ -5,8 +5,9 @@ Every ``interval`` seconds it probes each source's database with the same querie
 route's committed offsets and high watermarks for the partitions this process owns; it puts
 the results into the ``cdc_bridge.metrics`` gauges and tells :class:`~cdc_bridge.metrics.Health`
 whether each database answers, so ``/readyz`` flips when a source loses its database even if
-the source itself is quietly retrying. Every second it also refreshes route readiness
-(joined the consumer group) from the workers.
+the source itself is quietly retrying, and marks a ``starting`` source ``streaming`` once the
+database shows it at work. Every second it also refreshes route readiness (joined the
+consumer group) from the workers.
 """
 
 from __future__ import annotations
@@ -95,7 +96,13 @@ class Monitor:
             self.refresh_routes()
             if time.monotonic() >= next_probe:
                 self.probe_once()
-                next_probe = time.monotonic() + self.interval
+                # Sources still starting are probed every second, so /readyz turns soon.
+                starting = any(
+                    self.health.source_state(cfg.name) == "starting" for cfg, _ in self._sources
+                )
+                next_probe = time.monotonic() + (
+                    min(1.0, self.interval) if starting else self.interval
+                )
             self._stop.wait(1.0)
 
     def probe_once(self) -> None:
@@ -136,6 +143,12 @@ class Monitor:
             self.health.source_reachable(name, False, f"database unreachable: {st.detail}")
             return
         self.health.source_reachable(name, True)
+        if self.health.source_state(name) == "starting" and (
+            st.state != status.INACTIVE or getattr(ctx, "events_emitted", 0) > 0
+        ):
+            # The database shows the source at work (Postgres: slot active; others: a saved
+            # position), or it has captured events: it is streaming (or snapshotting).
+            self.health.source(name, "streaming")
         if st.lag_bytes is not None:
             metrics.source_lag_bytes.labels(source=name).set(st.lag_bytes)
             if st.lag_bytes == 0:
