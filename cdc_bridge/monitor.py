@@ -113,14 +113,23 @@ class Monitor:
             try:
                 self._probe_source(config, ctx)
             except Exception:
-                log.exception("monitor: probing source %s failed", config.name)
+                log.exception(
+                    "monitor: probing source %s failed",
+                    config.name,
+                    extra={"component": f"source={config.name}"},
+                )
         for watch in self._routes:
             if self._stop.is_set():
                 return
             try:
                 self._probe_route(watch)
             except Exception as exc:
-                log.warning("monitor: consumer lag of route %s: %s", watch.worker.name, exc)
+                log.warning(
+                    "monitor: consumer lag of route %s: %s",
+                    watch.worker.name,
+                    exc,
+                    extra={"component": f"route={watch.worker.name}"},
+                )
 
     # -- sources -----------------------------------------------------------------------------------
 
@@ -139,7 +148,12 @@ class Monitor:
         name = config.name
         st = status.probe_source(config, self._offset(ctx), warn_bytes=self.warn_bytes)
         if st.state == status.UNREACHABLE:
-            log.warning("monitor: source %s: database does not answer: %s", name, st.detail)
+            log.warning(
+                "monitor: source %s: database does not answer: %s",
+                name,
+                st.detail,
+                extra={"component": f"source={name}"},
+            )
             self.health.source_reachable(name, False, f"database unreachable: {st.detail}")
             return
         self.health.source_reachable(name, True)
@@ -156,7 +170,9 @@ class Monitor:
         if st.retained_bytes is not None:
             metrics.source_retained_bytes.labels(source=name).set(st.retained_bytes)
         if st.risk:
-            log.warning("monitor: source %s: %s", name, st.risk)
+            log.warning(
+                "monitor: source %s: %s", name, st.risk, extra={"component": f"source={name}"}
+            )
 
     # -- routes ------------------------------------------------------------------------------------
 
