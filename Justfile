@@ -42,3 +42,7 @@ bench-sfemu *ARGS:
 # MongoDB change documents -> Debezium records, in-process (Extended JSON writer + envelope).
 bench-mongodb-convert *ARGS:
     .venv/bin/python bench/mongodb_convert.py {{ARGS}}
+
+# Regenerate the README's configuration reference from the config models.
+docs:
+    .venv/bin/python -m cdc_bridge docs config --write README.md
