@@ -77,10 +77,15 @@ def test_one_capture_sidecar_per_database_and_two_sink_workers() -> None:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_compose_configs_parse(path: Path) -> None:
-    config = pytest.importorskip("cdc_bridge.config")
-    if not hasattr(config, "load_config"):
-        pytest.skip("the config loader (cdc_bridge.config.load_config) is not on this branch yet")
-    cfg = config.load_config(path, env=dotenv())
+    from cdc_bridge.config import load_config
+    from cdc_bridge.errors import ConfigError
+
+    try:
+        cfg = load_config(path, env=dotenv())
+    except ConfigError as exc:
+        if "is not available in this build" in str(exc):  # a kind still on another branch
+            pytest.skip(str(exc).splitlines()[-1].strip())
+        raise
     assert cfg.bridge.metrics == "0.0.0.0:9464"
     if path.stem == "sinks":
         assert not cfg.sources and len(cfg.routes) == 3
