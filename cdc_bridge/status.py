@@ -345,7 +345,8 @@ def _mongodb(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> Sou
     from pymongo import MongoClient
 
     st = SourceStatus(cfg.name, "mongodb")
-    client: Any = MongoClient(_secret(cfg.uri), serverSelectionTimeoutMS=5000, connect=True)
+    wait_ms = min(5000, int(getattr(cfg, "server_selection_timeout_ms", 5000) or 5000))
+    client: Any = MongoClient(_secret(cfg.uri), serverSelectionTimeoutMS=wait_ms, connect=True)
     try:
         hello = client.admin.command("hello")
         cluster = (hello.get("$clusterTime") or {}).get("clusterTime") or hello.get("operationTime")
