@@ -238,3 +238,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # -- sub-command groups of sources and sinks (one line each, see the module docstring) ----
+from cdc_bridge.sources.postgres.cli import app as _postgres_app  # noqa: E402
+
+app.add_typer(_postgres_app, name="postgres")
