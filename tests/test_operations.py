@@ -19,7 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from cdc_bridge.config import load_config
 from cdc_bridge.runtime import Bridge
 from cdc_bridge.testing import services
-from cdc_bridge.testing.services import KafkaService, PostgresService
+from cdc_bridge.testing.services import (
+    KafkaService,
+    MariaDBService,
+    MySQLDatabase,
+    PostgresService,
+)
 
 
 def free_port() -> int:
@@ -171,3 +176,63 @@ def test_source_counters_and_readiness_follow_the_database(
         code = run.stop()
     assert code == [0]
     assert get(base + "/healthz")[0] == 0  # the endpoint goes with the bridge
+
+
+def test_mysql_source_counters_and_binlog_lag(
+    mariadb: MariaDBService,
+    mariadb_database: MySQLDatabase,
+    kafka: KafkaService,
+    topic_name: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    name = topic_name("mys").replace("-", "_")
+    conn = mariadb.connect(mariadb_database.name)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, v TEXT)")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        path = tmp_path / "mysql.toml"
+        path.write_text(
+            f"""
+[bridge]
+name = "{name}"
+state = "sqlite:///{tmp_path}/mysql.db"
+metrics = "127.0.0.1:{port}"
+
+[kafka]
+bootstrap_servers = "{kafka.bootstrap}"
+
+[[sources]]
+name = "{name}"
+kind = "mysql"
+dsn = "{mariadb.dsn}"
+server_id = {5000 + port % 1000}
+tables = ["{mariadb_database.name}.t"]
+"""
+        )
+        run = Running(path, monitor_interval=0.3)
+        try:
+            wait_for(lambda: get(base + "/readyz")[0] == 200, 60, "/readyz to answer 200")
+            for i in range(25):
+                cur.execute("INSERT INTO t VALUES (%s, 'x')", (i,))
+            cur.execute("UPDATE t SET v = 'y' WHERE id < 5")
+            wait_for(
+                lambda: total(scrape(base), "cdc_bridge_source_events_total", source=name) == 30,
+                60,
+                "30 events counted",
+            )
+            s = scrape(base)
+            assert total(s, "cdc_bridge_source_events_total", source=name, op="c") == 25
+            assert total(s, "cdc_bridge_source_events_total", source=name, op="u") == 5
+            wait_for(
+                lambda: total(scrape(base), "cdc_bridge_source_lag_bytes", source=name) == 0,
+                30,
+                "the binlog lag to reach 0",
+            )
+            assert total(scrape(base), "cdc_bridge_source_retained_bytes", source=name) > 0
+        finally:
+            code = run.stop()
+        assert code == [0]
+    finally:
+        conn.close()
