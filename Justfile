@@ -53,3 +53,8 @@ bench-mysql *ARGS:
 # Regenerate the README's configuration reference from the config models.
 docs:
     .venv/bin/python -m cdc_bridge docs config --write README.md
+
+# Validate compose/docker-compose.yml and lint compose/Dockerfile (no Docker engine needed).
+compose-check:
+    docker-compose -f compose/docker-compose.yml config -q
+    .venv/bin/hadolint compose/Dockerfile
