@@ -158,7 +158,8 @@ def test_source_counters_and_readiness_follow_the_database(
         assert total(s, "cdc_bridge_source_up", source=name) == 1
         assert total(s, "cdc_bridge_source_snapshot_running", source=name) == 0
         assert total(s, "cdc_bridge_source_last_event_timestamp_seconds", source=name) > 0
-        assert total(s, "cdc_bridge_kafka_delivery_errors_total") == 0
+        assert total(s, "cdc_bridge_kafka_delivery_errors_total", client=f"{name}.{name}") == 0
+        assert ("cdc_bridge_kafka_producer_queue_messages", (("client", f"{name}.{name}"),)) in s
 
         private_postgres.kill()
         wait_for(lambda: get(base + "/readyz")[0] == 503, 30, "/readyz to turn 503")
