@@ -62,3 +62,7 @@ docs:
 # Kafka -> route -> Salesforce sink -> emulator: records/s and API calls per 10k, Collections and Bulk.
 bench-sf *ARGS:
     .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
+# Validate compose/docker-compose.yml and lint compose/Dockerfile (no Docker engine needed).
+compose-check:
+    docker-compose -f compose/docker-compose.yml config -q
+    .venv/bin/hadolint compose/Dockerfile
