@@ -27,6 +27,10 @@ bench:
     if [ ${#files[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi
     for f in "${files[@]}"; do echo "== $f"; .venv/bin/python "$f"; done
 
+# Start/stop time of the embedded test servers (Kafka, Postgres, MariaDB).
+bench-service-startup *ARGS:
+    .venv/bin/python bench/service_startup.py {{ARGS}}
+
 # Encode + produce throughput of the envelope and Kafka layer (embedded broker).
 bench-encode *ARGS:
     .venv/bin/python bench/encode_produce.py {{ARGS}}

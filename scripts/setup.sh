@@ -54,7 +54,11 @@ if [ ! -x .venv/bin/python ]; then
     "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
         { log "$python is older than 3.11: set PYTHON=/path/to/python3.11"; exit 1; }
     log "creating .venv with $("$python" -V 2>&1)"
-    "$python" -m venv .venv
+    "$python" -m venv .venv || {
+        rm -rf .venv
+        log "'$python -m venv' failed: on Debian install python3-venv (or use PYTHON=...)"
+        exit 1
+    }
 fi
 log "installing cdc-bridge[dev] into .venv"
 .venv/bin/python -m pip install -q -e '.[dev]'

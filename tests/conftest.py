@@ -6,6 +6,7 @@ variables that point the suite at external services instead). Append new fixture
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 import uuid
@@ -38,6 +39,7 @@ def kafka() -> Iterator[KafkaService]:
     """A Kafka-protocol broker for the whole session (`.bootstrap`, `.pause()`, `.resume()`)."""
     with start_kafka() as service:
         yield service
+        gc.collect()  # close clients that tests left behind while the broker still answers
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -42,33 +43,49 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def log_tail(path: Path, lines: int = 40) -> str:
-    """The last lines of a server log, for error messages."""
+    """The last lines of a server log (colour codes removed), for error messages."""
     try:
-        text = path.read_text(errors="replace")
+        text = _ANSI.sub("", path.read_text(errors="replace"))
     except OSError:
         return f"(no log at {path})"
     tail = text.splitlines()[-lines:]
     return "\n".join(tail) if tail else "(log is empty)"
 
 
+def port_conflict(exc: BaseException) -> bool:
+    """True when a startup failed because its port was taken between picking and binding."""
+    text = str(exc).lower()
+    return "already in use" in text or "address in use" in text or "addrinuse" in text
+
+
 def _pid_alive(pid: int) -> bool:
+    """True for a running process (a zombie, killed but not yet reaped, counts as dead)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
-
-
-def _cmdline(pid: int) -> str:
     try:
-        return (
-            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        )
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return ""
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in {"Z", "X"}
+
+
+def _belongs_to(pid: int, workdir: Path) -> bool:
+    """True when process `pid` runs in, or names, `workdir` (guards against pid reuse)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        if str(workdir) in cmdline:
+            return True
+        return os.readlink(f"/proc/{pid}/cwd").startswith(str(workdir))
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def clean_leftovers() -> None:
@@ -95,7 +112,7 @@ def clean_leftovers() -> None:
             server = int((path / _SERVER_FILE).read_text().strip())
         except (OSError, ValueError):
             server = -1
-        if server > 0 and _pid_alive(server) and str(path) in _cmdline(server):
+        if server > 0 and _pid_alive(server) and _belongs_to(server, path):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(server, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cdc_bridge.testing import services
+from cdc_bridge.testing import _process, services
 from cdc_bridge.testing.services import (
     KafkaService,
     MariaDBService,
@@ -214,19 +218,139 @@ def test_private_servers_clean_up_their_files() -> None:
     assert not workdir.exists()
 
 
-def test_leftovers_of_dead_runs_are_removed(tmp_path: Path) -> None:
-    import tempfile
+def test_leftovers_of_dead_runs_are_removed() -> None:
+    stale = Path(tempfile.mkdtemp(prefix=f"{_process.DIR_PREFIX}stale-"))
+    (stale / "owner.pid").write_text("999999999")  # no such process: its run died
+    server = subprocess.Popen(["sleep", "60"], cwd=stale, start_new_session=True)
+    (stale / "server.pid").write_text(str(server.pid))
+    try:
+        _process.clean_leftovers()
+        assert server.wait(timeout=5) == -signal.SIGKILL
+        assert not stale.exists()
+    finally:
+        server.kill()
+        shutil.rmtree(stale, ignore_errors=True)
 
-    stale = Path(tempfile.mkdtemp(prefix=f"{services._process.DIR_PREFIX}stale-"))
-    (stale / "owner.pid").write_text("999999999")  # no such process
-    services._process.clean_leftovers()
-    assert not stale.exists()
+
+def test_live_runs_are_not_treated_as_leftovers(postgres: PostgresService) -> None:
+    if postgres.external:
+        pytest.skip("checks the private-server mode")
+    _process.clean_leftovers()
+    with psycopg.connect(postgres.dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_external_service_that_is_down_gives_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port = services._process.free_port()
+    port = _process.free_port()
     monkeypatch.setenv(services.ENV_POSTGRES, f"postgresql://postgres@127.0.0.1:{port}/postgres")
     with pytest.raises(ServiceError, match=services.ENV_POSTGRES):
         services.start_postgres()
+
+
+def test_mongodb_replica_set_accepts_change_streams(mongodb_uri: str) -> None:
+    import pymongo
+
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        mongodb_uri, serverSelectionTimeoutMS=10000
+    )
+    try:
+        coll = client["cdc_bridge_svc_test"]["c"]
+        with coll.watch(max_await_time_ms=500) as stream:
+            coll.insert_one({"_id": 1, "v": "a"})
+            change = stream.try_next()
+            deadline = time.monotonic() + 10
+            while change is None and time.monotonic() < deadline:
+                change = stream.try_next()
+        assert change is not None
+        assert change["operationType"] == "insert" and change["documentKey"] == {"_id": 1}
+    finally:
+        client.drop_database("cdc_bridge_svc_test")
+        client.close()
+
+
+def _private_only() -> None:
+    if (
+        os.environ.get(services.ENV_POSTGRES)
+        or os.environ.get(services.ENV_MYSQL)
+        or services.use_testcontainers()
+    ):
+        pytest.skip("crash/restart needs private servers")
+
+
+def test_postgres_survives_kill_and_restart() -> None:
+    _private_only()
+    with services.start_postgres() as pg:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            conn.execute("SELECT pg_create_logical_replication_slot('crash_slot', 'pgoutput')")
+        pg.kill()
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(pg.dsn, connect_timeout=2)
+        pg.restart()
+        with psycopg.connect(pg.dsn) as conn:
+            assert conn.execute("SELECT id FROM t").fetchall() == [(1,)]
+            assert conn.execute("SELECT slot_name FROM pg_replication_slots").fetchall() == [
+                ("crash_slot",)
+            ]
+
+
+def test_mariadb_survives_kill_and_restart() -> None:
+    _private_only()
+    with services.start_mariadb() as db:
+        with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
+            cur.execute("CREATE DATABASE d")
+            cur.execute("CREATE TABLE d.t (id INT PRIMARY KEY)")
+            cur.execute("INSERT INTO d.t VALUES (1)")
+            cur.execute("SELECT @@gtid_binlog_pos")
+            (gtid_before,) = cur.fetchone()
+        db.kill()
+        with pytest.raises(pymysql.err.OperationalError):
+            pymysql.connect(**db.connect_kwargs(), connect_timeout=2)
+        db.restart()
+        with contextlib.closing(db.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT id FROM d.t")
+            assert cur.fetchall() == ((1,),)
+            cur.execute("SELECT @@gtid_binlog_pos")
+            assert cur.fetchone() == (gtid_before,)
+
+
+def test_server_that_dies_at_startup_reports_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    proc = _process.spawn(
+        ["sh", "-c", "echo 'FATAL: pretend config error' >&2; exit 3"],
+        user=None,
+        log=log,
+        cwd=tmp_path,
+    )
+    with pytest.raises(ServiceError, match=r"exit 3\).*\n.*FATAL: pretend config error"):
+        _process.wait_until(lambda: False, proc=proc, timeout=10, what="pretend server", log=log)
+
+
+def test_setup_command_failure_reports_its_output(tmp_path: Path) -> None:
+    with pytest.raises(ServiceError, match=r"initdb failed \(exit 1\).*\n.*no space left"):
+        _process.run_checked(
+            ["sh", "-c", "echo 'no space left'; exit 1"],
+            user=None,
+            log=tmp_path / "setup.log",
+            what="initdb",
+        )
+
+
+def test_mariadb_database_drop_gets_past_an_open_transaction(mariadb: MariaDBService) -> None:
+    db = mariadb.create_database("svc_locked")
+    holder = pymysql.connect(**db.connect_kwargs())
+    try:
+        with holder.cursor() as cur:
+            cur.execute("CREATE TABLE t (id INT PRIMARY KEY)")
+            cur.execute("BEGIN")
+            cur.execute("SELECT * FROM t")  # holds a metadata lock until commit
+        mariadb.drop_database("svc_locked")
+        with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SHOW DATABASES LIKE 'svc_locked'")
+            assert cur.fetchall() == ()
+    finally:
+        with contextlib.suppress(pymysql.Error):
+            holder.close()
