@@ -85,6 +85,8 @@ class Traffic:
         self.rng = random.Random(random_seed)
         self.tallies: dict[str, Tally] = {s.name: Tally() for s in schema.SOURCES}
         self.notes: list[str] = []
+        # monotonic time of each source's last committed write (for the dashboard's lag)
+        self.last_write: dict[str, float] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.started_at = 0.0
@@ -180,6 +182,7 @@ class Traffic:
                     tally.updates += 1
                 elif kind == "d":
                     tally.deletes += 1
+                self.last_write[worker.name] = time.monotonic()
             except Exception as exc:  # a lost connection or a race: count it, reconnect
                 tally.errors += 1
                 log.warning("traffic %s: %s", worker.name, exc)
