@@ -185,7 +185,7 @@ class _BridgeThread:
     def __init__(self, config: Any) -> None:
         from cdc_bridge.runtime import Bridge
 
-        self.bridge = Bridge(config)
+        self.bridge: Any = Bridge(config)
         self.exit_code: int | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="bridge", daemon=True)
@@ -375,9 +375,12 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             _keep_running(console, services, workdir)
         if bridge is not None:
             bridge.stop()
+            bridge.bridge = None  # drop its Kafka clients (below) before the broker stops
         if probe is not None:
             probe.close()
-        gc.collect()  # closes leftover Kafka clients before the broker goes away (no log noise)
+            probe.bridge = None
+        bridge = probe = None
+        gc.collect()  # destroys leftover Kafka clients while the broker is still up
         services.stop()
         if own_dir and not opts.keep and result.exit_code == 0:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -465,7 +468,8 @@ def _run_phases(
         console.print(f"[bold yellow]{result.message}[/]")
     else:
         console.print("Traffic stopped; every route drained.")
-    console.print(render(probe.sample()))
+    if not live_view:  # the live view already shows its last frame
+        console.print(render(probe.sample()))
 
     # 4. verify (a few more tries while anything still moves: Salesforce lookups may wait
     #    for their parent record)

@@ -119,16 +119,21 @@ class Traffic:
             self.stopped_at = time.monotonic()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the configured duration to pass; True when it did (False: stopped early)."""
+        """Wait up to ``timeout`` seconds; True once the configured duration has passed.
+
+        With no duration (``--follow``) it only returns True after :meth:`stop`.
+        """
         if self.duration is None:
             return self._stop.wait(timeout)
         end = self.started_at + self.duration
-        while not self._stop.is_set():
+        limit = time.monotonic() + timeout if timeout is not None else end
+        while True:
             left = end - time.monotonic()
             if left <= 0:
                 return True
-            self._stop.wait(min(left, 0.5))
-        return False
+            pause = min(left, limit - time.monotonic())
+            if pause <= 0 or self._stop.wait(pause):
+                return False
 
     @property
     def elapsed(self) -> float:
