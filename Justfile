@@ -42,3 +42,10 @@ bench-sfemu *ARGS:
 # MongoDB change documents -> Debezium records, in-process (Extended JSON writer + envelope).
 bench-mongodb-convert *ARGS:
     .venv/bin/python bench/mongodb_convert.py {{ARGS}}
+
+# The whole pipeline locally: 4 sources, 6 targets, live traffic, then every target verified.
+# `just demo --duration 30`, `just demo --follow` (Ctrl-C to verify), `just demo --keep`.
+[positional-arguments]
+demo *ARGS:
+    [ -x .venv/bin/python ] || bash scripts/setup.sh
+    .venv/bin/python -m cdc_bridge demo "$@"

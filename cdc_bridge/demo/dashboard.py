@@ -123,10 +123,11 @@ class _KafkaLag:
                 except Exception as exc:
                     log.debug("tail: %s", exc)
             for msg in self._tail.consume(num_messages=500, timeout=0.2):
-                if msg.error() is None:
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if msg.error() is None and topic and partition is not None and offset is not None:
                     with self._lock:
-                        tp = (msg.topic(), msg.partition())
-                        self.ends[tp] = max(self.ends.get(tp, 0), msg.offset() + 1)
+                        tp = (topic, partition)
+                        self.ends[tp] = max(self.ends.get(tp, 0), offset + 1)
 
     def _group_consumer(self, group: str) -> Any:
         from confluent_kafka import Consumer

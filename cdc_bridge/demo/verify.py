@@ -208,10 +208,10 @@ def _topic_rows(bootstrap: str, topic: str) -> list[tuple[Any, Any]] | None:
                     if err.code() == KafkaError._PARTITION_EOF:
                         break
                     raise RuntimeError(f"reading {topic}[{p}]: {err.str()}")
-                value = msg.value()
+                key, value = msg.key(), msg.value()
                 out.append(
                     (
-                        orjson.loads(msg.key()) if msg.key() else None,
+                        orjson.loads(key) if key else None,
                         orjson.loads(value) if value is not None else None,
                     )
                 )
