@@ -43,8 +43,7 @@ bench-sfemu *ARGS:
 bench-mongodb-convert *ARGS:
     .venv/bin/python bench/mongodb_convert.py {{ARGS}}
 
-# The whole pipeline locally: 4 sources, 6 targets, live traffic, then every target verified.
-# `just demo --duration 30`, `just demo --follow` (Ctrl-C to verify), `just demo --keep`.
+# Whole pipeline locally (4 sources, 6 targets) under traffic, then verified: `just demo --duration 30`.
 [positional-arguments]
 demo *ARGS:
     [ -x .venv/bin/python ] || bash scripts/setup.sh
