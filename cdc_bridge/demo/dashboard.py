@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
@@ -298,7 +299,7 @@ def render(snap: Snapshot) -> RenderableType:
         (clock, "cyan"),
         f"   traffic {snap.rate:g} changes/s",
     )
-    sources = Table(title="sources -> Kafka", title_justify="left", expand=True)
+    sources = Table(title="sources -> Kafka", title_justify="left", box=box.SIMPLE_HEAD)
     sources.add_column("source")
     sources.add_column("database")
     sources.add_column("rows changed", justify="right")
@@ -314,7 +315,7 @@ def render(snap: Snapshot) -> RenderableType:
             _fmt_lag(s.lag_s),
             _state(s.state),
         )
-    routes = Table(title="Kafka -> routes -> targets", title_justify="left", expand=True)
+    routes = Table(title="Kafka -> routes -> targets", title_justify="left", box=box.SIMPLE_HEAD)
     routes.add_column("route")
     routes.add_column("sink")
     routes.add_column("applied", justify="right")
@@ -349,7 +350,7 @@ def render(snap: Snapshot) -> RenderableType:
         info.append(f"config: {snap.config_path}")
     if info:
         parts.append(Text("\n".join(info), style="dim"))
-    return Panel(Group(*parts), border_style="blue")
+    return Panel(Group(*parts), border_style="blue", expand=False)
 
 
 def _state(state: str) -> Text:

@@ -25,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import orjson
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -138,17 +140,33 @@ def _environment(services: _Services, workdir: Path) -> dict[str, str]:
     }
 
 
+def _intro() -> Table:
+    """Sources and targets at a glance."""
+    grid = Table.grid(padding=(0, 2))
+    for _ in range(4):
+        grid.add_column()
+    for i, spec in enumerate(schema.SOURCES):
+        engine = "Postgres" if spec.engine == "postgres" else "MariaDB"
+        grid.add_row(
+            "[bold]sources[/]" if i == 0 else "",
+            spec.name,
+            f"{engine} db `{spec.database}`",
+            ", ".join(t.name for t in spec.tables),
+        )
+    return grid
+
+
 def _fourth_source_note() -> str:
     from cdc_bridge.testing.services import mongodb_uri_from_env
 
     if mongodb_uri_from_env():
         return (
-            "activity: MariaDB database `activity` (CDC_TEST_MONGODB_URI is set, but the demo's "
-            "SQL targets take relational rows; the MongoDB source is covered by its own tests)"
+            "activity runs on MariaDB: the demo's SQL targets take relational rows (the "
+            "MongoDB source at CDC_TEST_MONGODB_URI is covered by its own tests)"
         )
     return (
-        "activity: MariaDB database `activity` stands in for MongoDB "
-        "(no MongoDB replica set reachable: set CDC_TEST_MONGODB_URI to one)"
+        "activity runs on MariaDB in place of MongoDB: no replica set is reachable "
+        "(set CDC_TEST_MONGODB_URI to use one)"
     )
 
 
@@ -238,12 +256,15 @@ def _drained(probe: Probe, idle_for: float, state: dict[str, Any]) -> bool:
 
 
 def _verification_table(results: list[verify.CheckResult]) -> Table:
-    table = Table(title="verification: every target against its source", title_justify="left")
-    table.add_column("target")
-    table.add_column("table / object")
-    table.add_column("source")
-    table.add_column("source rows", justify="right")
-    table.add_column("target rows", justify="right")
+    table = Table(
+        title="verification: every target table against its source table",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("target", no_wrap=True)
+    table.add_column("table / object", overflow="fold")
+    table.add_column("source", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("result")
     last_target = None
     for r in results:
@@ -251,7 +272,7 @@ def _verification_table(results: list[verify.CheckResult]) -> Table:
         if r.ok:
             outcome = Text("match", style="bold green")
             if r.soft_deleted:
-                outcome.append(f" (+{r.soft_deleted} soft-deleted)", style="green")
+                outcome.append(f", {r.soft_deleted} soft-deleted", style="green")
         else:
             parts = []
             if r.error:
@@ -267,8 +288,7 @@ def _verification_table(results: list[verify.CheckResult]) -> Table:
             c.target if c.target != last_target else "",
             c.table,
             f"{c.source}.{c.source_table}",
-            str(r.source_rows),
-            str(r.target_rows),
+            f"{r.source_rows} = {r.target_rows}" if r.ok else f"{r.source_rows} / {r.target_rows}",
             outcome,
         )
         last_target = c.target
@@ -276,8 +296,8 @@ def _verification_table(results: list[verify.CheckResult]) -> Table:
 
 
 def _summary_table(results: list[verify.CheckResult]) -> tuple[Table, bool]:
-    table = Table(title="targets", title_justify="left")
-    table.add_column("target")
+    table = Table(title="targets", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("target", no_wrap=True)
     table.add_column("rows", justify="right")
     table.add_column("verdict")
     all_ok = True
@@ -290,6 +310,30 @@ def _summary_table(results: list[verify.CheckResult]) -> tuple[Table, bool]:
             target, str(rows), Text("PASS", style="bold green") if ok else Text("FAIL", "bold red")
         )
     return table, all_ok
+
+
+def _write_report(path: Path, results: list[verify.CheckResult], exit_code: int) -> None:
+    """verification.json: the table for machines (CI, tests)."""
+    doc = {
+        "exit_code": exit_code,
+        "checks": [
+            {
+                "target": r.check.target,
+                "table": r.check.table,
+                "source": f"{r.check.source}.{r.check.source_table}",
+                "source_rows": r.source_rows,
+                "target_rows": r.target_rows,
+                "missing": r.missing,
+                "unexpected": r.extra,
+                "different": r.different,
+                "soft_deleted": r.soft_deleted,
+                "error": r.error,
+                "ok": r.ok,
+            }
+            for r in results
+        ],
+    }
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
@@ -314,17 +358,10 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
             rng = random.Random(opts.seed)
             seed = schema.create_sources(services.pg, services.maria, rng)
             schema.create_targets(services.pg, services.maria)
-            console.print(
-                "Sources: "
-                + ", ".join(
-                    f"[bold]{s.name}[/] ({'Postgres' if s.engine == 'postgres' else 'MariaDB'} "
-                    f"db `{s.database}`: {', '.join(t.name for t in s.tables)})"
-                    for s in schema.SOURCES
-                )
-            )
             fourth = _fourth_source_note()
+            console.print(_intro())
+            console.print("[bold]targets[/]  " + ", ".join(verify.TARGETS))
             console.print(f"[yellow]{fourth}[/]")
-            console.print("Targets: " + ", ".join(verify.TARGETS))
 
             config_path = workdir / CONFIG_NAME
             config_path.write_text(config_text(), encoding="utf-8")
@@ -411,10 +448,10 @@ def _run_phases(
         elif time.monotonic() - last_line >= 5:
             last_line = time.monotonic()
             console.print(
-                f"[{snap.elapsed:5.1f}s] {phase}: "
-                + ", ".join(f"{s.name} {s.written}->{s.captured}" for s in snap.sources)
-                + f" | applied {sum(r.applied for r in snap.routes)}, DLQ {snap.dead_letters}, "
-                f"lag {snap.route_lag}, Salesforce calls {snap.sf_calls}"
+                f"[{snap.elapsed:5.1f}s] {phase:<9} changed/captured "
+                + " ".join(f"{s.name} {s.written}/{s.captured}" for s in snap.sources)
+                + f" | applied {sum(r.applied for r in snap.routes)} DLQ {snap.dead_letters} "
+                f"lag {snap.route_lag} SF calls {snap.sf_calls}"
             )
 
     with live if live_view else contextlib.nullcontext():
@@ -488,6 +525,11 @@ def _run_phases(
     result.results = results
     console.print(_verification_table(results))
     summary, all_ok = _summary_table(results)
+    _write_report(
+        Path(probe.config_path).parent / "verification.json",
+        results,
+        0 if all_ok and not result.bridge_failed else 1,
+    )
     console.print(summary)
     for r in results:
         for example in r.examples[:5] if not r.ok else []:

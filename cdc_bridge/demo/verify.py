@@ -258,12 +258,12 @@ class TableCheck:
         return tuple(self.rename.get(k, k) for k in self.key)
 
 
-WAREHOUSE = "analytics warehouse (Postgres)"
-REPORTING = "reporting database (MariaDB)"
+WAREHOUSE = "warehouse (Postgres)"
+REPORTING = "reporting (MariaDB)"
 MART = "data mart (SQLite)"
 ACCOUNTS = "Salesforce Accounts"
 OPPORTUNITIES = "Salesforce Opportunities"
-NOTIFY = "notifications topic (Kafka)"
+NOTIFY = "notify topic (Kafka)"
 
 NOTIFY_TOPIC = "notifications.high-value-orders"
 
