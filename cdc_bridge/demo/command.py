@@ -38,12 +38,14 @@ def demo_command(
 ) -> None:
     """Run the whole pipeline locally (4 sources, 6 targets) under traffic, then verify it.
 
-    Starts an embedded Kafka broker, private Postgres and MariaDB servers and a Salesforce
-    emulator; no external service is used. Exits 0 only if every target equals its source.
+    Starts an embedded Kafka broker, private Postgres and MariaDB servers and a Salesforce emulator (no external service is used). Exits 0 only if every target equals its source.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from cdc_bridge.demo.run import DemoOptions, run_demo
+    from cdc_bridge.errors import BridgeError
+    from cdc_bridge.testing.services import ServiceError
 
     opts = DemoOptions(
         duration=None if follow else duration,
@@ -52,5 +54,16 @@ def demo_command(
         drain_timeout=drain_timeout,
         workdir=workdir,
     )
-    result = run_demo(opts, Console(highlight=False))
+    console = Console(highlight=False)
+    try:
+        result = run_demo(opts, console)
+    except ServiceError as exc:
+        console.print(
+            f"[bold red]error:[/] cannot start a local service for the demo: {escape(str(exc))}\n"
+            "Run `just setup` (installs PostgreSQL, MariaDB and the Python packages) and retry."
+        )
+        raise typer.Exit(1) from None
+    except BridgeError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
     raise typer.Exit(result.exit_code)

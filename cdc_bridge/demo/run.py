@@ -337,13 +337,26 @@ def _write_report(path: Path, results: list[verify.CheckResult], exit_code: int)
 
 
 def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
-    """Run the whole demo; never raises for a failed verification (see ``exit_code``)."""
+    """Run the whole demo; never raises for a failed verification (see ``exit_code``).
+
+    Log lines of every component go to ``demo.log`` in the run directory meanwhile.
+    """
     console = console or Console()
-    live_view = console.is_terminal if opts.live is None else opts.live
     own_dir = opts.workdir is None
     workdir = Path(opts.workdir or tempfile.mkdtemp(prefix="cdc-bridge-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     os.chmod(workdir, 0o755)
+    with _log_to_file(workdir / "demo.log"):
+        result = _run_demo(opts, console, workdir)
+    if own_dir and not opts.keep and result.exit_code == 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif result.exit_code != 0:
+        console.print(f"Run directory kept for inspection: [cyan]{workdir}[/] (logs: demo.log)")
+    return result
+
+
+def _run_demo(opts: DemoOptions, console: Console, workdir: Path) -> DemoResult:
+    live_view = console.is_terminal if opts.live is None else opts.live
     log_path = workdir / "demo.log"
     result = DemoResult(exit_code=1, workdir=str(workdir))
     services = _Services()
@@ -353,55 +366,54 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
     console.rule("[bold]cdc-bridge demo")
     console.print("Starting local services (no external service is used):")
     try:
-        with _log_to_file(log_path):
-            services = _start_services(console)
-            rng = random.Random(opts.seed)
-            seed = schema.create_sources(services.pg, services.maria, rng)
-            schema.create_targets(services.pg, services.maria)
-            fourth = _fourth_source_note()
-            console.print(_intro())
-            console.print("[bold]targets[/]  " + ", ".join(verify.TARGETS))
-            console.print(f"[yellow]{fourth}[/]")
+        services = _start_services(console)
+        rng = random.Random(opts.seed)
+        seed = schema.create_sources(services.pg, services.maria, rng)
+        schema.create_targets(services.pg, services.maria)
+        fourth = _fourth_source_note()
+        console.print(_intro())
+        console.print("[bold]targets[/]  " + ", ".join(verify.TARGETS))
+        console.print(f"[yellow]{fourth}[/]")
 
-            config_path = workdir / CONFIG_NAME
-            config_path.write_text(config_text(), encoding="utf-8")
-            env = _environment(services, workdir)
-            from cdc_bridge.config import load_config
+        config_path = workdir / CONFIG_NAME
+        config_path.write_text(config_text(), encoding="utf-8")
+        env = _environment(services, workdir)
+        from cdc_bridge.config import load_config
 
-            config = load_config(config_path, env={**os.environ, **env})
-            console.print(
-                f"Config: [cyan]{config_path}[/] ({len(config.sources)} sources, "
-                f"{len(config.sinks)} sinks, {len(config.routes)} routes; the same file ships as "
-                "cdc_bridge/demo/routes.toml)"
-            )
-            console.print(f"Logs:   [cyan]{log_path}[/]")
+        config = load_config(config_path, env={**os.environ, **env})
+        console.print(
+            f"Config: [cyan]{config_path}[/] ({len(config.sources)} sources, "
+            f"{len(config.sinks)} sinks, {len(config.routes)} routes; the same file ships as "
+            "cdc_bridge/demo/routes.toml)"
+        )
+        console.print(f"Logs:   [cyan]{log_path}[/]")
 
-            bridge = _BridgeThread(config)
-            bridge.start()
-            traffic = Traffic(
-                services.pg,
-                services.maria,
-                seed,
-                rate=opts.rate,
-                duration=opts.duration,
-                random_seed=opts.seed,
-            )
-            where = {
-                s.name: f"{'Postgres' if s.engine == 'postgres' else 'MariaDB'} {s.database}"
-                for s in schema.SOURCES
-            }
-            probe = Probe(
-                bridge=bridge.bridge,
-                traffic=traffic,
-                emulator=services.emulator,
-                kafka_bootstrap=services.kafka.bootstrap,
-                config=config,
-                where=where,
-                config_path=str(config_path),
-                fourth_source=fourth,
-            )
-            result = _run_phases(opts, console, live_view, bridge, traffic, probe, services)
-            result.workdir = str(workdir)
+        bridge = _BridgeThread(config)
+        bridge.start()
+        traffic = Traffic(
+            services.pg,
+            services.maria,
+            seed,
+            rate=opts.rate,
+            duration=opts.duration,
+            random_seed=opts.seed,
+        )
+        where = {
+            s.name: f"{'Postgres' if s.engine == 'postgres' else 'MariaDB'} {s.database}"
+            for s in schema.SOURCES
+        }
+        probe = Probe(
+            bridge=bridge.bridge,
+            traffic=traffic,
+            emulator=services.emulator,
+            kafka_bootstrap=services.kafka.bootstrap,
+            config=config,
+            where=where,
+            config_path=str(config_path),
+            fourth_source=fourth,
+        )
+        result = _run_phases(opts, console, live_view, bridge, traffic, probe, services)
+        result.workdir = str(workdir)
     except KeyboardInterrupt:
         result.message = "interrupted"
         console.print("[red]interrupted[/]")
@@ -419,10 +431,6 @@ def run_demo(opts: DemoOptions, console: Console | None = None) -> DemoResult:
         bridge = probe = None
         gc.collect()  # destroys leftover Kafka clients while the broker is still up
         services.stop()
-        if own_dir and not opts.keep and result.exit_code == 0:
-            shutil.rmtree(workdir, ignore_errors=True)
-        elif result.exit_code != 0:
-            console.print(f"Run directory kept for inspection: [cyan]{workdir}[/] (logs: demo.log)")
     return result
 
 
