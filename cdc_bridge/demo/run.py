@@ -261,8 +261,8 @@ def _verification_table(results: list[verify.CheckResult]) -> Table:
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    table.add_column("target", no_wrap=True)
-    table.add_column("table / object", overflow="fold")
+    table.add_column("target")
+    table.add_column("table / object", no_wrap=True)
     table.add_column("source", no_wrap=True)
     table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("result")
