@@ -43,6 +43,10 @@ bench-sfemu *ARGS:
 bench-mongodb-convert *ARGS:
     .venv/bin/python bench/mongodb_convert.py {{ARGS}}
 
+# Regenerate the README's configuration reference from the config models.
+docs:
+    .venv/bin/python -m cdc_bridge docs config --write README.md
+
 # Whole pipeline locally (4 sources, 6 targets) under traffic, then verified: `just demo --duration 30`.
 [positional-arguments]
 demo *ARGS:

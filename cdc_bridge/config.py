@@ -8,16 +8,44 @@ files, error reporting with key paths) lives here too.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+import re
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PrivateAttr,
+    SecretStr,
+    SerializeAsAny,
+    field_validator,
+)
+from pydantic_core import core_schema
+
+from cdc_bridge.errors import ConfigError, ConfigProblem
 
 __all__ = [
+    "BridgeConfig",
     "BridgeSection",
+    "Dsn",
     "KafkaSection",
+    "RedactedStr",
     "RouteConfigBase",
     "SinkConfigBase",
     "SourceConfigBase",
+    "dsn_with_schemes",
+    "format_path",
+    "is_secret_field",
+    "load_config",
+    "mask_secrets",
+    "parse_config",
+    "secret_dsn_with_schemes",
 ]
 
 
@@ -39,6 +67,21 @@ class BridgeSection(Section):
         description="SQLAlchemy URL of the bridge's state store (positions, offsets, DLQ index).",
         examples=["sqlite:///./.cdc-bridge/state.db", "postgresql+psycopg://cdc@db/cdc_state"],
     )
+
+    @field_validator("state")
+    @classmethod
+    def _check_state_url(cls, v: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(v)
+        except ArgumentError:
+            raise ValueError(
+                f"{mask_url(v)!r} is not a SQLAlchemy URL; e.g. sqlite:///./.cdc-bridge/state.db "
+                "or postgresql://user:pass@host/db"
+            ) from None
+        return v
 
 
 class KafkaSection(Section):
@@ -69,6 +112,25 @@ class KafkaSection(Section):
         description="librdkafka consumer properties passed through (TLS, SASL, tuning).",
         examples=[{"session.timeout.ms": 10000}],
     )
+
+    @field_validator("producer", "consumer")
+    @classmethod
+    def _redact(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Passwords and secrets passed through to librdkafka never show in reprs."""
+        return redact_passthrough(v)
+
+    @field_validator("topic_config", mode="before")
+    @classmethod
+    def _topic_config_as_strings(cls, v: Any) -> Any:
+        """Kafka topic configs are strings on the wire; accept TOML numbers and booleans."""
+        if isinstance(v, dict):
+            return {
+                k: (str(x).lower() if isinstance(x, bool) else str(x))
+                if isinstance(x, int | float)
+                else x
+                for k, x in v.items()
+            }
+        return v
 
 
 SnapshotMode = Literal["initial", "never", "initial_only", "when_needed"]
@@ -160,3 +222,290 @@ class RouteConfigBase(Section):
     linger_ms: int = Field(
         200, ge=0, description="Longest wait to fill a batch, in milliseconds.", examples=[200]
     )
+
+    @field_validator("from_")
+    @classmethod
+    def _check_patterns(cls, v: str | list[str]) -> str | list[str]:
+        for pattern in [v] if isinstance(v, str) else v:
+            check_topic_pattern(pattern)
+        if isinstance(v, list) and not v:
+            raise ValueError("must name at least one topic or glob")
+        return v
+
+    @property
+    def patterns(self) -> list[str]:
+        """``from`` as a list of topic globs."""
+        return [self.from_] if isinstance(self.from_, str) else list(self.from_)
+
+
+# -- helpers for kind models ---------------------------------------------------------------
+
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^/@:\s]*:)(?P<pw>[^@\s]*)@")
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
+
+
+def mask_url(text: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host`` (also libpq ``password=``)."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+    return _KV_PASSWORD.sub(lambda m: f"{m['head']}***", text)
+
+
+class RedactedStr(str):
+    """A secret handed to a library as a plain string (e.g. librdkafka's ``sasl.password``)
+    whose ``repr()`` is ``'***'``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+_SECRET_KEY = re.compile(r"pass(word)?|secret|token|credential|private", re.IGNORECASE)
+
+
+def redact_passthrough(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Wrap secret-looking string values of a pass-through table in :class:`RedactedStr`."""
+    return {
+        k: RedactedStr(v) if isinstance(v, str) and _SECRET_KEY.search(k) else v
+        for k, v in values.items()
+    }
+
+
+class Dsn(str):
+    """A connection URL or DSN: a plain ``str`` to drivers, but its password never shows in
+    ``repr()``, ``--show-config`` or error messages. Use as a field type (``dsn: Dsn``) or
+    through :func:`dsn_with_schemes`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(mask_url(str(self)))
+
+    @property
+    def masked(self) -> str:
+        return mask_url(str(self))
+
+    @property
+    def scheme(self) -> str:
+        head, sep, _ = str(self).partition("://")
+        return head.lower() if sep else ""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, _source: Any, _handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(
+            cls,
+            core_schema.str_schema(),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                lambda v: mask_url(str(v)), when_used="json"
+            ),
+        )
+
+
+def dsn_with_schemes(*schemes: str, example: str | None = None) -> Any:
+    """A :class:`Dsn` field type that only accepts URLs with one of ``schemes``.
+
+    ``dsn: dsn_with_schemes("postgresql", "postgres") = Field(...)`` turns
+    ``mysql://...`` into "expected a postgresql:// URL ..., got a mysql:// URL".
+    """
+    wanted = tuple(s.lower() for s in schemes)
+
+    def check(v: Dsn) -> Dsn:
+        scheme = v.scheme
+        base = scheme.split("+", 1)[0]
+        if scheme not in wanted and base not in wanted:
+            hint = f" such as {example}" if example else ""
+            got = f"a {scheme}:// URL" if scheme else "no scheme"
+            names = " or ".join(f"{s}://" for s in wanted)
+            raise ValueError(f"expected a {names} URL{hint}, got {got}")
+        return v
+
+    return Annotated[Dsn, AfterValidator(check)]
+
+
+def secret_dsn_with_schemes(*schemes: str, example: str | None = None) -> Any:
+    """Like :func:`dsn_with_schemes` for a ``SecretStr`` field (libpq keyword DSNs, which
+    have no scheme, pass when ``allow_keywords``-style values contain ``=`` and no ``://``)."""
+    check = typing.get_args(dsn_with_schemes(*schemes, example=example))[1].func
+
+    def check_secret(v: SecretStr) -> SecretStr:
+        raw = v.get_secret_value()
+        if "://" in raw or "=" not in raw:
+            check(Dsn(raw))
+        return v
+
+    return Annotated[SecretStr, AfterValidator(check_secret)]
+
+
+_TOPIC_CHARS = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]+$")
+
+
+def check_topic_pattern(pattern: str) -> None:
+    """Raise ValueError unless ``pattern`` is a Kafka topic name or a glob over them."""
+    if not pattern:
+        raise ValueError("a topic pattern must not be empty")
+    if not _TOPIC_CHARS.match(pattern):
+        bad = sorted({c for c in pattern if not re.match(r"[A-Za-z0-9._\-*?\[\]!]", c)})
+        raise ValueError(
+            f"invalid topic pattern {pattern!r}: {''.join(bad)!r} cannot appear in Kafka topic "
+            "names (use letters, digits, '.', '_', '-' and the globs * ? [...])"
+        )
+    depth = 0
+    for ch in pattern:
+        if ch == "[":
+            if depth:
+                raise ValueError(f"invalid glob {pattern!r}: nested '['")
+            depth = 1
+        elif ch == "]":
+            if not depth:
+                raise ValueError(f"invalid glob {pattern!r}: ']' without '['")
+            depth = 0
+    if depth:
+        raise ValueError(f"invalid glob {pattern!r}: '[' is never closed")
+
+
+def _annotation_has(annotation: Any, target: type) -> bool:
+    if annotation is target:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, target):
+        return True
+    if typing.get_origin(annotation) is target:
+        return True
+    return any(_annotation_has(a, target) for a in typing.get_args(annotation))
+
+
+def is_secret_field(field: Any) -> bool:
+    """True for fields holding secrets: ``SecretStr`` typed or marked ``secret=True``."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return bool(extra.get("secret")) or _annotation_has(field.annotation, SecretStr)
+
+
+def is_dsn_field(field: Any) -> bool:
+    return _annotation_has(field.annotation, Dsn) or any(
+        _annotation_has(getattr(m, "__class__", None), Dsn) for m in field.metadata
+    )
+
+
+def mask_secrets(value: Any) -> Any:
+    """A JSON-able copy of a config (model or data) with every secret replaced by ``***``."""
+    if isinstance(value, BaseModel):
+        out: dict[str, Any] = {}
+        for name, field in type(value).model_fields.items():
+            key = field.alias or name
+            v = getattr(value, name)
+            if v is not None and is_secret_field(field):
+                out[key] = "***"
+            else:
+                out[key] = mask_secrets(v)
+        return out
+    if isinstance(value, SecretStr | RedactedStr):
+        return "***"
+    if isinstance(value, Mapping):
+        return {
+            k: "***" if isinstance(k, str) and _SECRET_KEY.search(k) else mask_secrets(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v) for v in value]
+    if isinstance(value, str):
+        return mask_url(value)
+    return value
+
+
+# -- the top-level model -------------------------------------------------------------------
+
+
+class BridgeConfig(Section):
+    """A whole ``routes.toml``: built by :func:`load_config` / :func:`parse_config`."""
+
+    bridge: BridgeSection = Field(
+        default_factory=lambda: BridgeSection.model_validate({}),
+        description="This bridge: name and state store.",
+    )
+    kafka: KafkaSection = Field(description="The Kafka cluster.")
+    sources: list[SerializeAsAny[SourceConfigBase]] = Field(
+        default_factory=list, description="Capture sources ([[sources]]), one per database."
+    )
+    sinks: list[SerializeAsAny[SinkConfigBase]] = Field(
+        default_factory=list, description="Targets ([[sinks]]) that routes write to."
+    )
+    routes: list[SerializeAsAny[RouteConfigBase]] = Field(
+        default_factory=list, description="Routes ([[routes]]): topics -> sink."
+    )
+
+    _source_file: str | None = PrivateAttr(default=None)
+    _warnings: list[ConfigProblem] = PrivateAttr(default_factory=list)
+
+    @property
+    def source_file(self) -> str | None:
+        return self._source_file
+
+    @property
+    def warnings(self) -> list[ConfigProblem]:
+        """Problems that do not stop the bridge (e.g. a route matching no configured source)."""
+        return self._warnings
+
+    def source(self, name: str) -> SourceConfigBase:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def sink(self, name: str) -> SinkConfigBase:
+        for s in self.sinks:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def masked(self) -> dict[str, Any]:
+        """The resolved config as plain data with every secret shown as ``***``."""
+        return mask_secrets(self)
+
+
+# -- loading (the machinery lives in cdc_bridge/_loader.py) -------------------------------
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """``("sources", 1, "dsn")`` -> ``sources[1].dsn``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z0-9_\-]+", part):
+            out += f".{part}" if out else part
+        else:
+            out += f'["{part}"]'
+    return out
+
+
+def parse_config(
+    text: str,
+    *,
+    source_file: str | None = None,
+    env: Mapping[str, str] | None = None,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> BridgeConfig:
+    """Parse and validate a routes.toml text; raises ConfigError listing every problem.
+
+    ``env`` defaults to ``os.environ``; relative ``*_file`` secret paths resolve against
+    ``base_dir`` (default: the config file's directory, else the working directory).
+    """
+    from cdc_bridge._loader import parse
+
+    return parse(text, source_file=source_file, env=env, base_dir=base_dir)
+
+
+def load_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+) -> BridgeConfig:
+    """Read and validate ``path`` (a routes.toml); raises ConfigError with every problem."""
+    file = FsPath(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the configuration file '{file}': {exc.strerror or exc}; "
+            "pass an existing file with --config"
+        ) from None
+    return parse_config(text, source_file=str(file), env=env, base_dir=file.parent)

@@ -1,0 +1,209 @@
+"""The ``cdc-bridge`` command line (typer): thin -- it parses options and calls the library.
+
+Adding a sub-command group for a source or sink is one line at the bottom of this file::
+
+    app.add_typer(postgres_app, name="postgres")   # cdc-bridge postgres drop-slot ...
+
+where ``postgres_app = typer.Typer(help=...)`` lives next to the kind's code (import it
+lazily inside its commands if it needs heavy drivers). Wrap command bodies in
+:func:`user_errors` so a ConfigError prints one message and exits 2 (other BridgeErrors: 1).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from cdc_bridge import __version__
+from cdc_bridge.errors import BridgeError, ConfigError
+
+__all__ = ["app", "main", "user_errors"]
+
+app = typer.Typer(
+    name="cdc-bridge",
+    help="Change-data-capture bridge: database changes as Debezium events on Kafka, "
+    "routed to Salesforce and SQL databases.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option("--config", "-c", help="Path of routes.toml.", envvar="CDC_BRIDGE_CONFIG"),
+]
+
+
+def _err_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def user_errors(fn: F) -> F:
+    """Errors the user caused end in one clear message (no traceback) and exit 2 / 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            _err_console().print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+            raise typer.Exit(EXIT_CONFIG) from None
+        except BridgeError as exc:
+            _err_console().print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+            raise typer.Exit(EXIT_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _global(
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text (human) or json (one object per line).")
+    ] = "text",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
+) -> None:
+    from cdc_bridge.logs import setup_logging
+
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter("must be 'text' or 'json'", param_hint="--log-format")
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise typer.BadParameter("must be DEBUG, INFO, WARNING or ERROR", param_hint="--log-level")
+    setup_logging(log_format, log_level)  # type: ignore[arg-type]
+
+
+def _load(config: Path) -> Any:
+    from cdc_bridge.config import load_config
+
+    return load_config(config)
+
+
+@app.command()
+def version() -> None:
+    """Print the cdc-bridge version."""
+    typer.echo(f"cdc-bridge {__version__}")
+
+
+@app.command()
+@user_errors
+def check(
+    config: ConfigOption,
+    connect: Annotated[
+        bool,
+        typer.Option("--connect", help="Also reach every source, sink and the Kafka cluster."),
+    ] = False,
+    show_config: Annotated[
+        bool,
+        typer.Option("--show-config", help="Print the resolved config (secrets masked)."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for Kafka with --connect.")
+    ] = 10.0,
+) -> None:
+    """Validate the configuration (and with --connect, reach everything it names)."""
+    cfg = _load(config)
+    out = Console(highlight=False, soft_wrap=True)
+    err = _err_console()
+    for warning in cfg.warnings:
+        err.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
+    if show_config:
+        from cdc_bridge._tomlout import dumps
+
+        shown = {k: v for k, v in cfg.masked().items() if v != []}
+        out.print(dumps(shown), markup=False, end="")
+    summary = f"{len(cfg.sources)} source(s), {len(cfg.sinks)} sink(s), {len(cfg.routes)} route(s)"
+    out.print(f"config OK: {config} ({summary})", markup=False)
+    if connect:
+        from cdc_bridge.checks import run_checks
+
+        results = run_checks(cfg, kafka_timeout=timeout)
+        table = Table(title="connectivity")
+        for col in ("component", "kind", "result", "message"):
+            table.add_column(col, overflow="fold")
+        for r in results:
+            status = "[green]OK[/]" if r.ok else "[bold red]FAILED[/]"
+            table.add_row(escape(r.component), escape(r.kind), status, escape(r.message))
+        out.print(table)
+        failed = [r for r in results if not r.ok]
+        if failed:
+            err.print(f"{len(failed)} of {len(results)} checks failed", markup=False)
+            raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+@user_errors
+def migrate(config: ConfigOption) -> None:
+    """Create or upgrade the state store's tables (start does this too)."""
+    from cdc_bridge.state import StateStore
+
+    cfg = _load(config)
+    store = StateStore(cfg.bridge.state)
+    try:
+        before, after = store.migrate()
+    finally:
+        store.close()
+    if before == after:
+        typer.echo(f"state store is up to date (revision {after})")
+    else:
+        typer.echo(f"state store migrated: {before or 'empty'} -> {after}")
+
+
+@app.command()
+@user_errors
+def start(config: ConfigOption) -> None:
+    """Run the bridge: every source, route and sink; SIGINT/SIGTERM stop it cleanly."""
+    from cdc_bridge.runtime import Bridge
+
+    cfg = _load(config)
+    code = Bridge(cfg).run()
+    if code:
+        raise typer.Exit(code)
+
+
+docs_app = typer.Typer(help="Generate reference documentation.", no_args_is_help=True)
+
+
+@docs_app.command("config")
+def docs_config(
+    write: Annotated[
+        Path | None,
+        typer.Option("--write", help="Refresh the generated block of this file (README.md)."),
+    ] = None,
+) -> None:
+    """Print the configuration reference (Markdown) for every section and kind."""
+    from cdc_bridge.docs import config_reference, update_file
+
+    if write is None:
+        typer.echo(config_reference(), nl=False)
+    elif update_file(write):
+        typer.echo(f"updated the configuration reference in {write}")
+    else:
+        typer.echo(f"{write} is up to date")
+
+
+app.add_typer(docs_app, name="docs")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (``cdc-bridge``)."""
+    try:
+        app(args=argv, prog_name="cdc-bridge")
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)
+
+
+# -- sub-command groups of sources and sinks (one line each, see the module docstring) ----

@@ -1,0 +1,124 @@
+"""Logging setup: human-readable lines by default, one JSON object per line for machines.
+
+Every line carries the component it comes from (``source=orders``, ``route=to-crm``): the
+runtime tags each worker thread with :func:`set_component`, a filter copies the tag onto every
+record logged from that thread (whatever library logged it), and ``extra={"component": ...}``
+overrides it for one call.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import orjson
+
+__all__ = ["LogFormat", "component", "get_component", "set_component", "setup_logging"]
+
+LogFormat = Literal["text", "json"]
+
+_local = threading.local()
+
+
+def set_component(name: str | None) -> None:
+    """Tag log lines of the current thread with ``name`` (e.g. ``source=orders``)."""
+    _local.component = name
+
+
+def get_component() -> str | None:
+    return getattr(_local, "component", None)
+
+
+@contextmanager
+def component(name: str) -> Iterator[None]:
+    """Tag log lines of the current thread for the duration of the block."""
+    before = get_component()
+    set_component(name)
+    try:
+        yield
+    finally:
+        set_component(before)
+
+
+class ComponentFilter(logging.Filter):
+    """Puts ``record.component`` on every record (the thread's tag unless given in extra)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "component", None):
+            record.component = get_component() or ""
+        return True
+
+
+def _iso(created: float) -> str:
+    ms = int(created * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{ms:03d}Z"
+
+
+class TextFormatter(logging.Formatter):
+    """``2026-01-01T00:00:00.000Z INFO  source=orders  message``"""
+
+    def format(self, record: logging.LogRecord) -> str:
+        comp = getattr(record, "component", "") or record.name.removeprefix("cdc_bridge.")
+        line = f"{_iso(record.created)} {record.levelname:<5} {comp}  {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "component"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, component, msg (+ extras, exc)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": _iso(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "component": getattr(record, "component", "") or None,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(doc, default=str).decode()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def setup_logging(fmt: LogFormat = "text", level: str | int = "INFO") -> None:
+    """Configure the root logger (stderr) once per process; calling again replaces it."""
+    handler = _StderrHandler()
+    handler.addFilter(ComponentFilter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_cdc_bridge", False):
+            root.removeHandler(old)
+    handler._cdc_bridge = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    # librdkafka/kafka internals and SQL echo are noisy at INFO
+    for noisy in ("alembic.runtime.migration",):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))
