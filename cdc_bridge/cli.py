@@ -207,3 +207,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # -- sub-command groups of sources and sinks (one line each, see the module docstring) ----
+
+from cdc_bridge.demo.command import demo_command  # noqa: E402
+
+app.command("demo")(demo_command)
