@@ -167,6 +167,8 @@ class KafkaTopicSink(Sink):
         self,
         batch: Sequence[SinkRecord],
         positions: Mapping[TopicPartition, int] | None = None,
+        *,
+        previous: Mapping[TopicPartition, int | None] | None = None,
     ) -> BatchResult:
         producer = self._producer
         if producer is None:
