@@ -266,11 +266,11 @@ def _verification_table(results: list[verify.CheckResult]) -> Table:
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    table.add_column("target")
+    table.add_column("target", no_wrap=True)
     table.add_column("table / object", no_wrap=True)
     table.add_column("source", no_wrap=True)
     table.add_column("rows", justify="right", no_wrap=True)
-    table.add_column("result")
+    table.add_column("result", no_wrap=True)
     last_target = None
     for r in results:
         c = r.check
@@ -392,6 +392,11 @@ def _run_demo(opts: DemoOptions, console: Console, workdir: Path) -> DemoResult:
             "cdc_bridge/demo/routes.toml)"
         )
         console.print(f"Logs:   [cyan]{log_path}[/]")
+        if not live_view:
+            console.print(
+                "Progress every 5 s: rows changed -> events captured per source | records "
+                "applied by the routes, dead letters, route lag, Salesforce API calls"
+            )
 
         bridge = _BridgeThread(config)
         bridge.start()
@@ -461,10 +466,10 @@ def _run_phases(
         elif time.monotonic() - last_line >= 5:
             last_line = time.monotonic()
             console.print(
-                f"[{snap.elapsed:5.1f}s] {phase:<9} changed/captured "
-                + " ".join(f"{s.name} {s.written}/{s.captured}" for s in snap.sources)
-                + f" | applied {sum(r.applied for r in snap.routes)} DLQ {snap.dead_letters} "
-                f"lag {snap.route_lag} SF calls {snap.sf_calls}"
+                f"[{snap.elapsed:5.1f}s] {phase:<9} "
+                + "  ".join(f"{s.name} {s.written}->{s.captured}" for s in snap.sources)
+                + f" | applied {sum(r.applied for r in snap.routes)}  DLQ {snap.dead_letters}  "
+                f"lag {snap.route_lag}  SF calls {snap.sf_calls}"
             )
 
     with live if live_view else contextlib.nullcontext():
