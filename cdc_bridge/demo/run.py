@@ -265,6 +265,7 @@ def _verification_table(results: list[verify.CheckResult]) -> Table:
         title="verification: every target table against its source table",
         title_justify="left",
         box=box.SIMPLE_HEAD,
+        padding=(0, 1),
     )
     table.add_column("target", no_wrap=True)
     table.add_column("table / object", no_wrap=True)
@@ -467,9 +468,9 @@ def _run_phases(
             last_line = time.monotonic()
             console.print(
                 f"[{snap.elapsed:5.1f}s] {phase:<9} "
-                + "  ".join(f"{s.name} {s.written}->{s.captured}" for s in snap.sources)
-                + f" | applied {sum(r.applied for r in snap.routes)}  DLQ {snap.dead_letters}  "
-                f"lag {snap.route_lag}  SF calls {snap.sf_calls}"
+                + " ".join(f"{s.name} {s.written}->{s.captured}" for s in snap.sources)
+                + f" | applied {sum(r.applied for r in snap.routes)} DLQ {snap.dead_letters} "
+                f"lag {snap.route_lag} SF calls {snap.sf_calls}"
             )
 
     with live if live_view else contextlib.nullcontext():
