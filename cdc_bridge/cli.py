@@ -207,6 +207,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # -- sub-command groups of sources and sinks (one line each, see the module docstring) ----
+from cdc_bridge.sources.postgres.cli import app as _postgres_app  # noqa: E402
+
+app.add_typer(_postgres_app, name="postgres")
 
 from cdc_bridge.demo.command import demo_command  # noqa: E402
 

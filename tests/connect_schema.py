@@ -36,7 +36,7 @@ def validate(schema: dict[str, Any], value: Any, path: str = "$") -> None:
             f"{path}: {type_} got {value!r}"
         )
         assert lo <= value <= hi, f"{path}: {value} out of {type_} range"
-    elif type_ in ("float32", "float64"):
+    elif type_ in ("float32", "float64", "float", "double"):  # JsonConverter: float, double
         assert isinstance(value, int | float) and not isinstance(value, bool), (
             f"{path}: {type_} got {value!r}"
         )

@@ -1,0 +1,1 @@
+"""MySQL / MariaDB capture adapter: binlog wire layer, snapshot, source (kind ``mysql``)."""

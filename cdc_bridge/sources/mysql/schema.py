@@ -1,0 +1,239 @@
+"""Table shapes for the MySQL source: information_schema columns, TableMap merge, row builders.
+
+A :class:`TableState` is one version of a captured table: its Connect ``TableSchema`` and a
+fast ``row()`` that turns canonical values into a payload dict. The binlog path builds it from
+the TableMap event (authoritative for the row layout, so an ALTER TABLE mid-stream can never
+mislabel columns when ``binlog_row_metadata=FULL``) enriched with information_schema facts;
+the snapshot path builds it from information_schema alone. Both give identical schemas.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from cdc_bridge.events import CONNECTOR_MYSQL, Column, TableSchema
+from cdc_bridge.sources.mysql.rows import ColumnInfo, T
+from cdc_bridge.types.mysql import TypeOptions, field_for
+
+__all__ = ["TableState", "load_columns", "merge_table_map"]
+
+_TYPES = {
+    "tinyint": T.TINY,
+    "smallint": T.SHORT,
+    "mediumint": T.INT24,
+    "int": T.LONG,
+    "integer": T.LONG,
+    "bigint": T.LONGLONG,
+    "float": T.FLOAT,
+    "double": T.DOUBLE,
+    "real": T.DOUBLE,
+    "decimal": T.NEWDECIMAL,
+    "numeric": T.NEWDECIMAL,
+    "year": T.YEAR,
+    "date": T.DATE,
+    "time": T.TIME2,
+    "datetime": T.DATETIME2,
+    "timestamp": T.TIMESTAMP2,
+    "char": T.STRING,
+    "binary": T.STRING,
+    "varchar": T.VARCHAR,
+    "varbinary": T.VARCHAR,
+    "tinytext": T.BLOB,
+    "text": T.BLOB,
+    "mediumtext": T.BLOB,
+    "longtext": T.BLOB,
+    "tinyblob": T.BLOB,
+    "blob": T.BLOB,
+    "mediumblob": T.BLOB,
+    "longblob": T.BLOB,
+    "json": T.JSON,
+    "enum": T.ENUM,
+    "set": T.SET,
+    "bit": T.BIT,
+    "geometry": T.GEOMETRY,
+    "point": T.GEOMETRY,
+    "linestring": T.GEOMETRY,
+    "polygon": T.GEOMETRY,
+    "multipoint": T.GEOMETRY,
+    "multilinestring": T.GEOMETRY,
+    "multipolygon": T.GEOMETRY,
+    "geometrycollection": T.GEOMETRY,
+}
+
+_BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"}) | {
+    "geometry",
+    "point",
+    "linestring",
+    "polygon",
+}
+
+
+def _quoted_values(column_type: str) -> tuple[str, ...]:
+    inner = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
+    return tuple(m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner))
+
+
+def load_columns(
+    cur: Any, database: str, table: str
+) -> tuple[list[ColumnInfo], tuple[str, ...]] | None:
+    """Columns (in ordinal order) and primary key of ``database.table``; None if no such table."""
+    cur.execute(
+        "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, "
+        "NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, COLUMN_KEY, "
+        "CHARACTER_SET_NAME "
+        "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+        "ORDER BY ORDINAL_POSITION",
+        (database, table),
+    )
+    rows = cur.fetchall()
+    if not rows:
+        return None
+    json_cols: set[str] = set()
+    try:  # MariaDB: JSON is LONGTEXT with a json_valid() check constraint
+        cur.execute(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = %s AND TABLE_NAME = %s",
+            (database, table),
+        )
+        for (clause,) in cur.fetchall():
+            m = re.match(r"\s*json_valid\(`?([^`)]+)`?\)\s*$", str(clause), re.I)
+            if m:
+                json_cols.add(m.group(1))
+    except Exception:  # MySQL < 8.0.16 has no CHECK_CONSTRAINTS
+        pass
+    cols: list[ColumnInfo] = []
+    pk: list[str] = []
+    for name, data_type, column_type, nullable, prec, scale, dtp, clen, key, cs in rows:
+        dt = str(data_type).lower()
+        ctype = str(column_type).lower()
+        t = _TYPES.get(dt)
+        if t is None:
+            raise ValueError(f"column {database}.{table}.{name}: type {ctype} is not supported")
+        c = ColumnInfo(
+            name=name,
+            type=t,
+            unsigned="unsigned" in ctype,
+            binary=dt in _BINARY_TYPES,
+            nullable=nullable == "YES",
+            sql_type=ctype,
+            encoding="cp1252" if str(cs).lower() == "latin1" else "utf-8",
+        )
+        if t == T.NEWDECIMAL:
+            c.precision, c.scale = int(prec or 10), int(scale or 0)
+        elif t in (T.TIME2, T.DATETIME2, T.TIMESTAMP2):
+            c.fsp = int(dtp or 0)
+        elif t == T.BIT:
+            c.length = int(prec or 1)
+        elif t == T.ENUM:
+            c.enum_values = _quoted_values(str(column_type))
+        elif t == T.SET:
+            c.set_values = _quoted_values(str(column_type))
+        elif clen is not None:
+            c.length = int(clen)
+        if name in json_cols:
+            c.is_json = True
+        if key == "PRI":
+            pk.append(name)
+        cols.append(c)
+    if pk:
+        # Key order is the index order, not the column order.
+        cur.execute(
+            "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME = %s AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+            (database, table),
+        )
+        pk = [r[0] for r in cur.fetchall()] or pk
+    return cols, tuple(pk)
+
+
+def merge_table_map(
+    tm_cols: Sequence[ColumnInfo],
+    has_names: bool,
+    tm_pk: tuple[int, ...] | None,
+    info: tuple[list[ColumnInfo], tuple[str, ...]] | None,
+) -> tuple[list[ColumnInfo], tuple[str, ...]] | None:
+    """Columns for a TableMap: its own layout, with names/flags from information_schema as needed.
+
+    Returns None when the layout cannot be labelled (no FULL metadata and information_schema
+    disagrees on the column count), so the caller can report it instead of guessing.
+    """
+    info_cols, info_pk = info if info is not None else ([], ())
+    by_name = {c.name: c for c in info_cols}
+    out: list[ColumnInfo] = []
+    if has_names:
+        for c in tm_cols:
+            ic = by_name.get(c.name)
+            if ic is not None:
+                c.is_json = c.is_json or ic.is_json
+                c.sql_type = ic.sql_type
+                if c.enum_values is None:
+                    c.enum_values = ic.enum_values
+                if c.set_values is None:
+                    c.set_values = ic.set_values
+            out.append(c)
+        if tm_pk is not None:
+            pk = tuple(tm_cols[i].name for i in tm_pk)
+        else:
+            names = {c.name for c in tm_cols}
+            pk = tuple(k for k in info_pk if k in names)
+        return out, pk
+    if len(info_cols) != len(tm_cols):
+        return None
+    for c, ic in zip(tm_cols, info_cols, strict=True):
+        c.name = ic.name
+        c.unsigned = c.unsigned or ic.unsigned
+        c.binary = ic.binary
+        c.encoding = ic.encoding
+        c.is_json = ic.is_json
+        c.enum_values = c.enum_values or ic.enum_values
+        c.set_values = c.set_values or ic.set_values
+        c.sql_type = ic.sql_type
+        out.append(c)
+    return out, info_pk
+
+
+class TableState:
+    """One version of a captured table: Connect schema plus a fast payload builder."""
+
+    __slots__ = ("columns", "convs", "names", "schema")
+
+    def __init__(
+        self,
+        source_name: str,
+        database: str,
+        table: str,
+        columns: Sequence[ColumnInfo],
+        key: tuple[str, ...],
+        opts: TypeOptions,
+    ) -> None:
+        self.columns = tuple(columns)
+        self.names = tuple(c.name for c in columns)
+        fields = []
+        convs = []
+        for i, c in enumerate(columns):
+            schema, conv = field_for(c, opts)
+            if c.name in key:
+                schema = {**schema, "optional": False}
+            fields.append(Column(c.name, schema))
+            if conv is not None:
+                convs.append((i, conv))
+        self.convs = tuple(convs)
+        self.schema = TableSchema(
+            connector=CONNECTOR_MYSQL,
+            source_name=source_name,
+            database=database,
+            namespace=database,
+            table=table,
+            columns=tuple(fields),
+            key_columns=key,
+        )
+
+    def row(self, values: list[Any]) -> dict[str, Any]:
+        """Payload dict from canonical values (``values`` is modified in place)."""
+        for i, conv in self.convs:
+            v = values[i]
+            if v is not None:
+                values[i] = conv(v)
+        return dict(zip(self.names, values, strict=False))

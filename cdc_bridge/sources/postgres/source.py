@@ -1,0 +1,688 @@
+"""The ``postgres`` source: consistent snapshot, then the pgoutput stream as ChangeEvents,
+acknowledging to the slot only what Kafka confirmed."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from cdc_bridge.errors import ConfigError, FatalError, RetriableError
+from cdc_bridge.events import (
+    OP_CREATE,
+    OP_DELETE,
+    OP_READ,
+    OP_TRUNCATE,
+    OP_UPDATE,
+    SNAPSHOT_FALSE,
+    ChangeEvent,
+)
+from cdc_bridge.sources.base import Source, SourceContext
+from cdc_bridge.sources.postgres import pgoutput as po
+from cdc_bridge.sources.postgres.config import PostgresSourceConfig
+from cdc_bridge.sources.postgres.lsn import LSN
+from cdc_bridge.sources.postgres.replication import (
+    Keepalive,
+    ReplicationConnection,
+    ReplicationStreamEnded,
+    XLogData,
+)
+from cdc_bridge.sources.postgres.slot import (
+    TableInfo,
+    check_prerequisites,
+    drop_publication,
+    drop_slot,
+    ensure_publication,
+    resolve_tables,
+    slot_lag,
+    slot_state,
+)
+from cdc_bridge.sources.postgres.snapshot import SnapshotReader
+from cdc_bridge.sources.postgres.tables import ColumnDef, TableCodec, TypeCatalog, catalog_columns
+from cdc_bridge.types.postgres import SESSION_OPTIONS, TypeOptions
+
+__all__ = ["PostgresOffset", "PostgresSource"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresOffset:
+    """Position of a Postgres source: the WAL position safe to confirm to the slot, and the
+    snapshot state (``snapshot_done``; ``snapshot`` holds progress while one is running)."""
+
+    lsn: int
+    snapshot_done: bool = True
+    snapshot: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"lsn": str(LSN(self.lsn)), "snapshot_done": self.snapshot_done}
+        if self.snapshot is not None:
+            out["snapshot"] = self.snapshot
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PostgresOffset:
+        return cls(LSN.parse(d["lsn"]), bool(d.get("snapshot_done", True)), d.get("snapshot"))
+
+
+class PostgresSource(Source):
+    """Captures committed changes of the configured tables (see the README's Postgres section)."""
+
+    kind = "postgres"
+
+    def __init__(self, config: PostgresSourceConfig) -> None:
+        super().__init__(config)
+        self.cfg = config
+        self.conninfo = config.dsn.get_secret_value()
+        self.options = TypeOptions(
+            decimal_handling=config.decimal_handling,
+            binary_handling=config.binary_handling,
+            toast_placeholder=config.toast_placeholder,
+        )
+        self.skip = frozenset(config.skip_ops)
+        self.meta: psycopg.Connection | None = None
+        self.repl: ReplicationConnection | None = None
+        self.database = ""
+        self.catalog = TypeCatalog(None)
+        self._codecs: dict[tuple[Any, ...], TableCodec] = {}
+        self.relations: dict[int, TableCodec] = {}
+        self.relation_msgs: dict[int, po.Relation] = {}
+        self.snapshot_reader: SnapshotReader | None = None
+        self.streamed = False
+        self.stats: dict[str, Any] = {
+            "slot_lag_bytes": None,
+            "events": 0,
+            "transactions": 0,
+            "streamed_transactions": 0,
+        }
+
+    # -- connections -----------------------------------------------------------------------------
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.Connection.connect(
+                self.conninfo,
+                autocommit=True,
+                options=SESSION_OPTIONS,
+                application_name=f"cdc-bridge {self.name}",
+            )
+        except psycopg.OperationalError as exc:
+            raise RetriableError(
+                f"cannot connect to PostgreSQL for source {self.name!r}: {str(exc).strip()}; "
+                "check `dsn` and that the server is reachable"
+            ) from exc
+
+    def _meta(self) -> psycopg.Connection:
+        if self.meta is None or self.meta.closed:
+            self.meta = self._connect()
+            self.catalog.conn = self.meta
+            row = self.meta.execute("SELECT current_database()").fetchone()
+            self.database = row[0] if row else ""
+        return self.meta
+
+    def _repl(self) -> ReplicationConnection:
+        try:
+            return ReplicationConnection(
+                self.conninfo,
+                application_name=f"cdc-bridge {self.name}",
+                options=SESSION_OPTIONS,
+            )
+        except psycopg.OperationalError as exc:
+            msg = str(exc).strip()
+            if "replication" in msg and ("pg_hba" in msg or "permission" in msg):
+                raise ConfigError(
+                    f"PostgreSQL refused a replication connection for source {self.name!r}: "
+                    f"{msg}; allow it in pg_hba.conf (`host replication <user> ...`) and give the "
+                    "user the REPLICATION attribute"
+                ) from exc
+            raise RetriableError(f"replication connection failed: {msg}") from exc
+
+    # -- Source interface ------------------------------------------------------------------------
+
+    def _tables(self) -> list[TableInfo]:
+        return resolve_tables(self._meta(), self.cfg.tables)
+
+    def check(self) -> None:
+        conn = self._meta()
+        tables = self._tables()
+        check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
+
+    def run(self, ctx: SourceContext) -> None:
+        """Snapshot if needed, then stream. Once streaming ran, a broken connection (server
+        restart, terminated walsender, network) is retried with backoff from the slot's
+        confirmed position; failures before that are raised at once (likely a setup error)."""
+        attempt = 0
+        while True:
+            try:
+                self._run_once(ctx)
+                return
+            except RetriableError as exc:
+                if not self.streamed or ctx.stopping.is_set():
+                    raise
+                attempt += 1
+                delay = min(30.0, 0.25 * 2**attempt)
+                ctx.log.warning("%s; reconnecting in %.1fs (attempt %d)", exc, delay, attempt)
+                self.close()
+                if ctx.stopping.wait(delay):
+                    return
+
+    def _run_once(self, ctx: SourceContext) -> None:
+        conn = self._meta()
+        tables = self._tables()
+        check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
+        mode = self.cfg.snapshot
+        stored_raw = ctx.load_offset()
+        stored = PostgresOffset.from_dict(stored_raw) if stored_raw else None
+
+        if mode == "initial_only":
+            if stored is not None and stored.snapshot_done:
+                ctx.log.info("snapshot already completed; nothing to do (snapshot = initial_only)")
+                return
+            self._snapshot(ctx, tables, None, LSN(0), stored.snapshot if stored else None)
+            return
+
+        ensure_publication(conn, self.cfg.publication, None if self.cfg.tables is None else tables)
+        state = slot_state(conn, self.cfg.slot)
+        repl = self.repl = self._repl()
+        start_lsn = LSN(0)
+        if state is None:
+            want_snapshot = mode in ("initial", "when_needed")
+            if want_snapshot:
+                # Persist "snapshot pending" before the slot exists: a crash after creating the
+                # slot must not look like a finished snapshot on restart.
+                ctx.emit([], PostgresOffset(0, False, None))
+                ctx.checkpoint()
+            slot = repl.create_slot(
+                self.cfg.slot, snapshot="export" if want_snapshot else "nothing"
+            )
+            ctx.log.info("created replication slot %s at %s", self.cfg.slot, slot.consistent_point)
+            start_lsn = slot.consistent_point
+            if want_snapshot:
+                # The exported snapshot lives until the next command on ``repl``: read it now.
+                if not self._snapshot(ctx, tables, slot.snapshot_name, start_lsn, None):
+                    return
+            else:
+                ctx.emit([], PostgresOffset(start_lsn))
+        else:
+            start_lsn = state.confirmed_flush or LSN(0)
+            resume_snapshot = stored is not None and not stored.snapshot_done
+            if stored is None and mode == "when_needed":
+                resume_snapshot = True
+            elif stored is None and mode == "initial":
+                ctx.log.warning(
+                    "slot %s exists but no stored position was found: streaming from the slot "
+                    'without a snapshot (snapshot = "when_needed" re-reads the tables)',
+                    self.cfg.slot,
+                )
+            if resume_snapshot and mode != "never":
+                ctx.log.info(
+                    "snapshot of source %s was not finished; resuming it (a new snapshot; the "
+                    "slot replays every change since its start)",
+                    self.name,
+                )
+                if not self._snapshot(
+                    ctx, tables, None, start_lsn, stored.snapshot if stored else None
+                ):
+                    return
+            if stored is not None and stored.lsn > start_lsn:
+                start_lsn = LSN(stored.lsn)
+            safe = ctx.safe_offset()  # this process may have confirmed more than it stored
+            if isinstance(safe, PostgresOffset) and safe.snapshot_done and safe.lsn > start_lsn:
+                start_lsn = LSN(safe.lsn)
+        self._stream(ctx, repl, start_lsn)
+
+    def close(self) -> None:
+        for c in (self.repl,):
+            if c is not None:
+                try:
+                    c.close()
+                except Exception:
+                    pass
+        self.repl = None
+        if self.meta is not None:
+            try:
+                self.meta.close()
+            except Exception:
+                pass
+            self.meta = None
+
+    # -- table codecs ----------------------------------------------------------------------------
+
+    def _codec(
+        self, namespace: str, table: str, columns: Sequence[ColumnDef], key: tuple[str, ...]
+    ) -> TableCodec:
+        sig = (namespace, table, tuple(columns), key)
+        codec = self._codecs.get(sig)
+        if codec is None:
+            codec = TableCodec(
+                self.name,
+                self.database,
+                namespace,
+                table,
+                columns,
+                key,
+                self.options,
+                self.catalog,
+            )
+            self._codecs[sig] = codec
+        return codec
+
+    def _on_relation(self, rel: po.Relation) -> None:
+        """A Relation message: (re)build the table's codec from it plus catalog facts."""
+        not_null: dict[str, bool] = {}
+        pk: tuple[str, ...] = ()
+        try:
+            cols, pk, _ = catalog_columns(self._meta(), rel.relid)
+            not_null = {c.name: c.not_null for c in cols}
+        except psycopg.Error as exc:
+            log.warning("catalog lookup of %s.%s failed: %s", rel.namespace, rel.name, exc)
+        if not pk and rel.replica_identity in ("d", "i") and not not_null:
+            pk = tuple(c.name for c in rel.columns if c.is_key)
+        columns = [
+            ColumnDef(c.name, c.type_oid, c.typmod, not_null.get(c.name, False))
+            for c in rel.columns
+        ]
+        self.relations[rel.relid] = self._codec(rel.namespace, rel.name, columns, pk)
+        self.relation_msgs[rel.relid] = rel
+
+    def _refresh_relation(self, relid: int) -> None:
+        codec = self.relations.get(relid)
+        rel = self.relation_msgs.get(relid)
+        if codec is None or rel is None:
+            return
+        for c in codec.columns:
+            self._on_type(c.type_oid)
+        self._on_relation(rel)
+        self.relations[relid].stale = False  # once: never loop on an unknown value
+
+    def _on_type(self, oid: int) -> None:
+        """A Type message (e.g. after ALTER TYPE ... ADD VALUE): forget what we knew about it,
+        so the next Relation message builds the schema with the new enum labels."""
+        self.catalog.invalidate(oid)
+        self._codecs = {
+            sig: codec
+            for sig, codec in self._codecs.items()
+            if all(c.type_oid != oid for c in codec.columns)
+        }
+
+    # -- snapshot --------------------------------------------------------------------------------
+
+    def _snapshot(
+        self,
+        ctx: SourceContext,
+        tables: list[TableInfo],
+        snapshot_name: str | None,
+        lsn: LSN,
+        resume: dict[str, Any] | None,
+    ) -> bool:
+        conn = self._connect()
+        self._meta()
+
+        def make_codec(t: TableInfo, cols: list[Any], key: tuple[str, ...]) -> TableCodec:
+            return self._codec(t.schema, t.name, cols, key)
+
+        skip_reads = OP_READ in self.skip
+
+        def emit(events: list[ChangeEvent], state: dict[str, Any]) -> None:
+            _backpressure(ctx, self.cfg.max_in_flight_events)
+            ctx.emit([] if skip_reads else events, PostgresOffset(lsn, False, state))
+
+        reader = self.snapshot_reader = SnapshotReader(
+            conn,
+            tables,
+            make_codec,
+            fetch_size=self.cfg.snapshot_fetch_size,
+            stopping=ctx.stopping,
+        )
+        ctx.log.info(
+            "snapshot of %d table(s) started%s", len(tables), " (resuming)" if resume else ""
+        )
+        try:
+            finished = reader.run(emit, snapshot_name=snapshot_name, lsn=lsn, resume=resume)
+        finally:
+            conn.close()
+        if finished:
+            ctx.emit([], PostgresOffset(lsn, True, None))
+            ctx.log.info("snapshot finished")
+        return finished
+
+    # -- streaming -------------------------------------------------------------------------------
+
+    def _stream(self, ctx: SourceContext, repl: ReplicationConnection, start: LSN) -> None:
+        cfg = self.cfg
+        server_version = repl.conn.info.server_version
+        proto = cfg.proto_version if server_version >= 140000 else 1
+        streaming = cfg.streaming and proto >= 2
+        try:
+            repl.start_replication(
+                cfg.slot,
+                start,
+                publications=[cfg.publication],
+                proto_version=proto,
+                streaming=streaming,
+                messages=False,
+            )
+        except psycopg.errors.ObjectInUse as exc:
+            raise ConfigError(
+                f"replication slot {cfg.slot!r} is in use by another process; is another bridge "
+                f"running source {self.name!r}? ({exc.diag.message_primary})"
+            ) from exc
+        except psycopg.Error as exc:
+            raise FatalError(f"START_REPLICATION failed: {str(exc).strip()}") from exc
+        self.streamed = True
+        ctx.log.info(
+            "streaming from slot %s at %s (pgoutput v%d%s)",
+            cfg.slot,
+            start,
+            proto,
+            ", streaming" if streaming else "",
+        )
+        try:
+            _Streamer(self, ctx, repl, start, proto).loop()
+        except (psycopg.OperationalError, ReplicationStreamEnded) as exc:
+            raise RetriableError(
+                f"replication stream of {self.name!r} broke: {str(exc).strip()}"
+            ) from exc
+        except po.PgOutputError as exc:
+            raise FatalError(f"cannot decode the replication stream: {exc}") from exc
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Slot state and lag, for ``cdc-bridge status``."""
+        conn = self._meta()
+        state = slot_state(conn, self.cfg.slot)
+        return {
+            "source": self.name,
+            "slot": self.cfg.slot,
+            "publication": self.cfg.publication,
+            "slot_exists": state is not None,
+            "active": state.active if state else False,
+            "confirmed_flush_lsn": str(state.confirmed_flush)
+            if state and state.confirmed_flush
+            else None,
+            "lag_bytes": slot_lag(conn, self.cfg.slot) if state else None,
+            "snapshot": {k: v.line() for k, v in self.snapshot_reader.progress.items()}
+            if self.snapshot_reader
+            else {},
+        }
+
+    def drop_slot_and_publication(self) -> tuple[bool, bool]:
+        """Explicit cleanup (CLI): drop the slot and the publication; returns what existed."""
+        conn = self._meta()
+        return drop_slot(conn, self.cfg.slot), drop_publication(conn, self.cfg.publication)
+
+
+class _Streamer:
+    """The hot loop: decode, batch across transactions, emit at commit boundaries, feed back."""
+
+    def __init__(
+        self,
+        source: PostgresSource,
+        ctx: SourceContext,
+        repl: ReplicationConnection,
+        start: LSN,
+        proto: int,
+    ) -> None:
+        self.src = source
+        self.ctx = ctx
+        self.repl = repl
+        self.decoder = po.PgOutputDecoder(protocol_version=proto)
+        self.pending: list[ChangeEvent] = []
+        self.pending_offset: PostgresOffset | None = None
+        self.last_offset_lsn = int(start)
+        self.last_commit: int | None = int(start) or None
+        self.in_tx = False
+        self.xid: int | None = None
+        self.commit_us = 0
+        self.streams: dict[int, list[tuple[int, po.Message]]] = {}
+        self.stream_xid: int | None = None
+        self.max_batch = source.cfg.max_batch_events
+
+    # emit ---------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        if self.pending or self.pending_offset is not None:
+            _backpressure(self.ctx, self.src.cfg.max_in_flight_events)
+            self.ctx.emit(self.pending, self.pending_offset)
+            self.src.stats["events"] += len(self.pending)
+            self.pending = []
+            self.pending_offset = None
+
+    def feedback(self) -> None:
+        safe = self.ctx.safe_offset()
+        if isinstance(safe, PostgresOffset) and safe.snapshot_done:
+            self.repl.set_flushed(safe.lsn)
+        self.repl.send_status()
+
+    # events -------------------------------------------------------------------------------------
+
+    def _event(self, codec: TableCodec, op: str, before: Any, after: Any, lsn: int) -> ChangeEvent:
+        lsn = int(lsn)
+        src = {
+            "schema": codec.namespace,
+            "table": codec.table,
+            "txId": self.xid,
+            "lsn": lsn,
+            "xmin": None,
+        }
+        return ChangeEvent(
+            codec.schema,
+            op,
+            before,
+            after,
+            self.commit_us,
+            src,
+            SNAPSHOT_FALSE,
+            f'{self.seq_prefix}"{lsn}"]',
+        )
+
+    @property
+    def last_commit(self) -> int | None:
+        return self._last_commit
+
+    @last_commit.setter
+    def last_commit(self, lsn: int | None) -> None:
+        """Debezium's ``sequence`` starts with the last committed LSN (null before any)."""
+        self._last_commit = lsn
+        self.seq_prefix = f'["{int(lsn)}",' if lsn is not None else "[null,"
+
+    def _codec(self, relid: int) -> TableCodec:
+        codec = self.src.relations.get(relid)
+        if codec is None:
+            raise po.PgOutputError(f"change for relation {relid} before its Relation message")
+        return codec
+
+    def handle(self, msg: po.Message, lsn: int) -> None:
+        skip = self.src.skip
+        if type(msg) is po.Insert:
+            if OP_CREATE not in skip:
+                c = self._codec(msg.relid)
+                self.pending.append(self._event(c, OP_CREATE, None, c.row(msg.new), lsn))
+                if c.stale:
+                    self._redo(msg, lsn)
+        elif type(msg) is po.Update:
+            if OP_UPDATE not in skip:
+                c = self._codec(msg.relid)
+                new = msg.new
+                old = msg.old
+                if old is not None and po.UNCHANGED_TOAST in new:
+                    # REPLICA IDENTITY FULL sent the old value: use it instead of a placeholder
+                    new = [
+                        o if n is po.UNCHANGED_TOAST and isinstance(o, str) else n
+                        for n, o in zip(new, old, strict=False)
+                    ]
+                if old is None:
+                    before = None
+                elif msg.old_kind == "K":
+                    before = c.key_row(old)
+                else:
+                    before = c.row(old)
+                self.pending.append(self._event(c, OP_UPDATE, before, c.row(new), lsn))
+                if c.stale:
+                    self._redo(msg, lsn)
+        elif type(msg) is po.Delete:
+            if OP_DELETE not in skip:
+                c = self._codec(msg.relid)
+                before = c.key_row(msg.old) if msg.old_kind == "K" else c.row(msg.old)
+                self.pending.append(self._event(c, OP_DELETE, before, None, lsn))
+                if c.stale:
+                    self._redo(msg, lsn)
+        elif type(msg) is po.Begin:
+            self.in_tx = True
+            self.xid = msg.xid
+            self.commit_us = po.pg_timestamp_to_unix_us(msg.commit_ts)
+        elif type(msg) is po.Commit:
+            self._commit(msg.commit_lsn, msg.end_lsn)
+        elif type(msg) is po.Relation:
+            self.src._on_relation(msg)
+        elif type(msg) is po.TypeInfo:
+            self.src._on_type(msg.oid)
+        elif type(msg) is po.Truncate and OP_TRUNCATE not in skip:
+            for relid in msg.relids:
+                c = self._codec(relid)
+                self.pending.append(self._event(c, OP_TRUNCATE, None, None, lsn))
+        if len(self.pending) >= self.max_batch:
+            # A huge transaction: send what we have; the slot advances only at a commit.
+            self.flush()
+
+    def _redo(self, msg: po.Insert | po.Update | po.Delete, lsn: int) -> None:
+        """A value the table's schema does not know (an enum label added by ALTER TYPE, which
+        sends no Relation message): rebuild the schema from the catalog and convert again."""
+        self.pending.pop()
+        self.src._refresh_relation(msg.relid)
+        self.handle(msg, lsn)
+
+    def _commit(self, commit_lsn: int, end_lsn: int) -> None:
+        self.in_tx = False
+        self.last_commit = commit_lsn
+        self.pending_offset = PostgresOffset(end_lsn)
+        self.last_offset_lsn = max(self.last_offset_lsn, end_lsn)
+        self.src.stats["transactions"] += 1
+
+    def handle_stream(self, msg: po.Message, lsn: int) -> bool:
+        """Protocol v2 streamed transactions: buffer until Stream Commit, drop on abort."""
+        if type(msg) is po.StreamStart:
+            self.stream_xid = msg.xid
+            self.streams.setdefault(msg.xid, [])
+            return True
+        if type(msg) is po.StreamStop:
+            self.stream_xid = None
+            return True
+        if type(msg) is po.StreamAbort:
+            xid, sub = msg.xid, msg.subxid
+            if xid == sub:
+                self.streams.pop(xid, None)
+            elif xid in self.streams:
+                self.streams[xid] = [
+                    (lsn_, m) for lsn_, m in self.streams[xid] if getattr(m, "xid", None) != sub
+                ]
+            return True
+        if type(msg) is po.StreamCommit:
+            buffered = self.streams.pop(msg.xid, [])
+            self.src.stats["streamed_transactions"] += 1
+            self.in_tx = True
+            self.xid = msg.xid
+            self.commit_us = po.pg_timestamp_to_unix_us(msg.commit_ts)
+            for lsn_, m in buffered:
+                self.handle(m, lsn_)
+            self._commit(msg.commit_lsn, msg.end_lsn)
+            return True
+        if self.stream_xid is not None:
+            if type(msg) is po.Relation:
+                self.src._on_relation(msg)
+            self.streams[self.stream_xid].append((lsn, msg))
+            return True
+        return False
+
+    # loop ---------------------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        cfg = self.src.cfg
+        ctx, repl, decode = self.ctx, self.repl, self.decoder.decode
+        stopping = ctx.stopping
+        status_every = cfg.status_interval_ms / 1000
+        heartbeat_every = cfg.heartbeat_interval_ms / 1000
+        lag_every = cfg.slot_lag_log_interval_s
+        now = time.monotonic()
+        next_status = now + status_every
+        next_heartbeat = now + heartbeat_every if heartbeat_every else float("inf")
+        next_lag = now + min(lag_every, 5) if lag_every else float("inf")
+        handle, handle_stream = self.handle, self.handle_stream
+        n = 0
+        while not stopping.is_set():
+            msg = repl.read(0 if (self.pending or self.pending_offset) else 0.2)
+            if msg is None:
+                self.flush()
+            elif type(msg) is Keepalive:
+                wal_end = msg.wal_end
+                if (
+                    heartbeat_every
+                    and not self.in_tx
+                    and not self.pending
+                    and wal_end > self.last_offset_lsn
+                ):
+                    # Idle: nothing of ours lies before wal_end, so it may become safe once
+                    # everything sent earlier is confirmed (ordered behind it).
+                    self.flush()
+                    self.last_offset_lsn = wal_end
+                    ctx.emit([], PostgresOffset(wal_end))
+            else:
+                assert type(msg) is XLogData
+                m = decode(msg.payload)
+                lsn = msg.data_start
+                if not (self.decoder.in_stream or m.__class__ in _STREAM_CONTROL) or not (
+                    handle_stream(m, lsn)
+                ):
+                    handle(m, lsn)
+                n += 1
+                if n & 1023:
+                    continue
+            now = time.monotonic()
+            if now >= next_status:
+                self.flush()
+                self.feedback()
+                next_status = now + status_every
+            if now >= next_heartbeat:
+                if not self.in_tx and not self.pending:
+                    repl.send_status(reply=True)  # the server answers with its WAL position
+                next_heartbeat = now + heartbeat_every
+            if now >= next_lag:
+                self._log_lag()
+                next_lag = now + lag_every
+        # stopping: hand over what we have, report what is confirmed.
+        self.flush()
+        deadline = time.monotonic() + 5
+        while ctx.producer.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.feedback()
+
+    def _log_lag(self) -> None:
+        try:
+            lag = slot_lag(self.src._meta(), self.src.cfg.slot)
+        except psycopg.Error as exc:
+            log.debug("slot lag query failed: %s", exc)
+            return
+        self.src.stats["slot_lag_bytes"] = lag
+        self.ctx.log.info(
+            "slot %s: %s bytes of WAL behind (%d transactions, %d events so far)",
+            self.src.cfg.slot,
+            lag,
+            self.src.stats["transactions"],
+            self.src.stats["events"],
+        )
+
+
+def _backpressure(ctx: SourceContext, limit: int) -> None:
+    """Wait while more than ``limit`` records are unacknowledged (bounded memory)."""
+    producer = ctx.producer
+    while len(producer) > limit and not ctx.stopping.is_set():
+        time.sleep(0.002)
+
+
+_STREAM_CONTROL = frozenset({po.StreamStart, po.StreamStop, po.StreamCommit, po.StreamAbort})
