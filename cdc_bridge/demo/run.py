@@ -265,7 +265,7 @@ def _verification_table(results: list[verify.CheckResult]) -> Table:
         title="verification: every target table against its source table",
         title_justify="left",
         box=box.SIMPLE_HEAD,
-        padding=(0, 1),
+        pad_edge=False,
     )
     table.add_column("target", no_wrap=True)
     table.add_column("table / object", no_wrap=True)
