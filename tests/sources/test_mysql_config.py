@@ -185,3 +185,29 @@ def test_gtid_tracker() -> None:
     y.add(f"{uuid}:7")
     assert y.state() == f"{uuid}:1-7"
     assert GtidTracker(None, mariadb=True).state() is None
+
+
+def test_mysql_binary_json() -> None:
+    # {"a": 1, "b": "x"} in MySQL's binary JSON (small object), as a JSON column value
+    header = (2).to_bytes(2, "little")
+    keys = b"ab"
+    # layout: count, size, 2 key entries (4 B), 2 value entries (3 B), keys, string value
+    key_off = 4 + 2 * 4 + 2 * 3
+    str_off = key_off + len(keys)
+    body = (
+        header
+        + (str_off + 2).to_bytes(2, "little")
+        + key_off.to_bytes(2, "little")
+        + (1).to_bytes(2, "little")
+        + (key_off + 1).to_bytes(2, "little")
+        + (1).to_bytes(2, "little")
+        + b"\x05"
+        + (1).to_bytes(2, "little")  # int16 inline
+        + b"\x0c"
+        + str_off.to_bytes(2, "little")  # string at str_off
+        + keys
+        + b"\x01x"
+    )
+    value = b"\x00" + body
+    col = ColumnInfo("j", T.JSON, length=4)
+    assert _decode(col, len(value).to_bytes(4, "little") + value) == '{"a":1,"b":"x"}'

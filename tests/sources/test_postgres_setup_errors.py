@@ -132,3 +132,21 @@ def test_wal_level_not_logical(replica_level_dsn: str) -> None:
         c.execute("CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY)")
     with pytest.raises(ConfigError, match=r"wal_level is 'replica'.*wal_level = logical"):
         check(replica_level_dsn, tables=["public.t"])
+
+
+def test_run_waits_briefly_for_a_slot_being_released(pg_database: str, kafka: object) -> None:
+    """A restarted bridge may find its slot still held by the old walsender for a moment."""
+    import threading
+
+    from tests.sources.pg_harness import run_source
+
+    with psycopg.connect(pg_database, autocommit=True) as c:
+        c.execute("CREATE TABLE t (id int PRIMARY KEY)")
+        c.execute("CREATE PUBLICATION cdc_bridge_bad FOR TABLE t")
+    other = ReplicationConnection(pg_database)
+    other.create_slot("cdc_bridge_bad")
+    other.start_replication("cdc_bridge_bad", 0, publications=["cdc_bridge_bad"])
+    threading.Timer(1.0, other.close).start()
+    cfg = make_config(pg_database, "bad", tables=["public.t"], snapshot="never")
+    with run_source(kafka.bootstrap, cfg) as running:  # type: ignore[attr-defined]
+        assert running.source.repl is not None and running.source.repl.streaming

@@ -13,6 +13,7 @@ import calendar
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -347,16 +348,33 @@ def _json_reader(prefix: int) -> Reader:
         raw = b[s : s + n]
         if n == 0:
             return "null", s
-        value = parse_json(raw[0], raw[1:])
-        return orjson.dumps(value, default=_json_default).decode(), s + n
+        value = _json_clean(parse_json(raw[0], raw[1:]))
+        return orjson.dumps(value).decode(), s + n
 
     return rjson
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, bytes):
-        return o.decode("utf-8", "replace")
-    return str(o)
+def _json_clean(v: Any) -> Any:
+    """MySQL binary JSON as parsed by mysql-replication -> plain JSON values.
+
+    Its parser leaves object keys and strings as bytes and opaque scalars (DECIMAL, dates,
+    times) as Python objects.
+    """
+    if isinstance(v, dict):
+        return {
+            (k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)): _json_clean(x)
+            for k, x in v.items()
+        }
+    if isinstance(v, list):
+        return [_json_clean(x) for x in v]
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, Decimal):
+        # JSON numbers: integral decimals as integers, others as doubles (as JSON readers do)
+        return int(v) if v.is_finite() and v == v.to_integral_value() else float(v)
+    return str(v)
 
 
 def zero_value(col: ColumnInfo, zero_dates: str) -> Any:

@@ -128,6 +128,13 @@ class MySqlSource(Source):
         self.info = check_server(
             cfg.connect_args(), cfg.tables, cfg.server_id, f"sources.{cfg.name}", cfg.gtid
         )
+        if not self.info.row_metadata_full:
+            log.warning(
+                "source %s: binlog_row_metadata is not FULL: column names come from "
+                "information_schema, so rows logged before an ALTER TABLE that the bridge has "
+                "not read yet cannot be labelled; set binlog_row_metadata=FULL",
+                cfg.name,
+            )
         return self.info
 
     def close(self) -> None:

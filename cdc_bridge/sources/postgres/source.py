@@ -49,6 +49,8 @@ __all__ = ["PostgresOffset", "PostgresSource"]
 
 log = logging.getLogger(__name__)
 
+_SLOT_RELEASE_WAIT_S = 10.0
+
 
 @dataclass(frozen=True, slots=True)
 class PostgresOffset:
@@ -174,6 +176,16 @@ class PostgresSource(Source):
     def _run_once(self, ctx: SourceContext) -> None:
         conn = self._meta()
         tables = self._tables()
+        # A previous process of ours may still hold the slot for a moment (its walsender exits
+        # when it notices the closed connection): wait a little before calling it a conflict.
+        deadline = time.monotonic() + _SLOT_RELEASE_WAIT_S
+        while (
+            (state := slot_state(conn, self.cfg.slot)) is not None
+            and state.active
+            and time.monotonic() < deadline
+            and not ctx.stopping.wait(0.25)
+        ):
+            pass
         check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
         mode = self.cfg.snapshot
         stored_raw = ctx.load_offset()
@@ -192,6 +204,14 @@ class PostgresSource(Source):
         start_lsn = LSN(0)
         if state is None:
             want_snapshot = mode in ("initial", "when_needed")
+            if stored is not None and stored.snapshot_done:
+                ctx.log.warning(
+                    "replication slot %s is gone although a position was stored (%s): changes "
+                    "made since then cannot be read; %s",
+                    self.cfg.slot,
+                    LSN(stored.lsn),
+                    "taking a new snapshot" if want_snapshot else "streaming from now on",
+                )
             if want_snapshot:
                 # Persist "snapshot pending" before the slot exists: a crash after creating the
                 # slot must not look like a finished snapshot on restart.
