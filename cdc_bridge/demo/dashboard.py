@@ -61,6 +61,7 @@ class Snapshot:
     notes: list[str] = field(default_factory=list)
     config_path: str = ""
     fourth_source: str = ""
+    metrics_url: str = ""
 
     @property
     def dead_letters(self) -> int:
@@ -273,6 +274,10 @@ class Probe:
             else:
                 rs.state = "running"
             snap.routes.append(rs)
+        server = getattr(self.bridge, "metrics_server", None)
+        url = getattr(server, "url", "") if server is not None else ""
+        if isinstance(url, str) and url:
+            snap.metrics_url = url + "/metrics"
         if self.emulator is not None:
             snap.sf_calls = int(self.emulator.api_usage)
             snap.sf_limit = int(self.emulator.daily_limit)
@@ -348,6 +353,8 @@ def render(snap: Snapshot) -> RenderableType:
         info.append(snap.fourth_source)
     if snap.config_path:
         info.append(f"config: {snap.config_path}")
+    if snap.metrics_url:
+        info.append(f"metrics: {snap.metrics_url} (Prometheus; /healthz, /readyz)")
     if info:
         parts.append(Text("\n".join(info), style="dim"))
     return Panel(Group(*parts), border_style="blue", expand=False)

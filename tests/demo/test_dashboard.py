@@ -29,6 +29,7 @@ def test_dashboard_shows_sources_routes_dead_letters_and_salesforce_calls() -> N
         notes=["  6.0s  billing: primary-key change: invoice 1 renumbered to 900001"],
         config_path="/tmp/x/routes.toml",
         fourth_source="activity runs on MariaDB",
+        metrics_url="http://127.0.0.1:9464/metrics",
     )
     text = _text(snap)
     for expected in (
@@ -45,6 +46,7 @@ def test_dashboard_shows_sources_routes_dead_letters_and_salesforce_calls() -> N
         "primary-key change",
         "activity runs on MariaDB",
         "/tmp/x/routes.toml",
+        "http://127.0.0.1:9464/metrics",
     ):
         assert expected in text, expected
     assert snap.dead_letters == 3 and snap.route_lag == 2
