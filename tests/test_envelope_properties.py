@@ -20,7 +20,7 @@ TYPES: list[tuple[dict, st.SearchStrategy]] = [
     ({"type": "int16"}, st.integers(-(2**15), 2**15 - 1)),
     ({"type": "int32"}, st.integers(-(2**31), 2**31 - 1)),
     ({"type": "int64"}, INT64),
-    ({"type": "float64"}, st.floats(allow_nan=False, allow_infinity=False)),
+    ({"type": "double"}, st.floats(allow_nan=False, allow_infinity=False)),
     ({"type": "string"}, st.text()),
     ({"type": "bytes"}, st.binary(max_size=32).map(lambda b: base64.b64encode(b).decode())),
     (

@@ -254,6 +254,12 @@ def _start_private_mariadb(install: str, server: str, timeout: float) -> MariaDB
     root = os.geteuid() == 0
     workdir = _process.make_workdir("mariadb", owner_user="mysql" if root else None)
     data = workdir / "data"
+    # A private tmpdir: in the shared /tmp, bootstrap temp tables of concurrent installs (or a
+    # /tmp cleaner) could collide with ours ("Error on delete of '/tmp/#sql-temptable-...'").
+    tmpdir = workdir / "tmp"
+    tmpdir.mkdir()
+    if root:
+        shutil.chown(tmpdir, "mysql", "mysql")
     port = _process.free_port()
     user_opt = ["--user=mysql"] if root else []
     proc: subprocess.Popen[bytes] | None = None
@@ -263,6 +269,7 @@ def _start_private_mariadb(install: str, server: str, timeout: float) -> MariaDB
                 install,
                 "--no-defaults",
                 f"--datadir={data}",
+                f"--tmpdir={tmpdir}",
                 *user_opt,
                 "--auth-root-authentication-method=normal",
                 "--skip-test-db",
@@ -277,6 +284,7 @@ def _start_private_mariadb(install: str, server: str, timeout: float) -> MariaDB
             server,
             "--no-defaults",
             f"--datadir={data}",
+            f"--tmpdir={tmpdir}",
             f"--socket={workdir / 'mysqld.sock'}",
             f"--pid-file={workdir / 'mysqld.pid'}",
             f"--port={port}",

@@ -363,3 +363,24 @@ def test_enum_gains_a_label_mid_stream(pg_database: str, kafka: KafkaService) ->
     assert allowed(recs[0]) == "red,green"
     assert payload(recs[1])["after"]["c"] == "blue"
     assert allowed(recs[1]) == "red,green,blue"
+
+
+def test_huge_transaction_is_sent_in_chunks_and_confirmed_at_commit(
+    pg_database: str, kafka: KafkaService
+) -> None:
+    sql(pg_database, "CREATE TABLE huge (id int PRIMARY KEY)")
+    name = src_name()
+    cfg = make_config(
+        pg_database, name, tables=["public.huge"], snapshot="never", max_batch_events=1000,
+        proto_version=1, status_interval_ms=100,
+    )  # fmt: skip
+    with run_source(kafka.bootstrap, cfg) as running:
+        sql(pg_database, "INSERT INTO huge SELECT generate_series(1, 20000)")
+        recs = read_topic(kafka.bootstrap, f"{name}.public.huge", 20000)
+        from tests.sources.pg_harness import wait_for
+
+        # the transaction's commit is the only offset: safe once all 20 chunks are confirmed
+        assert wait_for(lambda: running.ctx.safe_offset() is not None, 10)
+        assert running.ctx.safe_offset().lsn > 0
+    assert [payload(r)["after"]["id"] for r in recs] == list(range(1, 20001))
+    assert len({payload(r)["source"]["txId"] for r in recs}) == 1
