@@ -245,3 +245,7 @@ app.add_typer(dlq_app, name="dlq")
 from cdc_bridge.sources.postgres.cli import app as _postgres_app  # noqa: E402
 
 app.add_typer(_postgres_app, name="postgres")
+
+from cdc_bridge.demo.command import demo_command  # noqa: E402
+
+app.command("demo")(demo_command)
