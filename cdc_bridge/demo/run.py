@@ -130,6 +130,7 @@ def _environment(services: _Services, workdir: Path) -> dict[str, str]:
     auth = services.emulator.auth_config
     return {
         "DEMO_DIR": str(workdir),
+        "DEMO_METRICS_PORT": "0",  # any free port; the dashboard shows which
         "DEMO_KAFKA": services.kafka.bootstrap,
         "DEMO_PG_HOST": services.pg.host,
         "DEMO_PG_PORT": str(services.pg.port),
