@@ -307,7 +307,7 @@ def render(snap: Snapshot) -> RenderableType:
     sources = Table(title="sources -> Kafka", title_justify="left", box=box.SIMPLE_HEAD)
     sources.add_column("source")
     sources.add_column("database")
-    sources.add_column("rows changed", justify="right")
+    sources.add_column("transactions", justify="right")
     sources.add_column("events captured", justify="right")
     sources.add_column("lag", justify="right")
     sources.add_column("state")

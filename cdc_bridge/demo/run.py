@@ -396,7 +396,7 @@ def _run_demo(opts: DemoOptions, console: Console, workdir: Path) -> DemoResult:
         console.print(f"Logs:   [cyan]{log_path}[/]")
         if not live_view:
             console.print(
-                "Progress every 5 s: rows changed -> events captured per source | records "
+                "Progress every 5 s: transactions written -> events captured per source | records "
                 "applied by the routes, dead letters, route lag, Salesforce API calls"
             )
 

@@ -43,7 +43,8 @@ class Tally:
 
     @property
     def changes(self) -> int:
-        """Row changes written (a key change counts once)."""
+        """Transactions written (one may change several rows: a payment also marks its
+        invoice paid, a new product gets stock rows; a key change counts once)."""
         return self.inserts + self.updates + self.deletes + self.key_changes
 
 
