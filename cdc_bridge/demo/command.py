@@ -21,7 +21,7 @@ def demo_command(
     ] = False,
     rate: Annotated[
         float,
-        typer.Option("--rate", min=0.5, help="Row changes per second over all four sources."),
+        typer.Option("--rate", min=0.5, help="Transactions per second over all four sources."),
     ] = 20.0,
     keep: Annotated[
         bool,

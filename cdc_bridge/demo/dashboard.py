@@ -302,7 +302,7 @@ def render(snap: Snapshot) -> RenderableType:
         ("cdc-bridge demo", "bold"),
         f"   {snap.phase}   ",
         (clock, "cyan"),
-        f"   traffic {snap.rate:g} changes/s",
+        f"   traffic {snap.rate:g} transactions/s",
     )
     sources = Table(title="sources -> Kafka", title_justify="left", box=box.SIMPLE_HEAD)
     sources.add_column("source")

@@ -57,7 +57,7 @@ class DemoOptions:
     """What `cdc-bridge demo` was asked to do."""
 
     duration: float | None = 60.0  # None: --follow (until Ctrl-C)
-    rate: float = 20.0  # row changes per second, over all sources
+    rate: float = 20.0  # transactions per second, over all sources
     keep: bool = False  # keep everything running after the verification, until Ctrl-C
     drain_timeout: float = 120.0
     workdir: Path | None = None  # default: a fresh temp dir (removed unless keep)
