@@ -43,9 +43,14 @@ bench-sfemu *ARGS:
 bench-mongodb-convert *ARGS:
     .venv/bin/python bench/mongodb_convert.py {{ARGS}}
 
+# Kafka topic -> Postgres upserts through a route worker (rows/s; embedded broker and Postgres).
+bench-db *ARGS:
+    .venv/bin/python bench/kafka_to_db.py {{ARGS}}
+
 # Postgres -> Kafka: rows/s commit->ack, p50/p99 latency at a steady 5,000 rows/s, peak RSS.
 bench-pg *ARGS:
     .venv/bin/python bench/pg_to_kafka.py {{ARGS}}
+
 # MySQL/MariaDB binlog -> broker ack throughput and p99 latency at 5,000 rows/s (private MariaDB).
 bench-mysql *ARGS:
     .venv/bin/python bench/mysql_to_kafka.py {{ARGS}}
@@ -57,3 +62,14 @@ docs:
 # Kafka -> route -> Salesforce sink -> emulator: records/s and API calls per 10k, Collections and Bulk.
 bench-sf *ARGS:
     .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
+
+# Validate compose/docker-compose.yml and lint compose/Dockerfile (no Docker engine needed).
+compose-check:
+    docker-compose -f compose/docker-compose.yml config -q
+    .venv/bin/hadolint compose/Dockerfile
+
+# Whole pipeline locally (4 sources, 6 targets) under traffic, then verified: `just demo --duration 30`.
+[positional-arguments]
+demo *ARGS:
+    [ -x .venv/bin/python ] || bash scripts/setup.sh
+    .venv/bin/python -m cdc_bridge demo "$@"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import types
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,12 +159,7 @@ def check_sink(config: BridgeConfig, cfg: Any) -> list[CheckResult]:
     routes = [r for r in config.routes if r.to == cfg.name]
     if not routes:
         return [CheckResult(name, cfg.kind, True, "no route uses this sink; nothing to check")]
-    try:
-        from cdc_bridge.sinks.base import (  # type: ignore[import-not-found,unused-ignore]
-            SinkContext,
-        )
-    except ImportError:  # the route engine's sink base is not in this build
-        SinkContext = types.SimpleNamespace
+    from cdc_bridge.sinks.base import SinkContext
 
     results = []
     for route in routes:

@@ -29,6 +29,8 @@ from pydantic import (
 from pydantic_core import core_schema
 
 from cdc_bridge.errors import ConfigError, ConfigProblem
+from cdc_bridge.expressions import ExpressionError, compile_expression
+from cdc_bridge.mapping import FieldMapping
 
 __all__ = [
     "BridgeConfig",
@@ -67,6 +69,20 @@ class BridgeSection(Section):
         description="SQLAlchemy URL of the bridge's state store (positions, offsets, DLQ index).",
         examples=["sqlite:///./.cdc-bridge/state.db", "postgresql+psycopg://cdc@db/cdc_state"],
     )
+    metrics: str = Field(
+        "127.0.0.1:9464",
+        description='host:port serving /metrics (Prometheus), /healthz and /readyz; loopback by default, ":9464" or "0.0.0.0:9464" for every interface, "" to switch it off.',
+        examples=["127.0.0.1:9464", "0.0.0.0:9464"],
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _check_metrics(cls, v: str) -> str:
+        if v:
+            from cdc_bridge.metrics import parse_address
+
+            parse_address(v)
+        return v
 
     @field_validator("state")
     @classmethod
@@ -222,6 +238,31 @@ class RouteConfigBase(Section):
     linger_ms: int = Field(
         200, ge=0, description="Longest wait to fill a batch, in milliseconds.", examples=[200]
     )
+    # -- route engine keys (cdc_bridge.routes) -----------------------------------------
+    mapping: FieldMapping = Field(
+        default_factory=lambda: FieldMapping.model_validate({}),
+        description="Field mapping: include/exclude, rename, constants, computed values.",
+        examples=[{"exclude": ["password_hash"], "rename": {"email": "email_address"}}],
+    )
+    max_retries: int = Field(
+        3,
+        ge=0,
+        description="Retries of a failing record before it goes to the dead-letter topic.",
+        examples=[3],
+    )
+    retry_backoff_ms: int = Field(
+        500, ge=0, description="First retry delay, doubled each retry.", examples=[500]
+    )
+
+    @field_validator("filter")
+    @classmethod
+    def _parse_filter(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                compile_expression(value)
+            except ExpressionError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @field_validator("from_")
     @classmethod

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from cdc_bridge.config import RouteConfigBase, SinkConfigBase
-from cdc_bridge.errors import RecordError
+from cdc_bridge.errors import BridgeError, RecordError
 
 __all__ = [
     "BatchResult",
+    "FencedError",
     "FieldSchema",
     "Sink",
     "SinkContext",
@@ -38,6 +39,14 @@ TopicPartition = tuple[str, int]
 
 # A Connect field schema: {"type": "int32", "optional": False, "name": ..., "field": "id"}.
 FieldSchema = Mapping[str, Any]
+
+
+class FencedError(BridgeError):
+    """The stored offsets moved under us: another consumer owns the partition now.
+
+    Raised by ``transactional_offsets`` sinks when ``previous`` does not match what is
+    stored; the batch was rolled back and the route re-reads the stored offsets.
+    """
 
 
 @dataclass(slots=True)
@@ -129,12 +138,17 @@ class Sink:
         self,
         batch: Sequence[SinkRecord],
         positions: Mapping[TopicPartition, int] | None = None,
+        *,
+        previous: Mapping[TopicPartition, int | None] | None = None,
     ) -> BatchResult:
         """Apply ``batch`` in order (per key order must be kept).
 
         ``positions``: next offset per partition covered by this batch (including records
         the route filtered out); only given to ``transactional_offsets`` sinks, which store it
-        atomically with the batch.
+        atomically with the batch. ``previous`` (same sinks): the offsets this consumer
+        believes are stored now (None: nothing stored); when the stored ones differ, another
+        consumer applied the partition meanwhile and the sink raises :class:`FencedError`
+        instead of applying anything (zombie fencing).
         """
         raise NotImplementedError
 
