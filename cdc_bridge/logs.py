@@ -9,6 +9,7 @@ overrides it for one call.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -54,6 +55,17 @@ class ComponentFilter(logging.Filter):
         return True
 
 
+# user:password@ in any URL (a DSN in an exception text, a traceback): the password is masked.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
+# libpq keyword DSNs: password=secret
+_KW_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Mask passwords in URLs and ``password=`` pairs, wherever a message carries them."""
+    return _KW_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", text))
+
+
 def _iso(created: float) -> str:
     ms = int(created * 1000) % 1000
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{ms:03d}Z"
@@ -67,7 +79,7 @@ class TextFormatter(logging.Formatter):
         line = f"{_iso(record.created)} {record.levelname:<5} {comp}  {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redact(line)
 
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "component"}
@@ -82,13 +94,13 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "component": getattr(record, "component", "") or None,
-            "msg": record.getMessage(),
+            "msg": redact(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 doc[key] = value
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(doc, default=str).decode()
 
 
@@ -120,5 +132,5 @@ def setup_logging(fmt: LogFormat = "text", level: str | int = "INFO") -> None:
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
     # librdkafka/kafka internals and SQL echo are noisy at INFO
-    for noisy in ("alembic.runtime.migration",):
+    for noisy in ("alembic",):
         logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 
-from cdc_bridge.config import SourceConfigBase
+from cdc_bridge.config import SourceConfigBase, secret_dsn_with_schemes
 
 __all__ = ["CAPTURE_MODES", "MongoSourceConfig"]
 
@@ -34,7 +34,9 @@ class MongoSourceConfig(SourceConfigBase):
     """A MongoDB replica set or sharded cluster captured with change streams."""
 
     kind: Literal["mongodb"] = Field(description="Source kind.", examples=["mongodb"])
-    uri: SecretStr = Field(
+    uri: secret_dsn_with_schemes(  # type: ignore[valid-type]
+        "mongodb", "mongodb+srv", example="mongodb://cdc:***@db1:27017/?replicaSet=rs0"
+    ) = Field(
         description="MongoDB connection string of a replica set or mongos; may hold a password, never logged.",
         examples=["mongodb://cdc:${MONGO_PASSWORD}@db1:27017,db2:27017/?replicaSet=rs0"],
         json_schema_extra={"secret": True},

@@ -6,9 +6,9 @@ import json
 import re
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 
-from cdc_bridge.config import SourceConfigBase
+from cdc_bridge.config import SourceConfigBase, secret_dsn_with_schemes
 
 __all__ = ["PostgresSourceConfig"]
 
@@ -19,7 +19,9 @@ class PostgresSourceConfig(SourceConfigBase):
     """A PostgreSQL database captured through logical replication (pgoutput)."""
 
     kind: Literal["postgres"] = Field("postgres", description="Source kind.", examples=["postgres"])
-    dsn: SecretStr = Field(
+    dsn: secret_dsn_with_schemes(  # type: ignore[valid-type]
+        "postgresql", "postgres", example="postgresql://cdc:***@db1:5432/shop"
+    ) = Field(
         description="libpq connection string or URL of the database to capture; the user needs "
         "the REPLICATION attribute and SELECT on the captured tables.",
         examples=["postgresql://cdc:${PG_PASSWORD}@db1:5432/shop"],
