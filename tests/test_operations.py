@@ -354,7 +354,7 @@ def test_metrics_lag_and_status_follow_a_workload(
             s = scrape(base)
             return total(s, "cdc_bridge_route_records_applied_total", route="to-dw") >= 70
 
-        wait_for(settled, 30, "the route to count every record")
+        wait_for(settled, 60, "the route to count every record")
         s = scrape(base)
         captured = {
             op: total(s, "cdc_bridge_source_events_total", source=name, op=op) for op in "rcud"
@@ -375,7 +375,7 @@ def test_metrics_lag_and_status_follow_a_workload(
         def route_lag() -> float:
             return total(scrape(base), "cdc_bridge_route_consumer_lag_records", route="to-dw")
 
-        wait_for(lambda: route_lag() == 0, 30, "the route lag to settle at 0")
+        wait_for(lambda: route_lag() == 0, 60, "the route lag to settle at 0")
 
         # Pause the route: the target table is locked, the sink waits, records pile up.
         lock = psycopg.connect(target_dsn)
@@ -384,7 +384,7 @@ def test_metrics_lag_and_status_follow_a_workload(
             with psycopg.connect(pg_database, autocommit=True) as conn:
                 for i in range(100, 110):
                     conn.execute("INSERT INTO customers VALUES (%s, 'while paused')", (i,))
-            wait_for(lambda: route_lag() > 0, 30, "the route lag to rise while paused")
+            wait_for(lambda: route_lag() > 0, 60, "the route lag to rise while paused")
 
             out = cli("status", "--config", str(path), "--json")
             doc = json.loads(out.stdout)
@@ -399,7 +399,7 @@ def test_metrics_lag_and_status_follow_a_workload(
             lock.rollback()
             lock.close()
         wait_for(lambda: count_rows(target_dsn) == 55, 60, "the paused records to arrive")
-        wait_for(lambda: route_lag() == 0, 30, "the route lag to return to 0")
+        wait_for(lambda: route_lag() == 0, 60, "the route lag to return to 0")
         # The slot confirmed everything: no WAL left to read.
         wait_for(
             lambda: total(scrape(base), "cdc_bridge_source_lag_bytes", source=name) == 0,
