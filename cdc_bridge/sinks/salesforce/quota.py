@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
-# Declared with every other metric in cdc_bridge.metrics (one registry, one documented list).
+# The sink's metrics are defined once, in cdc_bridge.metrics; short local names for the sink.
 API_USAGE = metrics.salesforce_api_usage
 API_LIMIT = metrics.salesforce_api_limit
 API_REMAINING = metrics.salesforce_api_remaining
