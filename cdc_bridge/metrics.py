@@ -193,6 +193,12 @@ salesforce_api_remaining = Gauge(
     "Daily API requests left (limit - usage) as last reported.",
     ["sink"],
 )
+salesforce_quota_paused = Gauge(
+    "cdc_bridge_salesforce_quota_paused",
+    "1 while the sink pauses because the daily API quota is nearly used up.",
+    ["sink"],
+)
+
 salesforce_bulk_mode = Gauge(
     "cdc_bridge_salesforce_bulk_mode",
     "1 while a route sends through Bulk API 2.0 jobs (backlog), 0 for sObject Collections.",
@@ -200,14 +206,8 @@ salesforce_bulk_mode = Gauge(
 )
 salesforce_records = Counter(
     "cdc_bridge_salesforce_records_total",
-    "Collapsed records sent by the Salesforce sink (outcome upsert, delete) and records it "
-    "reported failed (outcome failed).",
+    "Collapsed records sent by the Salesforce sink (outcome upsert, delete) and records it reported failed (outcome failed).",
     ["sink", "sobject", "outcome"],
-)
-salesforce_quota_paused = Gauge(
-    "cdc_bridge_salesforce_quota_paused",
-    "1 while the sink pauses because the daily API quota is nearly used up.",
-    ["sink"],
 )
 
 # -- Kafka producer --------------------------------------------------------------------------
