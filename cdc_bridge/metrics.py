@@ -260,6 +260,8 @@ _BY_LABEL: dict[str, list[Any]] = {
         salesforce_api_limit,
         salesforce_api_remaining,
         salesforce_quota_paused,
+        salesforce_bulk_mode,
+        salesforce_records,
     ],
     "client": [kafka_delivery_errors, kafka_client_errors, kafka_producer_queue],
 }

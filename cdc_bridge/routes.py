@@ -33,6 +33,7 @@ from typing import Any
 from confluent_kafka import OFFSET_INVALID, KafkaError
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
+from cdc_bridge import metrics
 from cdc_bridge.config import RouteConfigBase
 from cdc_bridge.decode import EnvelopeDecoder
 from cdc_bridge.dlq import DeadLetter, DeadLetterWriter, dlq_topic, read_dead_letters
@@ -176,6 +177,14 @@ class RouteWorker:
         self.skipped = 0  # filtered out / ops not selected
         self.dead = 0  # dead-lettered
         self.batches = 0
+        # For cdc_bridge.monitor: partitions owned, and whether the group was joined.
+        self.assignment: set[TopicPartition] = set()
+        self.joined = False
+        self._m_applied = metrics.route_records_applied.labels(route=route.name)
+        self._m_filtered = metrics.route_records_filtered.labels(route=route.name)
+        self._m_dead = metrics.route_records_dead_lettered.labels(route=route.name)
+        self._m_batch = metrics.route_batch_records.labels(route=route.name)
+        self._m_apply = metrics.route_apply_seconds.labels(route=route.name)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -262,6 +271,8 @@ class RouteWorker:
 
     def _on_assign(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         log.info("route %s: assigned %s", self.name, _fmt(partitions))
+        self.assignment.update((p.topic, p.partition) for p in partitions)
+        self.joined = True
         if not self.transactional:
             return
         tps = [(p.topic, p.partition) for p in partitions]
@@ -279,6 +290,7 @@ class RouteWorker:
 
     def _on_revoke(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         log.info("route %s: revoking %s", self.name, _fmt(partitions))
+        self.assignment.difference_update((p.topic, p.partition) for p in partitions)
         try:
             if self._pending:
                 self._flush()
@@ -288,6 +300,7 @@ class RouteWorker:
 
     def _on_lost(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
+        self.assignment.difference_update(lost)
         log.warning(
             "route %s: lost %s; dropping their unapplied records", self.name, _fmt(partitions)
         )
@@ -385,9 +398,14 @@ class RouteWorker:
         positions: dict[TopicPartition, int],
         dead: list[DeadLetter],
     ) -> dict[TopicPartition, int]:
+        applied, dead_before, started = self.applied, self.dead, time.perf_counter()
         try:
             self.apply(records, positions, dead)
             self.batches += 1
+            # Metrics once per batch, never per record (cdc_bridge.metrics).
+            self._m_apply.observe(time.perf_counter() - started)
+            self._m_applied.inc(self.applied - applied)
+            self._m_dead.inc(self.dead - dead_before)
         except FencedError:
             raise
         except BaseException:
@@ -404,6 +422,7 @@ class RouteWorker:
         dead: list[DeadLetter] = []
         decode = self.decoder.decode
         prepare = self.route.prepare
+        skipped = self.skipped
         for m in msgs:
             topic, partition, offset = m.topic(), m.partition(), m.offset()
             positions[(topic, partition)] = offset + 1
@@ -418,6 +437,8 @@ class RouteWorker:
                 self.skipped += 1
             else:
                 records.append(prepared)
+        self._m_batch.observe(len(msgs))
+        self._m_filtered.inc(self.skipped - skipped)
         return records, positions, dead
 
     def apply(

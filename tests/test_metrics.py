@@ -152,3 +152,19 @@ def test_forget_drops_series() -> None:
     assert 'route="gone"' not in text
     assert 'cdc_bridge_route_records_applied_total{route="kept"} 1.0' in text
     metrics.forget("route", "kept")
+
+
+def test_salesforce_quota_metrics_come_from_the_sink() -> None:
+    from cdc_bridge.sinks.salesforce.quota import QuotaGuard
+
+    guard = QuotaGuard("crm-metrics-test")
+    guard.observe("api-usage=25/5000")
+    labels = {"sink": "crm-metrics-test"}
+    get = metrics.REGISTRY.get_sample_value
+    assert get("cdc_bridge_salesforce_api_usage", labels) == 25
+    assert get("cdc_bridge_salesforce_api_limit", labels) == 5000
+    assert get("cdc_bridge_salesforce_api_remaining", labels) == 4975
+    guard.exhausted()
+    assert get("cdc_bridge_salesforce_quota_paused", labels) == 1
+    metrics.forget("sink", "crm-metrics-test")
+    assert get("cdc_bridge_salesforce_api_usage", labels) is None

@@ -1,10 +1,16 @@
 """The operations surface end to end, under the real runtime: a bridge runs a workload and the
-test reads its metrics endpoint -- counters match the events produced; /readyz flips when a
-source loses its database and comes back with it."""
+test reads its metrics endpoint -- counters match the events produced and applied; /readyz
+flips when a source loses its database and comes back with it; route lag rises while the
+target is locked and returns to zero after; `cdc-bridge status` (tables and --json) reads the
+same picture from the databases, Kafka and the state store."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -59,6 +65,19 @@ def total(samples: dict, name: str, **labels: str) -> float:
     return sum(v for (n, lbl), v in samples.items() if n == name and want <= set(lbl))
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``cdc-bridge ARGS`` in its own process, as an operator runs it next to the bridge."""
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "cdc_bridge", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,6 +85,25 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     assert predicate(), f"timed out waiting for {what}"
+
+
+def count_rows(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        try:
+            row = conn.execute("SELECT count(*) FROM customers").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return -1
+    return int(row[0]) if row else -1
+
+
+@pytest.fixture
+def target_dsn(postgres: PostgresService) -> Iterator[str]:
+    name = f"ops_target_{int(time.time() * 1000) % 10_000_000}"
+    dsn = postgres.create_database(name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text)")
+    yield dsn
+    postgres.drop_database(name)
 
 
 class Running:
@@ -163,7 +201,7 @@ def test_source_counters_and_readiness_follow_the_database(
 
         private_postgres.kill()
         wait_for(lambda: get(base + "/readyz")[0] == 503, 30, "/readyz to turn 503")
-        code, body = get(base + "/readyz")
+        body = get(base + "/readyz")[1]
         assert "database unreachable" in body and name in body
         assert get(base + "/healthz")[0] == 200  # alive: the source retries
         assert total(scrape(base), "cdc_bridge_source_up", source=name) == 0
@@ -237,3 +275,147 @@ tables = ["{mariadb_database.name}.t"]
         assert code == [0]
     finally:
         conn.close()
+
+
+def write_config(
+    tmp_path: Path, source_dsn: str, target_dsn: str, kafka: KafkaService, name: str, port: int
+) -> Path:
+    target_url = target_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    path = tmp_path / "routes.toml"
+    path.write_text(
+        f"""
+[bridge]
+name = "{name}"
+state = "sqlite:///{tmp_path}/state.db"
+metrics = "127.0.0.1:{port}"
+
+[kafka]
+bootstrap_servers = "{kafka.bootstrap}"
+topic_partitions = 2
+
+# One record per produce request: the test broker moves high watermarks per batch.
+[kafka.producer]
+"linger.ms" = 0
+"batch.num.messages" = 1
+
+[kafka.consumer]
+"session.timeout.ms" = 2000
+"heartbeat.interval.ms" = 500
+
+[[sources]]
+name = "{name}"
+kind = "postgres"
+dsn = "{source_dsn}"
+tables = ["public.customers"]
+
+[[sinks]]
+name = "dw"
+kind = "database"
+url = "{target_url}"
+
+[[routes]]
+name = "to-dw"
+from = "{name}.public.customers"
+to = "dw"
+table = "customers"
+linger_ms = 50
+"""
+    )
+    return path
+
+
+def test_metrics_lag_and_status_follow_a_workload(
+    pg_database: str,
+    target_dsn: str,
+    kafka: KafkaService,
+    topic_name: Callable[..., str],
+    tmp_path: Path,
+) -> None:
+    name = topic_name("ops").replace("-", "_")
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE customers (id int PRIMARY KEY, name text)")
+        conn.execute("INSERT INTO customers SELECT g, 'snap ' || g FROM generate_series(1, 20) g")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    path = write_config(tmp_path, pg_database, target_dsn, kafka, name, port)
+    run = Running(path, monitor_interval=0.3)
+    try:
+        wait_for(lambda: get(base + "/readyz")[0] == 200, 60, "/readyz to answer 200")
+        assert get(base + "/healthz") == (200, "ok\n")
+
+        with psycopg.connect(pg_database, autocommit=True) as conn:
+            for i in range(21, 51):
+                conn.execute("INSERT INTO customers VALUES (%s, %s)", (i, f"new {i}"))
+            conn.execute("UPDATE customers SET name = name || '!' WHERE id <= 10")  # one tx
+            conn.execute("DELETE FROM customers WHERE id > 45")
+        wait_for(lambda: count_rows(target_dsn) == 45, 60, "45 rows in the target")
+
+        def settled() -> bool:
+            s = scrape(base)
+            return total(s, "cdc_bridge_route_records_applied_total", route="to-dw") >= 70
+
+        wait_for(settled, 60, "the route to count every record")
+        s = scrape(base)
+        captured = {
+            op: total(s, "cdc_bridge_source_events_total", source=name, op=op) for op in "rcud"
+        }
+        assert captured == {"r": 20, "c": 30, "u": 10, "d": 5}
+        # Every record on the topic reached the sink: the events plus a tombstone per delete.
+        assert (
+            total(s, "cdc_bridge_route_records_applied_total", route="to-dw")
+            == 20 + 30 + 10 + 5 + 5
+        )
+        assert total(s, "cdc_bridge_route_records_filtered_total", route="to-dw") == 0
+        assert total(s, "cdc_bridge_route_records_dead_lettered_total", route="to-dw") == 0
+        assert total(s, "cdc_bridge_route_batch_records_count", route="to-dw") >= 1
+        assert total(s, "cdc_bridge_route_apply_duration_seconds_count", route="to-dw") >= 1
+        assert total(s, "cdc_bridge_source_up", source=name) == 1
+        assert total(s, "cdc_bridge_ready") == 1
+
+        def route_lag() -> float:
+            return total(scrape(base), "cdc_bridge_route_consumer_lag_records", route="to-dw")
+
+        wait_for(lambda: route_lag() == 0, 60, "the route lag to settle at 0")
+
+        # Pause the route: the target table is locked, the sink waits, records pile up.
+        lock = psycopg.connect(target_dsn)
+        try:
+            lock.execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+            with psycopg.connect(pg_database, autocommit=True) as conn:
+                for i in range(100, 110):
+                    conn.execute("INSERT INTO customers VALUES (%s, 'while paused')", (i,))
+            wait_for(lambda: route_lag() > 0, 60, "the route lag to rise while paused")
+
+            out = cli("status", "--config", str(path), "--json")
+            doc = json.loads(out.stdout)
+            (route,) = doc["routes"]
+            assert route["name"] == "to-dw" and route["lag"] > 0
+            (src,) = doc["sources"]
+            assert src["name"] == name and src["kind"] == "postgres"
+            assert src["state"] == "ok" and src["snapshot"] == "done"
+            assert doc["state"]["error"] is None and name in doc["state"]["offsets"]
+            assert out.returncode == 0, out.stdout + out.stderr
+        finally:
+            lock.rollback()
+            lock.close()
+        wait_for(lambda: count_rows(target_dsn) == 55, 60, "the paused records to arrive")
+        wait_for(lambda: route_lag() == 0, 60, "the route lag to return to 0")
+        # The slot confirmed everything: no WAL left to read.
+        wait_for(
+            lambda: total(scrape(base), "cdc_bridge_source_lag_bytes", source=name) == 0,
+            30,
+            "the source lag to return to 0",
+        )
+        out = cli("status", "--config", str(path))
+        assert out.returncode == 0, out.stdout + out.stderr
+        for expected in ("sources of bridge", name, "postgres", "to-dw", "state store"):
+            assert expected in out.stdout
+        # A slot holding more WAL than --max-retained-gb is flagged, and the exit code says so.
+        out = cli("status", "--config", str(path), "--json", "--max-retained-gb", "1e-9")
+        assert out.returncode == 1
+        (src,) = json.loads(out.stdout)["sources"]
+        assert src["state"] == "at_risk" and f"slot cdc_bridge_{name} holds" in src["risk"]
+    finally:
+        code = run.stop()
+    assert code == [0]
+    assert get(base + "/healthz")[0] == 0  # the endpoint stops with the bridge
