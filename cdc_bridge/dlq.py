@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from cdc_bridge.errors import FatalError, RetriableError
-from cdc_bridge.kafka import TopicAdmin, TopicSettings
+from cdc_bridge.kafka import TopicAdmin, TopicSettings, with_logger
 
 __all__ = ["DeadLetter", "DeadLetterWriter", "dlq_topic", "read_dead_letters"]
 
@@ -78,7 +78,7 @@ class DeadLetterWriter:
         }
         conf.update(producer_config or {})
         self.topic = topic
-        self._producer = Producer(conf)
+        self._producer = Producer(with_logger(conf, "cdc_bridge.kafka.dlq"))
         self._admin = TopicAdmin({"bootstrap.servers": bootstrap_servers}, topic_settings)
         self.count = 0
 
@@ -149,7 +149,7 @@ def read_dead_letters(
         "enable.partition.eof": True,
     }
     conf.update(consumer_config or {})
-    consumer = Consumer(conf)
+    consumer = Consumer(with_logger(conf, "cdc_bridge.kafka.dlq"))
     try:
         md = consumer.list_topics(topic, timeout=timeout)
         tmeta = md.topics.get(topic)

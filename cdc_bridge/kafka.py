@@ -30,9 +30,11 @@ __all__ = [
     "DEFAULT_PRODUCER_CONFIG",
     "DeliveryTracker",
     "EventProducer",
+    "LibrdkafkaLog",
     "TopicAdmin",
     "TopicSettings",
     "make_consumer",
+    "with_logger",
 ]
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,31 @@ class DeliveryTracker:
             return sum(w.remaining for w in self._windows)
 
 
+class LibrdkafkaLog:
+    """Target of librdkafka's log callback: its syslog levels mapped onto Python logging, so
+    its lines share the bridge's format (``--log-format json``) and component tags."""
+
+    def __init__(self, name: str) -> None:
+        self._log = logging.getLogger(name)
+
+    def log(self, level: int, msg: str, *args: Any, **kwargs: Any) -> None:
+        if level <= 2:
+            py = logging.ERROR
+        elif level <= 4:
+            py = logging.WARNING
+        elif level == 5:
+            py = logging.INFO
+        else:
+            py = logging.DEBUG
+        self._log.log(py, msg, *args)
+
+
+def with_logger(conf: dict[str, Any], name: str = "cdc_bridge.kafka.client") -> dict[str, Any]:
+    """``conf`` with librdkafka's log lines routed through Python logging (unless set)."""
+    conf.setdefault("logger", LibrdkafkaLog(name))
+    return conf
+
+
 class TopicSettings:
     """How auto-created topics look: partitions, replication factor, topic configs."""
 
@@ -142,7 +169,7 @@ class TopicAdmin:
     def __init__(
         self, client_config: Mapping[str, Any], settings: TopicSettings | None = None
     ) -> None:
-        self._admin = AdminClient(dict(client_config))
+        self._admin = AdminClient(with_logger(dict(client_config), "cdc_bridge.kafka.admin"))
         self.settings = settings or TopicSettings()
         self._known: set[str] = set()
         self._lock = threading.Lock()
@@ -222,6 +249,7 @@ class EventProducer:
         conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "client.id": client_id}
         conf.update(DEFAULT_PRODUCER_CONFIG)
         conf.update(config or {})
+        with_logger(conf, "cdc_bridge.kafka.producer")
         self._fatal: KafkaError | None = None
         conf["error_cb"] = self._on_error
         try:
@@ -354,6 +382,7 @@ def make_consumer(
         "topic.metadata.refresh.interval.ms": 5_000,
     }
     conf.update(config or {})
+    with_logger(conf, "cdc_bridge.kafka.consumer")
     try:
         return Consumer(conf)
     except KafkaException as exc:

@@ -198,13 +198,18 @@ class Monitor:
         if watch.consumer is None:
             from confluent_kafka import Consumer
 
+            from cdc_bridge.kafka import with_logger
+
             watch.consumer = Consumer(
-                {
-                    **self.consumer_config,
-                    "bootstrap.servers": self.bootstrap_servers,
-                    "group.id": route.group_id,
-                    "enable.auto.commit": False,
-                }
+                with_logger(
+                    {
+                        **self.consumer_config,
+                        "bootstrap.servers": self.bootstrap_servers,
+                        "group.id": route.group_id,
+                        "enable.auto.commit": False,
+                    },
+                    "cdc_bridge.kafka.monitor",
+                )
             )
         owned: Iterable[tuple[str, int]] | None = getattr(worker, "assignment", None)
         if owned is not None:

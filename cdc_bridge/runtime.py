@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from cdc_bridge.config import BridgeConfig, SourceConfigBase
 from cdc_bridge.envelope import EnvelopeEncoder
 from cdc_bridge.errors import BridgeError, ConfigError, FatalError
-from cdc_bridge.kafka import EventProducer, TopicSettings
+from cdc_bridge.kafka import EventProducer, LibrdkafkaLog, TopicSettings
 from cdc_bridge.logs import component
 from cdc_bridge.metrics import Health, MetricsServer
 from cdc_bridge.monitor import Monitor
@@ -79,25 +79,6 @@ class _Running:
     thread: threading.Thread | None = None
     error: BaseException | None = None
     finished: bool = False
-
-
-class LibrdkafkaLog:
-    """Target of librdkafka's log callback: its syslog levels mapped onto Python logging, so
-    its lines share the bridge's format (``--log-format json``) and component tags."""
-
-    def __init__(self, name: str) -> None:
-        self._log = logging.getLogger(name)
-
-    def log(self, level: int, msg: str, *args: Any, **kwargs: Any) -> None:
-        if level <= 2:
-            py = logging.ERROR
-        elif level <= 4:
-            py = logging.WARNING
-        elif level == 5:
-            py = logging.INFO
-        else:
-            py = logging.DEBUG
-        self._log.log(py, msg, *args)
 
 
 def producer_for(config: BridgeConfig, source: SourceConfigBase) -> EventProducer:

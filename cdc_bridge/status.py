@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from cdc_bridge.kafka import with_logger
+
 __all__ = [
     "DEFAULT_RETAINED_WARN_BYTES",
     "BridgeStatus",
@@ -508,7 +510,7 @@ def _routes(cfg: Any, store: Any, timeout: float) -> list[RouteStatus]:
             "enable.auto.commit": False,
         }
         try:
-            consumer = Consumer(conf)
+            consumer = Consumer(with_logger(conf, "cdc_bridge.kafka.status"))
         except Exception as exc:
             rs.error = f"Kafka consumer: {exc}"
             out.append(rs)

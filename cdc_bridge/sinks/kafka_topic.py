@@ -21,7 +21,7 @@ from pydantic import Field, model_validator
 
 from cdc_bridge.config import RouteConfigBase, SinkConfigBase
 from cdc_bridge.errors import RecordError, RetriableError
-from cdc_bridge.kafka import TopicAdmin, TopicSettings
+from cdc_bridge.kafka import TopicAdmin, TopicSettings, with_logger
 from cdc_bridge.sinks.base import BatchResult, Sink, SinkContext, SinkRecord, TopicPartition
 
 __all__ = ["KafkaTopicRouteConfig", "KafkaTopicSink", "KafkaTopicSinkConfig"]
@@ -116,7 +116,7 @@ class KafkaTopicSink(Sink):
         conf = self._client_config()
         conf.setdefault("enable.idempotence", True)
         conf.setdefault("linger.ms", 5)
-        self._producer = Producer(conf)
+        self._producer = Producer(with_logger(conf, "cdc_bridge.kafka.sink"))
         admin_conf = {k: v for k, v in conf.items() if not _producer_only(k)}
         self._admin = TopicAdmin(
             admin_conf,
@@ -223,7 +223,7 @@ class KafkaTopicSink(Sink):
 
         conf = {k: v for k, v in self._client_config().items() if not _producer_only(k)}
         try:
-            AdminClient(conf).list_topics(timeout=10)
+            AdminClient(with_logger(dict(conf), "cdc_bridge.kafka.sink")).list_topics(timeout=10)
         except Exception as exc:
             return [f"Kafka at {self.cfg.bootstrap_servers} does not answer: {exc}"]
         return []
