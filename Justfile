@@ -58,3 +58,18 @@ bench-mysql *ARGS:
 # Regenerate the README's configuration reference from the config models.
 docs:
     .venv/bin/python -m cdc_bridge docs config --write README.md
+
+# Kafka -> route -> Salesforce sink -> emulator: records/s and API calls per 10k, Collections and Bulk.
+bench-sf *ARGS:
+    .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
+
+# Validate compose/docker-compose.yml and lint compose/Dockerfile (no Docker engine needed).
+compose-check:
+    docker-compose -f compose/docker-compose.yml config -q
+    .venv/bin/hadolint compose/Dockerfile
+
+# Whole pipeline locally (4 sources, 6 targets) under traffic, then verified: `just demo --duration 30`.
+[positional-arguments]
+demo *ARGS:
+    [ -x .venv/bin/python ] || bash scripts/setup.sh
+    .venv/bin/python -m cdc_bridge demo "$@"

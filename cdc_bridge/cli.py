@@ -174,6 +174,37 @@ def start(config: ConfigOption) -> None:
         raise typer.Exit(code)
 
 
+@app.command()
+@user_errors
+def status(
+    config: ConfigOption,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document instead of tables (for scripts).")
+    ] = False,
+    max_retained_gb: Annotated[
+        float,
+        typer.Option("--max-retained-gb", help="Flag a Postgres slot holding more WAL than this."),
+    ] = 10.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for Kafka and each database.")
+    ] = 10.0,
+) -> None:
+    """Sources, routes and state store at a glance, read from the databases, Kafka and the
+    state store (works while the bridge runs elsewhere). Exit 1 when something is at risk."""
+    from cdc_bridge.status import collect, render
+
+    cfg = _load(config)
+    result = collect(cfg, timeout=timeout, warn_bytes=int(max_retained_gb * 1024**3))
+    if as_json:
+        import orjson
+
+        typer.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        render(result, Console(highlight=False))
+    if not result.healthy:
+        raise typer.Exit(EXIT_FAILURE)
+
+
 docs_app = typer.Typer(help="Generate reference documentation.", no_args_is_help=True)
 
 
@@ -214,3 +245,7 @@ app.add_typer(dlq_app, name="dlq")
 from cdc_bridge.sources.postgres.cli import app as _postgres_app  # noqa: E402
 
 app.add_typer(_postgres_app, name="postgres")
+
+from cdc_bridge.demo.command import demo_command  # noqa: E402
+
+app.command("demo")(demo_command)

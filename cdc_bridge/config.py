@@ -69,6 +69,20 @@ class BridgeSection(Section):
         description="SQLAlchemy URL of the bridge's state store (positions, offsets, DLQ index).",
         examples=["sqlite:///./.cdc-bridge/state.db", "postgresql+psycopg://cdc@db/cdc_state"],
     )
+    metrics: str = Field(
+        "127.0.0.1:9464",
+        description='host:port serving /metrics (Prometheus), /healthz and /readyz; loopback by default, ":9464" or "0.0.0.0:9464" for every interface, "" to switch it off.',
+        examples=["127.0.0.1:9464", "0.0.0.0:9464"],
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _check_metrics(cls, v: str) -> str:
+        if v:
+            from cdc_bridge.metrics import parse_address
+
+            parse_address(v)
+        return v
 
     @field_validator("state")
     @classmethod

@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from cdc_bridge import metrics
 from cdc_bridge.envelope import Record
 from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 
@@ -58,16 +59,18 @@ DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
 class _Window:
     """Records sent together; ``offset`` is safe once ``remaining`` reaches zero."""
 
-    __slots__ = ("error", "offset", "remaining")
+    __slots__ = ("client", "error", "offset", "remaining")
 
-    def __init__(self, offset: Any, count: int) -> None:
+    def __init__(self, offset: Any, count: int, client: str = "cdc-bridge") -> None:
         self.offset = offset
         self.remaining = count
         self.error: KafkaError | None = None
+        self.client = client
 
     def on_delivery(self, err: KafkaError | None, _msg: Any) -> None:
         if err is not None:
             self.error = err
+            metrics.kafka_delivery_errors.labels(client=self.client).inc()
         else:
             self.remaining -= 1
 
@@ -79,13 +82,14 @@ class DeliveryTracker:
     thread); :meth:`safe_offset` pops completed windows from the front under a lock.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, client: str = "cdc-bridge") -> None:
+        self.client = client
         self._windows: collections.deque[_Window] = collections.deque()
         self._lock = threading.Lock()
         self._safe: Any = None
 
     def open_window(self, offset: Any, count: int) -> _Window:
-        window = _Window(offset, count)
+        window = _Window(offset, count, self.client)
         with self._lock:
             self._windows.append(window)
         return window
@@ -214,6 +218,7 @@ class EventProducer:
         topics: TopicSettings | None = None,
         admin_config: Mapping[str, Any] | None = None,
     ) -> None:
+        self.client_id = client_id
         conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "client.id": client_id}
         conf.update(DEFAULT_PRODUCER_CONFIG)
         conf.update(config or {})
@@ -226,7 +231,8 @@ class EventProducer:
         admin_conf = {"bootstrap.servers": bootstrap_servers}
         admin_conf.update(admin_config or {})
         self.admin = TopicAdmin(admin_conf, topics)
-        self.tracker = DeliveryTracker()
+        self.tracker = DeliveryTracker(client_id)
+        metrics.sample(metrics.kafka_producer_queue, self.__len__, client=client_id)
         self._poll_lock = threading.Lock()
         self._last_send = 0.0
         self._closed = threading.Event()
@@ -239,6 +245,9 @@ class EventProducer:
     # -- delivery --------------------------------------------------------------------------
 
     def _on_error(self, err: KafkaError) -> None:
+        metrics.kafka_client_errors.labels(
+            client=self.client_id, fatal=str(err.fatal()).lower()
+        ).inc()
         if err.fatal():
             self._fatal = err
             log.error("fatal Kafka producer error: %s", err)

@@ -81,4 +81,11 @@ SINK_KINDS: dict[str, Kind] = {
         route_config="cdc_bridge.sinks.salesforce.config:SalesforceRouteConfig",
         summary="Salesforce SObjects via REST (sObject Collections, Bulk API 2.0)",
     ),
+    "kafka": Kind(
+        "kafka",
+        "cdc_bridge.sinks.kafka_topic:KafkaTopicSinkConfig",
+        "cdc_bridge.sinks.kafka_topic:KafkaTopicSink",
+        route_config="cdc_bridge.sinks.kafka_topic:KafkaTopicRouteConfig",
+        summary="Derived Kafka topics (filtered, mapped rows for other consumers)",
+    ),
 }

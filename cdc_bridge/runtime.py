@@ -21,9 +21,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from cdc_bridge.config import BridgeConfig, SourceConfigBase
 from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.errors import BridgeError, FatalError
+from cdc_bridge.errors import BridgeError, ConfigError, FatalError
 from cdc_bridge.kafka import EventProducer, TopicSettings
 from cdc_bridge.logs import component
+from cdc_bridge.metrics import Health, MetricsServer
+from cdc_bridge.monitor import Monitor
 from cdc_bridge.registry import SOURCE_KINDS
 from cdc_bridge.sources.base import Source, SourceContext
 from cdc_bridge.state import StateStore
@@ -132,9 +134,22 @@ class Bridge:
         checkpoint_interval: float = 1.0,
         shutdown_timeout: float = 30.0,
         health: HealthSink | None = None,
+        monitor_interval: float = 10.0,
     ) -> None:
         self.config = config
-        self.health = health
+        # Operations surface (cdc_bridge.metrics / monitor): unless the caller brings its own
+        # health sink, /metrics, /healthz and /readyz are served on [bridge] metrics, and a
+        # monitor probes source lag, route lag and database reachability.
+        self.health = health if health is not None else Health()
+        self.monitor: Monitor | None = None
+        if isinstance(self.health, Health):
+            self.monitor = Monitor(
+                self.health,
+                bootstrap_servers=config.kafka.bootstrap_servers,
+                consumer_config=dict(config.kafka.consumer),
+                interval=monitor_interval,
+            )
+        self.metrics_server: MetricsServer | None = None
         self.checkpoint_interval = checkpoint_interval
         self.shutdown_timeout = shutdown_timeout
         self.stop_event = threading.Event()
@@ -211,6 +226,8 @@ class Bridge:
                 target=self._run_source, args=(running, source, ctx), name=label, daemon=True
             )
             self._sources.append((running, source, ctx, producer))
+            if self.monitor is not None:
+                self.monitor.watch_source(scfg, ctx)
         for worker in build_route_workers(cfg, self.store):
             name = str(getattr(worker, "name", type(worker).__name__))
             label = f"route={name}"
@@ -219,16 +236,34 @@ class Bridge:
                 target=self._run_worker, args=(running, worker), name=label, daemon=True
             )
             self._workers.append((running, worker))
+            if self.monitor is not None and hasattr(worker, "route"):
+                self.monitor.watch_route(worker)
+        self._start_metrics()
         for running in self._components():
             self._report(running, "starting")
             assert running.thread is not None
             running.thread.start()
+        if self.monitor is not None:
+            self.monitor.start()
         log.info(
             "bridge %s started: %d source(s), %d route worker(s)",
             cfg.bridge.name,
             len(self._sources),
             len(self._workers),
         )
+
+    def _start_metrics(self) -> None:
+        """Serve /metrics, /healthz, /readyz once every component is registered."""
+        address = self.config.bridge.metrics
+        if not address or not isinstance(self.health, Health):
+            return
+        try:
+            self.metrics_server = MetricsServer(address, self.health).start()
+        except ConfigError as exc:
+            if "metrics" in self.config.bridge.model_fields_set:
+                raise
+            # The default address is taken (another bridge on this host): run without.
+            log.warning("%s; running without the metrics endpoint", exc)
 
     def _components(self) -> list[_Running]:
         return [r for r, *_ in self._sources] + [r for r, _ in self._workers]
@@ -304,6 +339,8 @@ class Bridge:
 
     def _shutdown(self) -> None:
         deadline = time.monotonic() + self.shutdown_timeout
+        if self.monitor is not None:
+            self.monitor.stop()
         for running, source, _ctx, _producer in self._sources:
             if running.thread is not None and running.thread.is_alive():
                 running.thread.join(max(0.1, deadline - time.monotonic()))
@@ -337,3 +374,5 @@ class Bridge:
                 self._report(running, "stopped")
         if self.store is not None:
             self.store.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()

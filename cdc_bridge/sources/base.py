@@ -13,14 +13,19 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from cdc_bridge import metrics
 from cdc_bridge.envelope import EnvelopeEncoder, Record
 from cdc_bridge.events import ChangeEvent
 from cdc_bridge.kafka import EventProducer
 
 __all__ = ["Offset", "OffsetStore", "Source", "SourceContext"]
+
+_OP = attrgetter("op")
 
 
 @runtime_checkable
@@ -68,12 +73,50 @@ class SourceContext:
         self._checkpoint_lock = threading.Lock()
         self.events_emitted = 0
         self.last_emit_monotonic = time.monotonic()
+        # Operations surface (cdc_bridge.metrics): counted per batch, sampled at scrape time.
+        self.last_event_ts_us = 0  # commit time of the last emitted event
+        self.acked_monotonic = time.monotonic()  # last time the safe offset moved / was idle
+        self._op_counters: dict[str, Any] = {}
+        self._snapshotting = False
+        self._last_safe: Any = None
+        self._g_last_ts = metrics.source_last_event_timestamp.labels(source=name)
+        self._g_lag = metrics.source_lag_seconds.labels(source=name)
+        metrics.sample(metrics.source_events_in_flight, producer.in_flight, source=name)
+        metrics.sample(metrics.source_ack_age_seconds, self.ack_age, source=name)
+        metrics.source_snapshot_running.labels(source=name).set(0)
 
     def emit(self, events: Sequence[ChangeEvent], offset: Offset | None = None) -> None:
         """Encode and produce ``events``; ``offset`` is safe once they are all on Kafka."""
         self.producer.send(self.encoder.encode(events), offset)
         self.events_emitted += len(events)
         self.last_emit_monotonic = time.monotonic()
+        if events:
+            self._count(events)
+
+    def _count(self, events: Sequence[ChangeEvent]) -> None:
+        """Per-batch metrics: events by op (C-speed count), last commit time, snapshot flag."""
+        counters = self._op_counters
+        for op, n in Counter(map(_OP, events)).items():
+            child = counters.get(op)
+            if child is None:
+                child = counters[op] = metrics.source_events.labels(source=self.name, op=op)
+            child.inc(n)
+        last = events[-1]
+        self.last_event_ts_us = last.ts_us
+        committed = last.ts_us / 1e6
+        self._g_last_ts.set(committed)
+        # Like Debezium's MilliSecondsBehindSource: capture time - commit time of the batch.
+        self._g_lag.set(max(0.0, time.time() - committed))
+        snapshotting = last.snapshot not in ("false", "last")
+        if snapshotting != self._snapshotting:
+            self._snapshotting = snapshotting
+            metrics.source_snapshot_running.labels(source=self.name).set(int(snapshotting))
+
+    def ack_age(self) -> float:
+        """Seconds since the acknowledged position last moved while records were pending."""
+        if self.producer.in_flight() == 0:
+            return 0.0
+        return time.monotonic() - self.acked_monotonic
 
     def emit_records(self, records: Sequence[Record], offset: Offset | None = None) -> None:
         """Produce ready-made records (schema-change topic, heartbeats) under the same tracking."""
@@ -103,6 +146,9 @@ class SourceContext:
                 if as_dict != self._saved:
                     self.store.save_offset(self.name, as_dict)
                     self._saved = as_dict
+            if offset is not self._last_safe or self.producer.in_flight() == 0:
+                self._last_safe = offset
+                self.acked_monotonic = time.monotonic()
             return offset
 
 
