@@ -63,7 +63,9 @@ __all__ = [
     "salesforce_api_limit",
     "salesforce_api_remaining",
     "salesforce_api_usage",
+    "salesforce_bulk_mode",
     "salesforce_quota_paused",
+    "salesforce_records",
     "sample",
     "source_ack_age_seconds",
     "source_events",
@@ -195,6 +197,17 @@ salesforce_quota_paused = Gauge(
     "cdc_bridge_salesforce_quota_paused",
     "1 while the sink pauses because the daily API quota is nearly used up.",
     ["sink"],
+)
+
+salesforce_bulk_mode = Gauge(
+    "cdc_bridge_salesforce_bulk_mode",
+    "1 while a route sends through Bulk API 2.0 jobs (backlog), 0 for sObject Collections.",
+    ["sink", "sobject"],
+)
+salesforce_records = Counter(
+    "cdc_bridge_salesforce_records_total",
+    "Collapsed records sent by the Salesforce sink (outcome upsert, delete) and records it reported failed (outcome failed).",
+    ["sink", "sobject", "outcome"],
 )
 
 # -- Kafka producer --------------------------------------------------------------------------

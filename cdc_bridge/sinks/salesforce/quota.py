@@ -16,8 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from prometheus_client import Counter, Gauge
-
+from cdc_bridge import metrics
 from cdc_bridge.errors import RetriableError
 
 __all__ = ["QuotaGuard", "parse_limit_info"]
@@ -26,30 +25,14 @@ log = logging.getLogger(__name__)
 
 _USAGE = re.compile(r"api-usage=(\d+)/(\d+)")
 
-API_USAGE = Gauge(
-    "cdc_bridge_salesforce_api_usage", "Daily API requests used (Sforce-Limit-Info)", ["sink"]
-)
-API_LIMIT = Gauge("cdc_bridge_salesforce_api_limit", "Daily API request limit", ["sink"])
-QUOTA_PAUSED = Gauge(
-    "cdc_bridge_salesforce_quota_paused",
-    "1 while the sink pauses because the daily API quota is nearly used up",
-    ["sink"],
-)
-BULK_MODE = Gauge(
-    "cdc_bridge_salesforce_bulk_mode",
-    "1 while a route sends through Bulk API 2.0 jobs (backlog), 0 for sObject Collections",
-    ["sink", "sobject"],
-)
-RECORDS = Counter(
-    "cdc_bridge_salesforce_records_total",
-    "Collapsed records sent by the Salesforce sink (outcome upsert, delete) and records it reported failed (outcome failed)",
-    ["sink", "sobject", "outcome"],
-)
-API_CALLS = Counter(
-    "cdc_bridge_salesforce_api_calls_total",
-    "Salesforce API calls made by the sink",
-    ["sink", "kind"],
-)
+# The sink's metrics are defined once, in cdc_bridge.metrics; short local names for the sink.
+API_USAGE = metrics.salesforce_api_usage
+API_LIMIT = metrics.salesforce_api_limit
+API_REMAINING = metrics.salesforce_api_remaining
+QUOTA_PAUSED = metrics.salesforce_quota_paused
+BULK_MODE = metrics.salesforce_bulk_mode
+RECORDS = metrics.salesforce_records
+API_CALLS = metrics.salesforce_api_calls
 
 
 def parse_limit_info(header: str | None) -> tuple[int, int] | None:
@@ -100,6 +83,7 @@ class QuotaGuard:
             self.used, self.limit = parsed
         API_USAGE.labels(self.sink).set(parsed[0])
         API_LIMIT.labels(self.sink).set(parsed[1])
+        API_REMAINING.labels(self.sink).set(max(0, parsed[1] - parsed[0]))
 
     def exhausted(self) -> None:
         """Salesforce answered REQUEST_LIMIT_EXCEEDED: pause now."""
