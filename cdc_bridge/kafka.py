@@ -349,6 +349,9 @@ def make_consumer(
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": 10_000,
+        # Routes subscribe by pattern (`shop.public.*`): a topic created after the subscription
+        # is only seen at the next metadata refresh (librdkafka default: 5 minutes).
+        "topic.metadata.refresh.interval.ms": 5_000,
     }
     conf.update(config or {})
     try:

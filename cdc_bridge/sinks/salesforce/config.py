@@ -235,12 +235,6 @@ class SalesforceRouteConfig(RouteConfigBase):
         description="Resends of records that failed passingly (UNABLE_TO_LOCK_ROW, 503, timeouts) within one batch before the batch is handed back for a later retry; nothing is dead-lettered for a passing failure.",
         examples=[8],
     )
-    retry_backoff_s: float = Field(
-        0.5,
-        gt=0,
-        description="First retry delay in seconds; doubles per attempt (with jitter) up to 30 s.",
-        examples=[0.5],
-    )
     batch_size: int = Field(
         10000,
         ge=1,

@@ -156,7 +156,7 @@ class SalesforceSink(Sink):
             self.client = SalesforceClient(
                 self.config,
                 max_retries=route.transient_retries if route else 3,
-                backoff_s=route.retry_backoff_s if route else 0.5,
+                backoff_s=max(route.retry_backoff_ms, 1) / 1000 if route else 0.5,
                 stopping=self.stopping,
             )
         return self.client
@@ -349,7 +349,9 @@ class SalesforceSink(Sink):
                     f"{len(retry)} {self.route.sobject} records still failing after "
                     f"{attempt + 1} attempts (e.g. UNABLE_TO_LOCK_ROW); the batch will be retried"
                 )
-            delay = backoff(min(attempt, 6), base=self.route.retry_backoff_s, cap=10.0)
+            delay = backoff(
+                min(attempt, 6), base=max(self.route.retry_backoff_ms, 1) / 1000, cap=10.0
+            )
             attempt += 1
             if self.stopping.wait(delay):
                 raise RetriableError("stopping while retrying records")

@@ -78,7 +78,7 @@ def test_client_credentials_login() -> None:
 
 def test_timeouts_are_retried_without_loss_or_duplicates() -> None:
     with SalesforceEmulator() as emu:
-        sink = make_sink(emu, {"timeout_s": 0.3}, retry_backoff_s=0.05, transient_retries=30)
+        sink = make_sink(emu, {"timeout_s": 0.3}, retry_backoff_ms=50, transient_retries=30)
         emu.set_faults(FaultConfig(latency=0.5))  # every call outlives the client's timeout...
         import threading
 

@@ -64,7 +64,7 @@ def routes(source: str) -> list[SalesforceRouteConfig]:
             "linger_ms": 50,
             "max_retries": 0,
             "transient_retries": 30,
-            "retry_backoff_s": 0.02,
+            "retry_backoff_ms": 20,
         }
     )
     contact = SalesforceRouteConfig.model_validate(
@@ -84,7 +84,7 @@ def routes(source: str) -> list[SalesforceRouteConfig]:
             "max_retries": 0,
             "parent_wait_s": 30,
             "transient_retries": 30,
-            "retry_backoff_s": 0.02,
+            "retry_backoff_ms": 20,
         }
     )
     return [account, contact]
@@ -264,10 +264,13 @@ def test_postgres_to_salesforce_fault_run(
                 if batch == 2:
                     # The daily quota runs out mid-run ...
                     emu.reset_quota(daily_limit=emu.api_usage + 5)
-                    threading.Timer(1.5, lambda: emu.reset_quota(daily_limit=1_000_000)).start()
+        sinks: list[Any] = [w.sink for w in workers]
+        # ... the sinks pause (nothing is lost meanwhile) ...
+        assert wait_for(lambda: any(s.client and s.client.quota.paused for s in sinks), 60)
+        assert sf_state(emu) != pg_state(pg_database)
+        emu.reset_quota(daily_limit=1_000_000)  # ... and resume by themselves after the reset.
         assert wait_for(lambda: sf_state(emu) == pg_state(pg_database), 120), "state differs"
         assert all(w.dead == 0 for w in workers)
-        sinks = [w.sink for w in workers]
-        assert any(s.client is not None and s.client.quota.pauses for s in sinks)  # type: ignore[attr-defined]
-        assert any(s.client is not None and s.client.refreshes for s in sinks)  # type: ignore[attr-defined]
-        assert sum(s.stats["record_retries"] for s in sinks) > 0  # type: ignore[attr-defined]
+        assert any(s.client is not None and s.client.quota.pauses for s in sinks)
+        assert any(s.client is not None and s.client.refreshes for s in sinks)
+        assert sum(s.stats["record_retries"] for s in sinks) > 0

@@ -168,7 +168,7 @@ def test_fault_run_locks_503s_and_session_expiry(emu: SalesforceEmulator) -> Non
             seed=3,
         )
     )
-    sink = make_sink(emu, {"timeout_s": 10}, transient_retries=20, retry_backoff_s=0.02)
+    sink = make_sink(emu, {"timeout_s": 10}, transient_retries=20, retry_backoff_ms=20)
     expected: dict[str, str] = {}
     events = []
     for i in range(1, 1201):
