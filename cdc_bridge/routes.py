@@ -194,9 +194,6 @@ class RouteWorker:
             # librdkafka pauses fetching for fetch.queue.backoff.ms (default 1 s) whenever its
             # local queue is full, which starves a fast sink: resume fetching promptly.
             "fetch.queue.backoff.ms": 10,
-            # a glob (`shop.public.*`) picks up topics created later (a new table) within
-            # seconds instead of librdkafka's 5-minute metadata refresh
-            "topic.metadata.refresh.interval.ms": 5_000,
         }
         conf.update(self.consumer_config)
         consumer = self._consumer = make_consumer(self.bootstrap_servers, self.route.group_id, conf)
