@@ -100,6 +100,11 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=6)
     ap.add_argument("--batch-size", type=int, default=5000)
     ap.add_argument(
+        "--consumer",
+        default="{}",
+        help="extra [kafka.consumer] properties as JSON, e.g. '{\"fetch.queue.backoff.ms\": 1000}'",
+    )
+    ap.add_argument(
         "--no-schemas",
         action="store_true",
         help="bare payloads (schemas.enable=false): the target table is created up front",
@@ -130,7 +135,11 @@ def main() -> None:
             bridge=BridgeSection(name="bench"),
             kafka=KafkaSection(
                 bootstrap_servers=kafka.bootstrap,
-                consumer={"session.timeout.ms": 10000, "max.partition.fetch.bytes": 16777216},
+                consumer={
+                    "session.timeout.ms": 10000,
+                    "max.partition.fetch.bytes": 16777216,
+                    **json.loads(args.consumer),
+                },
             ),
             sinks=[DatabaseSinkConfig(name="pg", kind="database", url=url)],
             routes=[

@@ -198,7 +198,12 @@ class RouteWorker:
         self._stop = stop
         self._retrying(self.sink.open, "open the sink")
         self._opened = True
-        conf = {"max.poll.interval.ms": 600_000}
+        conf: dict[str, Any] = {
+            "max.poll.interval.ms": 600_000,
+            # librdkafka pauses fetching for fetch.queue.backoff.ms (default 1 s) whenever its
+            # local queue is full, which starves a fast sink: resume fetching promptly.
+            "fetch.queue.backoff.ms": 10,
+        }
         conf.update(self.consumer_config)
         consumer = self._consumer = make_consumer(self.bootstrap_servers, self.route.group_id, conf)
         self._cooperative = "cooperative" in str(

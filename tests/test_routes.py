@@ -4,6 +4,7 @@ mappings, ops, globs, schemaless topics, dead letters and their replay."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,16 @@ def test_check_reports_bad_expressions_with_the_route_path() -> None:
     assert err["loc"] == ("mapping", "computed")
     assert "computed.x" in err["msg"] and "unknown function 'nope'" in err["msg"]
     json.dumps(err["msg"])
+
+
+def test_glob_route_picks_up_topics_created_later(
+    kafka: Any, topic_name: Any, sqlite_url: str
+) -> None:
+    prefix = topic_name("shop")
+    t = table(source=prefix, columns=(col("id", "int32", False), col("name", "string")))
+    cfg = config(kafka.bootstrap, sqlite_url, [{"name": "late", "from": f"{prefix}.public.*"}])
+    with run_routes(cfg):
+        time.sleep(3)  # the route subscribed while no matching topic existed
+        create_topic(kafka.bootstrap, t.topic)
+        produce(kafka.bootstrap, encode([event(t, "c", None, {"id": 1, "name": "late"})]))
+        wait_for(lambda: count(sqlite_url, "customers") == 1, timeout=30, what="the new topic")

@@ -80,7 +80,9 @@ class Workload:
 # get the same partition); the eager protocol is what it implements correctly.
 CONSUMER = {"partition.assignment.strategy": os.environ.get("ROUTE_TEST_ASSIGNOR", "roundrobin")}
 
-LOGS = Path(os.environ.get("ROUTE_TEST_LOGS", "/tmp"))
+# Process logs, configs and state stores (kept for post-mortems of failed runs).
+LOGS = Path(os.environ.get("ROUTE_TEST_LOGS", "/tmp/cdc-bridge-route-tests"))
+LOGS.mkdir(parents=True, exist_ok=True)
 
 
 def _toml(value: Any) -> str:

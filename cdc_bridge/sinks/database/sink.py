@@ -15,7 +15,9 @@ them and applies the rest.
 from __future__ import annotations
 
 import logging
+import operator
 import threading
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -278,28 +280,31 @@ class DatabaseSink(Sink):
     ) -> tuple[dict[str, _TablePlan], dict[int, RecordError], dict[TopicPartition, int]]:
         plans: dict[str, _TablePlan] = {}
         failed: dict[int, RecordError] = {}
-        counts: dict[TopicPartition, int] = {}
+        counts: dict[TopicPartition, int] = dict(
+            Counter(zip(map(_topic, batch), map(_partition, batch), strict=True))
+        )
         rcfg = self.rcfg
+        route_key = tuple(rcfg.key) if rcfg.key else None
+        ignore_deletes = rcfg.deletes == "ignore"
+        apply_truncates = rcfg.truncates == "apply"
+        table_name = self._table_name
         for i, rec in enumerate(batch):
-            tp = (rec.topic, rec.partition)
-            counts[tp] = counts.get(tp, 0) + 1
             op = rec.op
-            name = self._table_name(rec)
+            name = table_name(rec)
             plan = plans.get(name)
             if plan is None:
-                key_cols = tuple(rcfg.key) if rcfg.key else rec.key_fields
-                plan = plans[name] = _TablePlan(name, key_cols)
-            elif not plan.key_columns and rec.key_fields and not rcfg.key:
+                plan = plans[name] = _TablePlan(name, route_key or rec.key_fields)
+            elif not plan.key_columns and rec.key_fields and not route_key:
                 plan.key_columns = rec.key_fields
             plan.count += 1
             if op == "t":
-                if rcfg.truncates == "apply":
+                if apply_truncates:
                     plan.truncate = True
                     plan.units.clear()
                     plan.keyless.clear()
                 continue
             is_delete = op == "d"
-            if is_delete and rcfg.deletes == "ignore":
+            if is_delete and ignore_deletes:
                 continue
             row = None if is_delete else rec.after
             partial = False
@@ -317,12 +322,12 @@ class DatabaseSink(Sink):
                     continue
                 plan.keyless.append(_Unit(i, row, rec.fields, None))
                 continue
-            src = rec.key if rec.key is not None and not rcfg.key else rec.row
+            src = rec.key if rec.key is not None and not route_key else rec.row
             if src is None:
                 failed[i] = RecordError(f"record for {name!r} has no key", code="no_key")
                 continue
             try:
-                key = tuple(src[k] for k in keys)
+                key = (src[keys[0]],) if len(keys) == 1 else tuple(src[k] for k in keys)
             except KeyError as exc:
                 failed[i] = RecordError(
                     f"record for {name!r} lacks key column {exc.args[0]!r}", code="no_key"
@@ -681,6 +686,10 @@ class DatabaseSink(Sink):
             finally:
                 tx.rollback()
         return failed
+
+
+_topic = operator.attrgetter("topic")
+_partition = operator.attrgetter("partition")
 
 
 def _fail_all(plan: _TablePlan, failed: dict[int, RecordError], message: str, code: str) -> None:
