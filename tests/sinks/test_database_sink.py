@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cdc_bridge.decode import EnvelopeDecoder
-from cdc_bridge.events import ChangeEvent
+from cdc_bridge.events import ChangeEvent, TableSchema
 from cdc_bridge.routes import compile_route
 from cdc_bridge.sinks.base import SinkContext, SinkRecord
 from cdc_bridge.sinks.database.config import DatabaseRouteConfig, DatabaseSinkConfig
@@ -360,3 +360,61 @@ def test_too_long_names_are_reported_not_truncated(sink_factory: Any) -> None:
     else:
         assert result.failed[0].code == "identifier_too_long"
         assert "mapping.rename" in str(result.failed[0])
+
+
+def test_concurrent_sinks_create_bookkeeping_and_tables_once(
+    target_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Routes opening the same fresh target at once (the offsets table and a data table are
+    created by whichever wins) neither fail nor log the loser's "already exists"."""
+    import threading
+    import warnings
+
+    threads_n = 4
+    errors: list[BaseException] = []
+    for round_ in range(3):
+        cfg = DatabaseSinkConfig(
+            name="db", kind="database", url=target_url, offsets_table=f"offsets_{round_}"
+        )
+        rcfg = DatabaseRouteConfig.model_validate(
+            {"from": "shop.public.*", "to": "db", "table": f"customers_{round_}"}
+        )
+        sinks = [
+            DatabaseSink(cfg, rcfg, SinkContext("test", f"r{i}", f"test.r{i}"))
+            for i in range(threads_n)
+        ]
+        barrier = threading.Barrier(threads_n)
+        t = table()
+
+        def run(i: int, sink: DatabaseSink, barrier: threading.Barrier, t: TableSchema) -> None:
+            try:
+                barrier.wait()
+                sink.open()
+                batch = Feed()([event(t, "c", None, row(i + 1))])
+                result = sink.apply(batch)  # creates the data table too
+                assert result.ok, result.failed
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
+            warnings.simplefilter("always")
+            workers = [
+                threading.Thread(target=run, args=(i, s, barrier, t)) for i, s in enumerate(sinks)
+            ]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+        try:
+            assert errors == []
+            assert [str(w.message) for w in caught] == []
+            assert [r.getMessage() for r in caplog.records if r.levelname != "INFO"] == []
+            assert len(rows_of(sinks[0], f"customers_{round_}")) == threads_n
+            for i, sink in enumerate(sinks):  # the offsets table is usable by every route
+                assert sink.apply([], {("shop.public.customers", 0): i + 1}).ok
+                assert sink.committed_offsets(f"test.r{i}", [("shop.public.customers", 0)]) == {
+                    ("shop.public.customers", 0): i + 1
+                }
+        finally:
+            for sink in sinks:
+                sink.close()

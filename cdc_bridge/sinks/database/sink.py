@@ -156,14 +156,13 @@ class DatabaseSink(Sink):
             self.engine = self._make_engine()
             self.dialect = dialect_for(self.engine)
         try:
-            with self.engine.begin() as conn:
-                self.offsets.create(conn, checkfirst=True)
+            _create_table(self.engine, self.offsets)
         except sa_exc.OperationalError as exc:
             raise RetriableError(
                 f"sink {self.cfg.name!r}: cannot reach the target database: {_first(exc)}"
             ) from None
         except sa_exc.DBAPIError as exc:
-            if not sa.inspect(self.engine).has_table(self.offsets.name):
+            if not _has_table(self.engine, self.offsets):
                 raise ConfigError(
                     f"sink {self.cfg.name!r}: cannot create table {self.offsets.name!r} in the "
                     f"target ({_first(exc)}); grant CREATE or create it yourself"
@@ -401,7 +400,12 @@ class DatabaseSink(Sink):
             with self._ddl_lock:
                 self._tables.pop(name, None)
                 try:
-                    self._evolve(name, plan, wanted, evolve, failed)
+                    try:
+                        self._evolve(name, plan, wanted, evolve, failed)
+                    except sa_exc.DBAPIError:
+                        # Another route on this target may have created the table or added
+                        # the column first ("already exists"): look again, once.
+                        self._evolve(name, plan, wanted, evolve, failed)
                 except sa_exc.SQLAlchemyError as exc:
                     err = self.dialect.classify(exc)
                     if isinstance(err, RetriableError):
@@ -703,6 +707,25 @@ def _compose(a: Converter, b: Converter) -> Converter:
     if b is None:
         return a
     return lambda v: b(a(v))
+
+
+def _create_table(engine: sa.Engine, table: sa.Table) -> None:
+    """CREATE TABLE that tolerates a concurrent creator: another route opening the same target
+    can win the race between the existence check and the CREATE (MySQL error 1050, Postgres
+    duplicate pg_type); if the table exists afterwards, that is success."""
+    try:
+        with engine.begin() as conn:
+            table.create(conn, checkfirst=True)
+    except sa_exc.DBAPIError:
+        if not _has_table(engine, table):
+            raise
+
+
+def _has_table(engine: sa.Engine, table: sa.Table) -> bool:
+    try:
+        return sa.inspect(engine).has_table(table.name, schema=table.schema)
+    except sa_exc.SQLAlchemyError:
+        return False
 
 
 def _first(exc: BaseException) -> str:
