@@ -226,12 +226,27 @@ def _validate(
         keys = field_keys(model)
         data = {k: v for k, v in data.items() if k in keys}
     # drop keys whose value could not be resolved (already reported)
+    dropped = any((*path, k) in out.tainted for k in data)
     data = {k: v for k, v in data.items() if (*path, k) not in out.tainted}
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        report_validation(exc, model, path, out)
+        # Whole-entry checks ("auth = 'password' needs ...") would blame the keys dropped
+        # above, whose real problem is already reported: keep only per-key problems then.
+        report_validation(exc, model, path, _SkipAt(out, path) if dropped else out)
         return None
+
+
+class _SkipAt:
+    """Forwards problems to ``out`` except those at exactly ``path``."""
+
+    def __init__(self, out: _Collector, path: Path) -> None:
+        self.out = out
+        self.path = path
+
+    def error(self, path: Path, message: str) -> None:
+        if path != self.path:
+            self.out.error(path, message)
 
 
 # -- kinds ---------------------------------------------------------------------------------

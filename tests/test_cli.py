@@ -378,3 +378,39 @@ def test_start_with_bad_producer_property_is_a_config_error(tmp_path: Path) -> N
     assert code == 2, out
     assert "invalid Kafka producer configuration" in out
     assert "Traceback" not in out
+
+
+SALESFORCE_SINK = """
+[[sinks]]
+name = "sf"
+kind = "salesforce"
+auth = "password"
+instance_url = "https://127.0.0.1:1"
+client_id = "${SF_CLIENT_ID}"
+client_secret = "${SF_CLIENT_SECRET}"
+username = "${SF_USERNAME}"
+password = "${SF_PASSWORD}"
+"""
+
+
+def test_unset_salesforce_secrets_are_reported_once_each(tmp_path: Path) -> None:
+    config = write(tmp_path, valid(tmp_path) + SALESFORCE_SINK)
+    code, out = run("check", "--config", str(config))
+    assert code == 2, out
+    assert "4 problems" in out, out
+    for var in ("SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_USERNAME", "SF_PASSWORD"):
+        assert f"environment variable {var} is not set" in out
+    assert "needs" not in out, out
+
+
+def test_salesforce_auth_names_the_missing_keys(tmp_path: Path) -> None:
+    text = SALESFORCE_SINK.replace('client_secret = "${SF_CLIENT_SECRET}"\n', "")
+    text = text.replace('password = "${SF_PASSWORD}"\n', "")
+    config = write(tmp_path, valid(tmp_path) + text)
+    code, out = run("check", "--config", str(config), env={"SF_CLIENT_ID": "x", "SF_USERNAME": "u"})
+    assert code == 2, out
+    assert "1 problem" in out, out
+    assert (
+        "auth = 'password' needs client_id, client_secret, username and password; "
+        "missing: client_secret, password"
+    ) in out, out

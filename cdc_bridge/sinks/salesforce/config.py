@@ -139,9 +139,8 @@ class SalesforceSinkConfig(SinkConfigBase):
         missing = [k for k in needed if getattr(self, k) in (None, "")]
         if missing:
             raise ValueError(
-                f"auth = {self.auth!r} needs {', '.join(missing)}; set "
-                + " and ".join(missing)
-                + " on this sink (secrets as ${ENV_VAR})"
+                f"auth = {self.auth!r} needs {', '.join(needed[:-1])} and {needed[-1]}; "
+                f"missing: {', '.join(missing)} (set them on this sink, secrets as ${{ENV_VAR}})"
             )
         return self
 
