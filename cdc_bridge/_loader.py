@@ -442,12 +442,45 @@ def parse(
                         "writes it",
                     )
 
+    if kafka is not None:
+        _check_consumer_timeouts(kafka.consumer, out)
+
     out.raise_if_any()
     assert bridge is not None and kafka is not None
     config = BridgeConfig(bridge=bridge, kafka=kafka, sources=sources, sinks=sinks, routes=routes)
     config._source_file = source_file
     config._warnings = [out.problem(p, m) for p, m in out.warnings]
     return config
+
+
+# librdkafka's heartbeat default and the session timeout cdc_bridge.kafka gives its consumers
+_HEARTBEAT_DEFAULT_MS = 3000
+_SESSION_DEFAULT_MS = 10_000
+
+
+def _check_consumer_timeouts(consumer: Mapping[str, Any], out: _Collector) -> None:
+    """Warn when the session times out before a heartbeat is due: every route would lose its
+    partitions (a rebalance) every few seconds."""
+
+    def ms(key: str, default: int) -> int | None:
+        value = consumer.get(key, default)
+        try:
+            return int(str(value))
+        except ValueError:
+            return None  # not a number: librdkafka reports it when the consumer starts
+
+    session = ms("session.timeout.ms", _SESSION_DEFAULT_MS)
+    heartbeat = ms("heartbeat.interval.ms", _HEARTBEAT_DEFAULT_MS)
+    if session is None or heartbeat is None or session > heartbeat:
+        return
+    key = "session.timeout.ms" if "session.timeout.ms" in consumer else "heartbeat.interval.ms"
+    out.warn(
+        ("kafka", "consumer", key),
+        f"session.timeout.ms = {session} is not above heartbeat.interval.ms = {heartbeat}"
+        f"{' (the default)' if 'heartbeat.interval.ms' not in consumer else ''}: routes will "
+        "lose their partitions every few seconds; set heartbeat.interval.ms below a third of "
+        f"the session timeout (e.g. {max(1, session // 3 - 1)})",
+    )
 
 
 def _check_duplicate(

@@ -414,3 +414,39 @@ def test_salesforce_auth_names_the_missing_keys(tmp_path: Path) -> None:
         "auth = 'password' needs client_id, client_secret, username and password; "
         "missing: client_secret, password"
     ) in out, out
+
+
+@pytest.mark.parametrize(
+    ("consumer", "path", "words"),
+    [
+        (
+            '"session.timeout.ms" = 2000',
+            'kafka.consumer["session.timeout.ms"]',
+            "= 3000 (the default)",
+        ),
+        (
+            '"session.timeout.ms" = "6000"\n"heartbeat.interval.ms" = 6000',
+            'kafka.consumer["session.timeout.ms"]',
+            "heartbeat.interval.ms = 6000:",
+        ),
+        ('"heartbeat.interval.ms" = 12000', 'kafka.consumer["heartbeat.interval.ms"]', "= 12000:"),
+    ],
+)
+def test_warning_for_session_timeout_not_above_heartbeat(
+    tmp_path: Path, consumer: str, path: str, words: str
+) -> None:
+    text = valid(tmp_path).replace("[[sources]]", f"[kafka.consumer]\n{consumer}\n\n[[sources]]")
+    code, out = run("check", "--config", str(write(tmp_path, text)))
+    assert code == 0, out
+    assert "warning" in out, out
+    assert path in out, out
+    assert words in out, out
+    assert "below a third of the session timeout" in out, out
+
+
+def test_no_warning_for_sound_consumer_timeouts(tmp_path: Path) -> None:
+    consumer = '"session.timeout.ms" = 2000\n"heartbeat.interval.ms" = 500'
+    text = valid(tmp_path).replace("[[sources]]", f"[kafka.consumer]\n{consumer}\n\n[[sources]]")
+    code, out = run("check", "--config", str(write(tmp_path, text)))
+    assert code == 0, out
+    assert "warning:" not in out, out

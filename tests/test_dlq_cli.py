@@ -25,6 +25,7 @@ bootstrap_servers = "{bootstrap}"
 
 [kafka.consumer]
 "session.timeout.ms" = 2000
+"heartbeat.interval.ms" = 300
 
 [[sinks]]
 name = "dw"
