@@ -23,7 +23,7 @@ bench:
     #!/usr/bin/env bash
     set -euo pipefail
     shopt -s nullglob
-    files=(bench/*.py)
+    files=(bench/[!_]*.py)
     if [ ${#files[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi
     for f in "${files[@]}"; do echo "== $f"; .venv/bin/python "$f"; done
 

@@ -16,37 +16,12 @@ import os
 import resource
 import time
 
+from _orders import COLUMNS  # bench/ is on sys.path when run as a script
+
 from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.events import CONNECTOR_POSTGRES, ChangeEvent, Column, TableSchema
+from cdc_bridge.events import CONNECTOR_POSTGRES, ChangeEvent, TableSchema
 from cdc_bridge.kafka import EventProducer, TopicSettings
 from cdc_bridge.testing.services import start_kafka
-
-COLUMNS = (
-    Column("id", {"type": "int64", "optional": False}),
-    Column("customer_id", {"type": "int64", "optional": True}),
-    Column("email", {"type": "string", "optional": True}),
-    Column("status", {"type": "string", "optional": True}),
-    Column(
-        "total",
-        {
-            "type": "bytes",
-            "optional": True,
-            "name": "org.apache.kafka.connect.data.Decimal",
-            "version": 1,
-            "parameters": {"scale": "2", "connect.decimal.precision": "12"},
-        },
-    ),
-    Column(
-        "created_at",
-        {
-            "type": "int64",
-            "optional": True,
-            "name": "io.debezium.time.MicroTimestamp",
-            "version": 1,
-        },
-    ),
-    Column("note", {"type": "string", "optional": True}),
-)
 
 
 def make_events(n: int, table: TableSchema) -> list[ChangeEvent]:

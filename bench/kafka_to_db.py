@@ -19,42 +19,16 @@ import threading
 import time
 from types import SimpleNamespace
 
+from _orders import COLUMNS  # bench/ is on sys.path when run as a script
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdc_bridge.config import BridgeSection, KafkaSection
 from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.events import CONNECTOR_POSTGRES, ChangeEvent, Column, TableSchema
+from cdc_bridge.events import CONNECTOR_POSTGRES, ChangeEvent, TableSchema
 from cdc_bridge.kafka import EventProducer
 from cdc_bridge.routes import build_workers
 from cdc_bridge.sinks.database.config import DatabaseRouteConfig, DatabaseSinkConfig
 from cdc_bridge.testing.services import start_kafka, start_postgres
-
-COLUMNS = (
-    Column("id", {"type": "int64", "optional": False}),
-    Column("customer_id", {"type": "int64", "optional": True}),
-    Column("email", {"type": "string", "optional": True}),
-    Column("status", {"type": "string", "optional": True}),
-    Column(
-        "total",
-        {
-            "type": "bytes",
-            "optional": True,
-            "name": "org.apache.kafka.connect.data.Decimal",
-            "version": 1,
-            "parameters": {"scale": "2", "connect.decimal.precision": "12"},
-        },
-    ),
-    Column(
-        "created_at",
-        {
-            "type": "int64",
-            "optional": True,
-            "name": "io.debezium.time.MicroTimestamp",
-            "version": 1,
-        },
-    ),
-    Column("note", {"type": "string", "optional": True}),
-)
 
 
 def fill(
