@@ -334,8 +334,9 @@ class MySqlDialect(SqlDialect):
     supports_upsert = True
     key_string_length = 255
     # 1205 lock wait timeout, 1213 deadlock, 2006/2013 server gone / lost connection,
-    # 1040 too many connections, 1053 shutdown in progress
-    retriable_errnos = frozenset({1205, 1213, 2006, 2013, 1040, 1053, 2003})
+    # 1040 too many connections, 1053 shutdown in progress, 1305 savepoint gone (a deadlock
+    # rolled the whole transaction back under it)
+    retriable_errnos = frozenset({1205, 1213, 1305, 2006, 2013, 1040, 1053, 2003})
 
     def existing_columns(
         self, conn: Connection, table: str, schema: str | None
