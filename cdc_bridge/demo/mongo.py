@@ -25,6 +25,7 @@ __all__ = [
     "MongoActivity",
     "MongoOp",
     "create_activity",
+    "create_mart_tables",
     "mongo_config_text",
     "page_view_doc",
     "plan_op",
@@ -96,6 +97,38 @@ def mongo_config_text(mariadb_text: str) -> str:
         "#   activity  (MariaDB)   ─┘", "#   activity  (MongoDB)   ─┘"
     )  # the diagram at the top
     return text
+
+
+# -- the mart's tables ---------------------------------------------------------------------
+
+#: Documents carry no column types (``before``/``after`` are JSON strings), so the database
+#: sink cannot create these tables from the topic: the demo creates them in the mart first.
+MART_DDL = {
+    "sessions": """CREATE TABLE IF NOT EXISTS sessions (
+        id INTEGER NOT NULL PRIMARY KEY,
+        customer_id INTEGER,
+        device TEXT,
+        page_views INTEGER,
+        started_at TEXT
+    )""",
+    "page_views": """CREATE TABLE IF NOT EXISTS page_views (
+        id INTEGER NOT NULL PRIMARY KEY,
+        session_id INTEGER,
+        path TEXT,
+        duration_ms INTEGER,
+        viewed_at TEXT
+    )""",
+}
+
+
+def create_mart_tables(path: str) -> None:
+    """Create the activity tables of the SQLite data mart (see :data:`MART_DDL`)."""
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        for ddl in MART_DDL.values():
+            conn.execute(ddl)
 
 
 # -- documents ------------------------------------------------------------------------------

@@ -420,6 +420,10 @@ def _run_demo(opts: DemoOptions, console: Console, workdir: Path) -> DemoResult:
             seed.ids["sessions"], seed.ids["page_views"] = len(sessions), len(views)
             mongo_traffic = (services.mongo.uri, state_from_documents(sessions, views))
         schema.create_targets(services.pg, services.maria)
+        if mongodb:
+            from cdc_bridge.demo.mongo import create_mart_tables
+
+            create_mart_tables(str(workdir / "mart.db"))
         fourth = services.mongo_note
         console.print(_intro(mongodb))
         console.print("[bold]targets[/]  " + ", ".join(verify.TARGETS))
