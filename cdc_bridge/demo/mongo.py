@@ -40,6 +40,11 @@ SESSION_FIELDS = ("_id", "customer_id", "device", "page_views", "started_at")
 PAGE_VIEW_FIELDS = ("_id", "session_id", "path", "duration_ms", "viewed_at")
 FIELDS = {"sessions": SESSION_FIELDS, "page_views": PAGE_VIEW_FIELDS}
 CAMPAIGNS = ("spring", "newsletter", "retargeting")
+#: A session is deleted only when no update touched it for this many steps (~10 s at the
+#: default rate): an update's full document is looked up when the change stream is read
+#: (updateLookup), and a document deleted by then comes back as null, which no SQL target
+#: can apply. Real workloads rarely update and delete one document within seconds.
+DELETE_COOLDOWN = 40
 
 # -- routes.toml ----------------------------------------------------------------------------
 
@@ -181,6 +186,8 @@ class ActivityState:
     tagged: set[int] = field(default_factory=set)  # sessions with a `campaign` field
     next_session: int = 0
     next_view: int = 0
+    step: int = 0
+    touched: dict[int, int] = field(default_factory=dict)  # session id -> step of last update
 
 
 @dataclass(frozen=True)
@@ -207,6 +214,11 @@ WEIGHTS = (
 
 def plan_op(rng: random.Random, state: ActivityState) -> list[MongoOp]:
     """The writes of one traffic step; ``state`` is updated as if they succeeded."""
+    state.step += 1
+    return _plan(rng, state)
+
+
+def _plan(rng: random.Random, state: ActivityState) -> list[MongoOp]:
     names = [n for n, _ in WEIGHTS]
     choice = rng.choices(names, [w for _, w in WEIGHTS])[0]
     if choice != "new_session" and not state.sessions:
@@ -221,6 +233,7 @@ def plan_op(rng: random.Random, state: ActivityState) -> list[MongoOp]:
         state.next_view += 1
         pid = state.next_view
         state.views[pid] = sid
+        state.touched[sid] = state.step
         return [
             MongoOp("c", "insert_one", "page_views", document=page_view_doc(rng, pid, sid)),
             MongoOp(
@@ -234,6 +247,7 @@ def plan_op(rng: random.Random, state: ActivityState) -> list[MongoOp]:
     if choice == "tag_campaign":
         sid = rng.choice(state.sessions)
         state.tagged.add(sid)
+        state.touched[sid] = state.step
         return [
             MongoOp(
                 "u",
@@ -245,9 +259,10 @@ def plan_op(rng: random.Random, state: ActivityState) -> list[MongoOp]:
         ]
     if choice == "untag_campaign":
         if not state.tagged:
-            return plan_op(rng, state)
+            return _plan(rng, state)
         sid = min(state.tagged)
         state.tagged.discard(sid)
+        state.touched[sid] = state.step
         return [
             MongoOp(
                 "u",
@@ -259,9 +274,10 @@ def plan_op(rng: random.Random, state: ActivityState) -> list[MongoOp]:
         ]
     if choice == "delete_page_view":
         if not state.views:
-            return plan_op(rng, state)
+            return _plan(rng, state)
         pid = min(state.views)
         sid = state.views.pop(pid)
+        state.touched[sid] = state.step
         return [
             MongoOp("d", "delete_one", "page_views", filter={"_id": pid}),
             MongoOp(
@@ -272,9 +288,18 @@ def plan_op(rng: random.Random, state: ActivityState) -> list[MongoOp]:
                 update={"$inc": {"page_views": -1}},
             ),
         ]
-    # delete_session: its page views first
-    sid = state.sessions.pop(0)
+    # delete_session (its page views first): the oldest one no recent update touched
+    quiet = [
+        s
+        for s in state.sessions
+        if state.step - state.touched.get(s, -DELETE_COOLDOWN) > DELETE_COOLDOWN
+    ]
+    if not quiet:
+        return _plan(rng, state)
+    sid = quiet[0]
+    state.sessions.remove(sid)
     state.tagged.discard(sid)
+    state.touched.pop(sid, None)
     gone = [p for p, s in state.views.items() if s == sid]
     for p in gone:
         del state.views[p]
@@ -321,11 +346,12 @@ class MongoActivity:
 def create_activity(
     uri: str, rng: random.Random, scale: int = 5
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Drop and re-create the `activity` database with seed documents; returns them."""
+    """(Re)create the `activity` database's two collections with seed documents; returns them."""
     sessions, views = seed_documents(rng, scale)
     conn = MongoActivity(uri)
     try:
-        conn.client.drop_database(ACTIVITY_DB)
+        for name in COLLECTIONS:  # only the demo's own collections, never the whole database
+            conn.db.drop_collection(name)
         conn.db["sessions"].insert_many(sessions)
         conn.db["page_views"].insert_many(views)
     finally:

@@ -635,7 +635,12 @@ def _keep_running(console: Console, services: _Services, workdir: Path) -> None:
         f"  psql 'postgresql://postgres@{services.pg.host}:{services.pg.port}/analytics'\n"
         f"  mariadb -h {services.maria.host} -P {services.maria.port} -u root reporting\n"
         f"  sqlite3 {workdir / 'mart.db'}\n"
-        f"  Kafka bootstrap {services.kafka.bootstrap}, Salesforce emulator {services.emulator.url}"
+        + (
+            f"  mongosh '{_redacted(services.mongo.uri)}' (database activity)\n"
+            if services.mongo
+            else ""
+        )
+        + f"  Kafka bootstrap {services.kafka.bootstrap}, Salesforce emulator {services.emulator.url}"
     )
     with contextlib.suppress(KeyboardInterrupt):
         while True:

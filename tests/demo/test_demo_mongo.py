@@ -140,6 +140,27 @@ def test_traffic_plan_keeps_state_and_collections_in_step() -> None:
     assert set(state.views.values()) <= set(colls["sessions"])
 
 
+def test_traffic_plan_never_deletes_a_recently_updated_session() -> None:
+    """An update's full document is looked up when the stream is read; deleting the document
+    right after would turn the update into a null `after` (see DELETE_COOLDOWN)."""
+    rng = random.Random(11)
+    sessions, views = mongo.seed_documents(rng, scale=1)
+    state = mongo.state_from_documents(sessions, views)
+    last_update: dict[int, int] = {}
+    deletes = 0
+    for step in range(1, 2001):
+        for op in mongo.plan_op(rng, state):
+            if op.collection != "sessions":
+                continue
+            sid = (op.filter or {}).get("_id")
+            if op.action == "update_one":
+                last_update[sid] = step
+            elif op.action == "delete_one":
+                deletes += 1
+                assert step - last_update.get(sid, -(10**6)) > mongo.DELETE_COOLDOWN, (sid, step)
+    assert deletes > 10 and state.step == 2000
+
+
 def _change_stream(
     collection: str, before: dict[int, dict[str, Any]], after: dict[int, dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -188,7 +209,9 @@ def test_documents_reach_the_mart_and_verify(tmp_path: Path) -> None:
     converter = ChangeConverter("activity", json_output="relaxed")
     encoder = EnvelopeEncoder(schemas=True)
     mart = tmp_path / "mart.db"
-    sink_cfg = DatabaseSinkConfig(name="mart", kind="database", url=f"sqlite:///{mart}")
+    sink_cfg = DatabaseSinkConfig.model_validate(
+        {"name": "mart", "kind": "database", "url": f"sqlite:///{mart}"}
+    )
     mongo.create_mart_tables(str(mart))  # as the demo does: documents carry no column types
 
     _state, final, _ops, seeded = _run_plan(300, seed=5)
