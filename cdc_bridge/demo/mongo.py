@@ -74,7 +74,8 @@ _MARIADB_ROUTES = {
 def _mapping(collection: str) -> str:
     include = ", ".join(f'"{f}"' for f in FIELDS[collection])
     return (
-        "[routes.mapping]                                 # documents -> fixed mart columns\n"
+        "[routes.mapping]                                # scalar fields -> the mart's columns\n"
+        "# (documents carry no column types: the demo creates the mart's activity tables)\n"
         f"include = [{include}]\n"
         'rename = { _id = "id" }\n'
     )
