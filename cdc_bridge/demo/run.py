@@ -47,9 +47,15 @@ CONFIG_NAME = "routes.toml"
 STALL_AFTER = 15.0
 
 
-def config_text() -> str:
-    """The demo's routes.toml as shipped in the package."""
-    return resources.files("cdc_bridge.demo").joinpath(CONFIG_NAME).read_text(encoding="utf-8")
+def config_text(mongodb: bool = False) -> str:
+    """The demo's routes.toml: as shipped in the package (activity on MariaDB), or with the
+    `activity` source on MongoDB (``mongodb``)."""
+    text = resources.files("cdc_bridge.demo").joinpath(CONFIG_NAME).read_text(encoding="utf-8")
+    if mongodb:
+        from cdc_bridge.demo.mongo import mongo_config_text
+
+        return mongo_config_text(text)
+    return text
 
 
 @dataclass
@@ -82,9 +88,11 @@ class _Services:
     pg: Any = None
     maria: Any = None
     emulator: Any = None
+    mongo: Any = None  # MongoDBService when a replica set is reachable
+    mongo_note: str = ""  # why the fourth source runs where it runs
 
     def stop(self) -> None:
-        for svc in (self.emulator, self.maria, self.pg, self.kafka):
+        for svc in (self.emulator, self.mongo, self.maria, self.pg, self.kafka):
             if svc is not None:
                 with contextlib.suppress(Exception):
                     svc.stop()
@@ -104,9 +112,18 @@ def _start_services(console: Console) -> _Services:
         except BaseException as exc:
             errors.append(exc)
 
+    def mongo() -> Any:
+        services.mongo, services.mongo_note = _start_mongodb()
+        return services.mongo
+
     threads = [
         threading.Thread(target=start, args=(attr, fn), daemon=True)
-        for attr, fn in (("kafka", start_kafka), ("pg", start_postgres), ("maria", start_mariadb))
+        for attr, fn in (
+            ("kafka", start_kafka),
+            ("pg", start_postgres),
+            ("maria", start_mariadb),
+            ("mongo", mongo),
+        )
     ]
     for t in threads:
         t.start()
@@ -120,9 +137,32 @@ def _start_services(console: Console) -> _Services:
         f"  Kafka (embedded broker) [cyan]{services.kafka.bootstrap}[/]   "
         f"Postgres [cyan]{services.pg.host}:{services.pg.port}[/]   "
         f"MariaDB [cyan]{services.maria.host}:{services.maria.port}[/]   "
-        f"Salesforce emulator [cyan]{services.emulator.url}[/]"
+        + (f"MongoDB [cyan]{_redacted(services.mongo.uri)}[/]   " if services.mongo else "")
+        + f"Salesforce emulator [cyan]{services.emulator.url}[/]"
     )
     return services
+
+
+def _redacted(uri: str) -> str:
+    try:
+        from cdc_bridge.testing._common import redact
+
+        return str(redact(uri))
+    except ImportError:  # pragma: no cover
+        return uri.split("@")[-1]
+
+
+def _start_mongodb() -> tuple[Any, str]:
+    """A MongoDB replica set for the `activity` source, or None and why the demo uses MariaDB."""
+    from cdc_bridge.testing.services import ServiceUnavailable, start_mongodb
+
+    try:
+        service = start_mongodb()
+    except ServiceUnavailable:
+        return None, "activity runs on MariaDB in place of MongoDB (no replica set on this machine)"
+    except Exception as exc:  # reachable config but unusable server: say so, keep going
+        return None, f"activity runs on MariaDB in place of MongoDB ({exc})"
+    return service, "activity runs on MongoDB (change streams of a replica set)"
 
 
 def _environment(services: _Services, workdir: Path) -> dict[str, str]:
@@ -136,6 +176,7 @@ def _environment(services: _Services, workdir: Path) -> dict[str, str]:
         "DEMO_PG_PORT": str(services.pg.port),
         "DEMO_MARIADB_HOST": services.maria.host,
         "DEMO_MARIADB_PORT": str(services.maria.port),
+        **({"DEMO_MONGODB_URI": services.mongo.uri} if services.mongo else {}),
         "DEMO_SF_URL": services.emulator.url,
         "DEMO_SF_CA": services.emulator.ca_file or "",
         "SF_CLIENT_ID": auth.client_id,
@@ -146,13 +187,19 @@ def _environment(services: _Services, workdir: Path) -> dict[str, str]:
     }
 
 
-def _intro() -> Table:
+def _engine(spec: Any, mongodb: bool) -> str:
+    if spec.name == "activity" and mongodb:
+        return "MongoDB"
+    return "Postgres" if spec.engine == "postgres" else "MariaDB"
+
+
+def _intro(mongodb: bool = False) -> Table:
     """Sources and targets at a glance."""
     grid = Table.grid(padding=(0, 2))
     for _ in range(4):
         grid.add_column()
     for i, spec in enumerate(schema.SOURCES):
-        engine = "Postgres" if spec.engine == "postgres" else "MariaDB"
+        engine = _engine(spec, mongodb)
         grid.add_row(
             "[bold]sources[/]" if i == 0 else "",
             spec.name,
@@ -160,17 +207,6 @@ def _intro() -> Table:
             ", ".join(t.name for t in spec.tables),
         )
     return grid
-
-
-def _fourth_source_note() -> str:
-    from cdc_bridge.testing.services import mongodb_uri_from_env
-
-    if mongodb_uri_from_env():
-        return (
-            "activity runs on MariaDB: the demo's SQL targets take relational rows (the "
-            "MongoDB source at CDC_TEST_MONGODB_URI is covered by its own tests)"
-        )
-    return "activity runs on MariaDB in place of MongoDB (no replica set on this machine)"
 
 
 @contextlib.contextmanager
@@ -372,23 +408,41 @@ def _run_demo(opts: DemoOptions, console: Console, workdir: Path) -> DemoResult:
     try:
         services = _start_services(console)
         rng = random.Random(opts.seed)
-        seed = schema.create_sources(services.pg, services.maria, rng)
+        mongodb = services.mongo is not None
+        seed = schema.create_sources(
+            services.pg, services.maria, rng, skip=("activity",) if mongodb else ()
+        )
+        mongo_traffic: Any = None
+        if mongodb:
+            from cdc_bridge.demo.mongo import create_activity, state_from_documents
+
+            sessions, views = create_activity(services.mongo.uri, rng)
+            seed.ids["sessions"], seed.ids["page_views"] = len(sessions), len(views)
+            mongo_traffic = (services.mongo.uri, state_from_documents(sessions, views))
         schema.create_targets(services.pg, services.maria)
-        fourth = _fourth_source_note()
-        console.print(_intro())
+        if mongodb:
+            from cdc_bridge.demo.mongo import create_mart_tables
+
+            create_mart_tables(str(workdir / "mart.db"))
+        fourth = services.mongo_note
+        console.print(_intro(mongodb))
         console.print("[bold]targets[/]  " + ", ".join(verify.TARGETS))
         console.print(f"[yellow]{fourth}[/]")
 
         config_path = workdir / CONFIG_NAME
-        config_path.write_text(config_text(), encoding="utf-8")
+        config_path.write_text(config_text(mongodb), encoding="utf-8")
         env = _environment(services, workdir)
         from cdc_bridge.config import load_config
 
         config = load_config(config_path, env={**os.environ, **env})
         console.print(
             f"Config: [cyan]{config_path}[/] ({len(config.sources)} sources, "
-            f"{len(config.sinks)} sinks, {len(config.routes)} routes; the same file ships as "
-            "cdc_bridge/demo/routes.toml)"
+            f"{len(config.sinks)} sinks, {len(config.routes)} routes; "
+            + (
+                "the shipped cdc_bridge/demo/routes.toml with the activity source on MongoDB)"
+                if mongodb
+                else "the same file ships as cdc_bridge/demo/routes.toml)"
+            )
         )
         console.print(f"Logs:   [cyan]{log_path}[/]")
         if not live_view:
@@ -406,11 +460,9 @@ def _run_demo(opts: DemoOptions, console: Console, workdir: Path) -> DemoResult:
             rate=opts.rate,
             duration=opts.duration,
             random_seed=opts.seed,
+            mongo=mongo_traffic,
         )
-        where = {
-            s.name: f"{'Postgres' if s.engine == 'postgres' else 'MariaDB'} {s.database}"
-            for s in schema.SOURCES
-        }
+        where = {s.name: f"{_engine(s, mongodb)} {s.database}" for s in schema.SOURCES}
         probe = Probe(
             bridge=bridge.bridge,
             traffic=traffic,
@@ -541,12 +593,14 @@ def _run_phases(
         mart_path=str(Path(probe.config_path).parent / "mart.db"),
         kafka_bootstrap=services.kafka.bootstrap,
         salesforce=services.emulator,
+        mongo_uri=services.mongo.uri if services.mongo else None,
     )
-    results = verify.verify_all(endpoints)
+    checks = verify.mongo_checks() if services.mongo else verify.CHECKS
+    results = verify.verify_all(endpoints, checks)
     retry_until = time.monotonic() + (20 if result.drained else 0)
     while not all(r.ok for r in results) and time.monotonic() < retry_until:
         time.sleep(2)
-        results = verify.verify_all(endpoints)
+        results = verify.verify_all(endpoints, checks)
     result.results = results
     console.print(_verification_table(results))
     summary, all_ok = _summary_table(results)
@@ -581,7 +635,12 @@ def _keep_running(console: Console, services: _Services, workdir: Path) -> None:
         f"  psql 'postgresql://postgres@{services.pg.host}:{services.pg.port}/analytics'\n"
         f"  mariadb -h {services.maria.host} -P {services.maria.port} -u root reporting\n"
         f"  sqlite3 {workdir / 'mart.db'}\n"
-        f"  Kafka bootstrap {services.kafka.bootstrap}, Salesforce emulator {services.emulator.url}"
+        + (
+            f"  mongosh '{_redacted(services.mongo.uri)}' (database activity)\n"
+            if services.mongo
+            else ""
+        )
+        + f"  Kafka bootstrap {services.kafka.bootstrap}, Salesforce emulator {services.emulator.url}"
     )
     with contextlib.suppress(KeyboardInterrupt):
         while True:

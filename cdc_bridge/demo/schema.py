@@ -365,7 +365,9 @@ _SEEDERS = {
 }
 
 
-def create_sources(pg: Any, maria: Any, rng: random.Random, scale: int = 5) -> SeedCounts:
+def create_sources(
+    pg: Any, maria: Any, rng: random.Random, scale: int = 5, skip: tuple[str, ...] = ()
+) -> SeedCounts:
     """Create the four source databases with their tables and seed rows; returns the ids used.
 
     ``pg``/``maria`` are the demo's `PostgresService` and `MariaDBService`; ``scale`` sizes the
@@ -373,6 +375,8 @@ def create_sources(pg: Any, maria: Any, rng: random.Random, scale: int = 5) -> S
     """
     seed = SeedCounts()
     for spec in SOURCES:
+        if spec.name in skip:  # created elsewhere (the MongoDB variant of `activity`)
+            continue
         if spec.engine == "postgres":
             dsn = pg.create_database(spec.database)
             with pg_conn(dsn) as conn, conn.cursor() as cur:

@@ -76,8 +76,11 @@ class Traffic:
         rate: float = 20.0,
         duration: float | None = 60.0,
         random_seed: int = 8,
+        mongo: Any = None,
     ) -> None:
+        """``mongo``: (uri, ActivityState) when the `activity` source is MongoDB."""
         self.pg = pg
+        self.mongo = mongo
         self.maria = maria
         self.rate = max(rate, 0.5)
         self.duration = duration
@@ -252,17 +255,33 @@ class Traffic:
                     ("schema", schema_at, self._add_weight),
                 ],
             ),
-            _Worker(
-                "activity",
-                [
-                    (2, self._new_session),
-                    (6, self._page_view),
-                    (1, self._delete_page_view),
-                    (0.5, self._delete_session),
-                ],
-                lambda: maria.connect(schema.ACTIVITY_DB),
-            ),
+            self._activity_worker(),
         ]
+
+    def _activity_worker(self) -> _Worker:
+        if self.mongo is not None:
+            from cdc_bridge.demo.mongo import MongoActivity, plan_op
+
+            uri, state = self.mongo
+            lock = threading.Lock()
+
+            def step(conn: Any) -> str:
+                with lock:
+                    ops = plan_op(self.rng, state)
+                return str(conn.apply(ops))
+
+            return _Worker("activity", [(1, step)], lambda: MongoActivity(uri))
+        maria = self.maria
+        return _Worker(
+            "activity",
+            [
+                (2, self._new_session),
+                (6, self._page_view),
+                (1, self._delete_page_view),
+                (0.5, self._delete_session),
+            ],
+            lambda: maria.connect(schema.ACTIVITY_DB),
+        )
 
     # -- orders (Postgres) ---------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import contextlib
 import datetime as dt
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -24,6 +24,8 @@ __all__ = [
     "Endpoints",
     "TableCheck",
     "compare_rows",
+    "compare_target",
+    "mongo_checks",
     "normalise",
     "verify_all",
 ]
@@ -130,6 +132,7 @@ class Endpoints:
     mart_path: str
     kafka_bootstrap: str
     salesforce: Any  # SalesforceEmulator
+    mongo_uri: str | None = None  # set: the `activity` source is MongoDB
 
 
 def _pg_rows(pg: Any, database: str, table: str) -> list[Row] | None:
@@ -332,6 +335,20 @@ CHECKS: tuple[TableCheck, ...] = (
     ),
 )
 
+
+def mongo_checks(checks: Iterable[TableCheck] = CHECKS) -> tuple[TableCheck, ...]:
+    """``checks`` with the `activity` ones for MongoDB documents: ``_id`` becomes ``id`` and
+    only the scalar fields the routes include reach the mart."""
+    from cdc_bridge.demo.mongo import FIELDS
+
+    out = []
+    for c in checks:
+        if c.source == "activity":
+            c = replace(c, key=("_id",), include=FIELDS[c.source_table], rename={"_id": "id"})
+        out.append(c)
+    return tuple(out)
+
+
 #: The six targets, in display order.
 TARGETS = (ACCOUNTS, OPPORTUNITIES, WAREHOUSE, REPORTING, MART, NOTIFY)
 
@@ -359,6 +376,14 @@ def _source_rows(ep: Endpoints, check: TableCheck) -> list[Row]:
     from cdc_bridge.demo.schema import SOURCES
 
     spec = next(s for s in SOURCES if s.name == check.source)
+    if check.source == "activity" and ep.mongo_uri:
+        from cdc_bridge.demo.mongo import MongoActivity
+
+        conn = MongoActivity(ep.mongo_uri)
+        try:
+            return conn.documents(check.source_table)
+        finally:
+            conn.close()
     if spec.engine == "postgres":
         rows = _pg_rows(ep.pg, spec.database, check.source_table)
     else:
@@ -385,6 +410,12 @@ def _check_database(ep: Endpoints, check: TableCheck, source: list[Row]) -> Chec
         got = _maria_rows(ep.maria, REPORTING_DB, check.table)
     else:
         got = _sqlite_rows(ep.mart_path, check.table)
+    return compare_target(check, source, got)
+
+
+def compare_target(check: TableCheck, source: list[Row], got: list[Row] | None) -> CheckResult:
+    """Compare a database target's rows (None: no such table) with the source rows or
+    documents, through the route's mapping, filter and soft-delete rule."""
     wanted = [check.expected_row(r) for r in source if check.keep is None or check.keep(r)]
     expected = _keyed(wanted, check.target_key())
     if got is None:
