@@ -179,9 +179,19 @@ class EnvelopeDecoder:
             )
         before = _row(doc.get("before"), "before")
         after = _row(doc.get("after"), "after")
-        if op in ("c", "r", "u") and after is None:
-            raise RecordError(f"{op!r} event without an 'after' row", code="not_envelope")
         source = doc.get("source")
+        if op in ("c", "r", "u") and after is None:
+            if (
+                op == "u"
+                and isinstance(source, dict)
+                and source.get("connector") == "mongodb"
+                and "updateDescription" in doc
+            ):
+                # The document was deleted (or replaced) before MongoDB looked it up for this
+                # update: there is no state to write, and the later event on the same key
+                # carries the final state. Debezium emits such updates too.
+                raise SupersededChange(f"{topic}[{partition}]@{offset}")
+            raise RecordError(f"{op!r} event without an 'after' row", code="not_envelope")
         return SinkRecord(
             topic,
             partition,
@@ -198,6 +208,12 @@ class EnvelopeDecoder:
             key_bytes,
             value_bytes,
         )
+
+
+class SupersededChange(Exception):
+    """A change with nothing to apply because a later change on the same key supersedes it
+    (a MongoDB update whose full document was already gone at lookup time). Routes count it as
+    skipped, like a filtered record."""
 
 
 def _row(value: Any, name: str) -> dict[str, Any] | None:

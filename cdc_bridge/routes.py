@@ -35,7 +35,7 @@ from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from cdc_bridge import metrics
 from cdc_bridge.config import RouteConfigBase
-from cdc_bridge.decode import EnvelopeDecoder
+from cdc_bridge.decode import EnvelopeDecoder, SupersededChange
 from cdc_bridge.dlq import DeadLetter, DeadLetterWriter, dlq_topic, read_dead_letters
 from cdc_bridge.errors import ConfigError, FatalError, RecordError, RetriableError
 from cdc_bridge.expressions import Expression, compile_expression
@@ -435,6 +435,8 @@ class RouteWorker:
             try:
                 rec = decode(topic, partition, offset, ts, m.key(), m.value())
                 prepared = prepare(rec)
+            except SupersededChange:
+                prepared = None
             except RecordError as exc:
                 dead.append(self._letter(topic, partition, offset, ts, m.key(), m.value(), exc))
                 continue
@@ -716,6 +718,8 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
                 worker.apply(records, positions)
                 if worker.dead == dead_before:
                     replayed.append((letter.topic, letter.partition, letter.offset))
+            except SupersededChange:  # nothing left to apply: superseded by a later change
+                replayed.append((letter.topic, letter.partition, letter.offset))
             except RecordError as exc:
                 worker._send_dead(
                     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 
 from cdc_bridge.decode import EnvelopeDecoder
@@ -173,3 +174,32 @@ def test_not_envelopes_are_record_errors(key: bytes | None, value: bytes | None,
     with pytest.raises(RecordError) as info:
         EnvelopeDecoder().decode("t", 0, 0, 0, key, value)
     assert info.value.code == code
+
+
+def test_mongodb_update_whose_document_is_gone_is_superseded_not_dead() -> None:
+    """MongoDB's updateLookup finds nothing when the document was deleted meanwhile: Debezium
+    writes the update with a null ``after``; the later delete carries the final state."""
+    from cdc_bridge.decode import EnvelopeDecoder, SupersededChange
+
+    value = orjson.dumps(
+        {
+            "before": None,
+            "after": None,
+            "updateDescription": {
+                "removedFields": None,
+                "updatedFields": '{"n": 2}',
+                "truncatedArrays": None,
+            },
+            "source": {"connector": "mongodb", "name": "act", "db": "activity", "collection": "c"},
+            "op": "u",
+            "ts_ms": 1,
+        }
+    )
+    key = orjson.dumps({"id": "5"})
+    with pytest.raises(SupersededChange):
+        EnvelopeDecoder().decode("act.activity.c", 0, 7, 0, key, value)
+    # the same shape from a relational source is still not a valid envelope
+    relational = orjson.loads(value)
+    relational["source"]["connector"] = "postgresql"
+    with pytest.raises(RecordError):
+        EnvelopeDecoder().decode("t", 0, 8, 0, key, orjson.dumps(relational))
