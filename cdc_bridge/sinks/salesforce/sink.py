@@ -486,16 +486,8 @@ class SalesforceSink(Sink):
             # The few records that failed passingly go again through Collections.
             self._retry_rounds(retry, self._send_upserts, failed)
 
-    def _bulk_job(
-        self,
-        items: list[Collapsed],
-        retry: list[Collapsed],
-        failed: dict[int, RecordError],
-    ) -> None:
-        client = self._client()
-        data, cols = csv_payload([c.op.values for c in items])
-        job = client.create_job(self.route.sobject, "upsert", self._ext_name)
-        job_id = job["id"]
+    def _run_bulk_job(self, client: Any, job_id: str, data: bytes) -> dict[str, Any]:
+        """Upload and close a Bulk API 2.0 job (aborting it if that fails), then wait for it."""
         self.stats["bulk_jobs"] += 1
         try:
             client.upload_job_data(job_id, data)
@@ -506,7 +498,20 @@ class SalesforceSink(Sink):
             except Exception:
                 pass
             raise
-        info = client.wait_job(job_id, self.route.bulk_poll_s)
+        info: dict[str, Any] = client.wait_job(job_id, self.route.bulk_poll_s)
+        return info
+
+    def _bulk_job(
+        self,
+        items: list[Collapsed],
+        retry: list[Collapsed],
+        failed: dict[int, RecordError],
+    ) -> None:
+        client = self._client()
+        data, cols = csv_payload([c.op.values for c in items])
+        job = client.create_job(self.route.sobject, "upsert", self._ext_name)
+        job_id = job["id"]
+        info = self._run_bulk_job(client, job_id, data)
         state = info.get("state")
         log.info(
             "salesforce %s: bulk job %s %s: %s processed, %s failed",
@@ -634,17 +639,7 @@ class SalesforceSink(Sink):
         by_id = dict(pairs)
         data = ("Id\n" + "\n".join(by_id) + "\n").encode()
         job_id = client.create_job(self.route.sobject, "delete")["id"]
-        self.stats["bulk_jobs"] += 1
-        try:
-            client.upload_job_data(job_id, data)
-            client.close_job(job_id)
-        except Exception:
-            try:
-                client.abort_job(job_id)
-            except Exception:
-                pass
-            raise
-        info = client.wait_job(job_id, self.route.bulk_poll_s)
+        info = self._run_bulk_job(client, job_id, data)
         failed_ids: set[str] = set()
         for name in ("failedResults", "unprocessedrecords"):
             if name == "unprocessedrecords" and info.get("state") == "JobComplete":
