@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
-import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ import pytest
 
 from cdc_bridge.demo import mongo, verify
 from cdc_bridge.demo.run import config_text
-from tests.demo.test_demo import DEMO_ENV
+from tests.demo.test_demo import DEMO_ENV, run_short_demo
 
 MONGO_ENV = {**DEMO_ENV, "DEMO_MONGODB_URI": "mongodb://127.0.0.1:27017/?replicaSet=rs0"}
 
@@ -317,30 +314,7 @@ def test_verification_of_documents_finds_every_kind_of_difference() -> None:
 
 def test_demo_short_run_with_mongodb(tmp_path: Path, mongodb_uri: str) -> None:
     """The demo with `activity` on a MongoDB replica set: every target matches its source."""
-    repo = Path(__file__).resolve().parents[2]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(repo), env.get("PYTHONPATH")]))
-    env["COLUMNS"] = "160"
-    env["CDC_TEST_MONGODB_URI"] = mongodb_uri
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cdc_bridge",
-            "demo",
-            "--duration",
-            "10",
-            "--rate",
-            "16",
-            "--workdir",
-            str(tmp_path),
-        ],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_short_demo(tmp_path, {"CDC_TEST_MONGODB_URI": mongodb_uri})
     out = proc.stdout + proc.stderr
     assert "activity runs on MongoDB" in proc.stdout, out[-4000:]
     assert proc.returncode == 0, out[-6000:]
