@@ -249,3 +249,7 @@ app.add_typer(_postgres_app, name="postgres")
 from cdc_bridge.demo.command import demo_command  # noqa: E402
 
 app.command("demo")(demo_command)
+
+from cdc_bridge.demo.broker import broker_command  # noqa: E402
+
+app.command("broker")(broker_command)
