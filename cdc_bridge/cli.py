@@ -212,7 +212,10 @@ docs_app = typer.Typer(help="Generate reference documentation.", no_args_is_help
 def docs_config(
     write: Annotated[
         Path | None,
-        typer.Option("--write", help="Refresh the generated block of this file (README.md)."),
+        typer.Option(
+            "--write",
+            help="Refresh the generated block of this file (docs/reference/configuration.md).",
+        ),
     ] = None,
 ) -> None:
     """Print the configuration reference (Markdown) for every section and kind."""

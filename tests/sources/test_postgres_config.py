@@ -1,4 +1,4 @@
-"""The postgres source's config model: defaults, validation messages, README key table."""
+"""The postgres source's config model: defaults, validation messages."""
 
 from __future__ import annotations
 
