@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import Context, Decimal
 from typing import Any
 
 from cdc_bridge.events import CONNECTOR_MYSQL, Column, TableSchema
-from cdc_bridge.sources.mysql.rows import ColumnInfo, T
+from cdc_bridge.sources.mysql.rows import ColumnInfo, T, parse_datetime, parse_time
 from cdc_bridge.types.mysql import TypeOptions, field_for
 
-__all__ = ["TableState", "load_columns", "merge_table_map"]
+__all__ = ["TableState", "default_text", "load_columns", "merge_table_map", "parse_default"]
 
 _TYPES = {
     "tinyint": T.TINY,
@@ -75,6 +76,59 @@ def _quoted_values(column_type: str) -> tuple[str, ...]:
     return tuple(m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner))
 
 
+_WIDE = Context(prec=100)
+_NOW = re.compile(r"^(current_timestamp|now|localtime|localtimestamp)(\(\d*\))?$", re.I)
+
+
+def default_text(raw: Any) -> str | None:
+    """information_schema COLUMN_DEFAULT -> the literal's text (None for no default / NULL).
+
+    MariaDB quotes string literals ('x') and writes NULL; MySQL gives the bare text and SQL
+    NULL. Expressions (current_timestamp(), ...) come back as they are.
+    """
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    if len(text) >= 2 and text[0] == "'" and text[-1] == "'":
+        return text[1:-1].replace("''", "'").replace("\\\\", "\\")
+    if text.upper() == "NULL":
+        return None
+    return text
+
+
+def parse_default(c: ColumnInfo, text: str | None) -> Any:
+    """A column default as the canonical value the row decoders produce (None if unknown)."""
+    if text is None:
+        return None
+    t = c.type
+    try:
+        if t in (T.TINY, T.SHORT, T.INT24, T.LONG, T.LONGLONG, T.YEAR):
+            return int(text)
+        if t in (T.FLOAT, T.DOUBLE):
+            return float(text)
+        if t in (T.NEWDECIMAL, T.DECIMAL):
+            return int(Decimal(text).scaleb(c.scale, _WIDE))
+        if t == T.BIT:
+            m = re.match(r"^b'([01]*)'$", text)
+            return int(m.group(1) or "0", 2) if m else int(text)
+        if t in (T.DATE, T.DATETIME2, T.TIMESTAMP2):
+            if _NOW.match(text):
+                return 0  # Debezium: CURRENT_TIMESTAMP defaults become the epoch
+            is_zero, us = parse_datetime(text)
+            if is_zero:
+                return None
+            return us // 86_400_000_000 if t == T.DATE else us
+        if t == T.TIME2:
+            return parse_time(text)
+        if t == T.GEOMETRY or t == T.JSON or c.is_json:
+            return None
+        if c.binary:
+            return text.encode("latin-1", "replace")
+        return text
+    except (ValueError, IndexError):
+        return None
+
+
 def load_columns(
     cur: Any, database: str, table: str
 ) -> tuple[list[ColumnInfo], tuple[str, ...]] | None:
@@ -82,7 +136,7 @@ def load_columns(
     cur.execute(
         "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, "
         "NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, COLUMN_KEY, "
-        "CHARACTER_SET_NAME "
+        "CHARACTER_SET_NAME, COLUMN_DEFAULT, EXTRA, COLUMN_COMMENT "
         "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
         "ORDER BY ORDINAL_POSITION",
         (database, table),
@@ -105,7 +159,9 @@ def load_columns(
         pass
     cols: list[ColumnInfo] = []
     pk: list[str] = []
-    for name, data_type, column_type, nullable, prec, scale, dtp, clen, key, cs in rows:
+    for pos, row in enumerate(rows, 1):
+        name, data_type, column_type, nullable, prec, scale, dtp, clen, key, cs = row[:10]
+        default_raw, extra, comment = row[10:13]
         dt = str(data_type).lower()
         ctype = str(column_type).lower()
         t = _TYPES.get(dt)
@@ -134,6 +190,18 @@ def load_columns(
             c.length = int(clen)
         if name in json_cols:
             c.is_json = True
+        default_text_ = default_text(default_raw)
+        c.default = parse_default(c, default_text_)
+        c.extra.update(
+            position=pos,
+            default_text=default_text_,
+            auto_increment="auto_increment" in str(extra or "").lower(),
+            comment=str(comment) if comment else None,
+            charset=str(cs) if cs else None,
+            numeric_precision=prec,
+            datetime_precision=dtp,
+            char_max_length=clen,
+        )
         if key == "PRI":
             pk.append(name)
         cols.append(c)
@@ -168,6 +236,8 @@ def merge_table_map(
             if ic is not None:
                 c.is_json = c.is_json or ic.is_json
                 c.sql_type = ic.sql_type
+                c.default = ic.default
+                c.extra.update(ic.extra)
                 if c.enum_values is None:
                     c.enum_values = ic.enum_values
                 if c.set_values is None:
@@ -190,6 +260,8 @@ def merge_table_map(
         c.enum_values = c.enum_values or ic.enum_values
         c.set_values = c.set_values or ic.set_values
         c.sql_type = ic.sql_type
+        c.default = ic.default
+        c.extra.update(ic.extra)
         out.append(c)
     return out, info_pk
 
@@ -207,13 +279,14 @@ class TableState:
         columns: Sequence[ColumnInfo],
         key: tuple[str, ...],
         opts: TypeOptions,
+        snapshot: bool = False,
     ) -> None:
         self.columns = tuple(columns)
         self.names = tuple(c.name for c in columns)
         fields = []
         convs = []
         for i, c in enumerate(columns):
-            schema, conv = field_for(c, opts)
+            schema, conv = field_for(c, opts, snapshot)
             if c.name in key:
                 schema = {**schema, "optional": False}
             fields.append(Column(c.name, schema))
