@@ -14,9 +14,12 @@ them and applies the rest.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import operator
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +49,49 @@ __all__ = ["DatabaseSink", "normalize_url"]
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "__debezium_unavailable_value"
+
+
+def _placeholders(text: str) -> list[Any]:
+    """Every form Debezium gives its unchanged-TOAST placeholder, per column type: the text,
+    bytes (base64 in JSON), a UUID made from it, text/bytes arrays holding it once, number and
+    boolean arrays with one element per placeholder byte, decimal arrays likewise (each a
+    one-byte unscaled value), hstore as a map (or its JSON text)."""
+    raw = text.encode()
+    b64 = base64.b64encode(raw).decode()
+    forms: list[Any] = [
+        text,
+        b64,
+        _name_uuid(raw),
+        [text],
+        [b64],
+        list(raw),  # int16/int32/int64 arrays; also equal to the float arrays
+        [b != 0 for b in raw],
+        [base64.b64encode(bytes([b])).decode() for b in raw],
+        {text: text},
+        orjson.dumps({text: text}).decode(),
+    ]
+    return forms
+
+
+def _name_uuid(raw: bytes) -> str:
+    """Java's ``UUID.nameUUIDFromBytes``: an MD5 (version 3) UUID without a namespace."""
+    digest = bytearray(hashlib.md5(raw, usedforsecurity=False).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x30
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(digest)))
+
+
+_UNAVAILABLE_FORMS = _placeholders(UNAVAILABLE)
+
+
+def _is_unavailable(v: Any) -> bool:
+    return any(v == f and type(v) is type(f) for f in _UNAVAILABLE_FORMS)
+
+
+def _has_unavailable(values: Any) -> bool:
+    """Whether any value of a row is a TOAST placeholder (fast: containment checks in C)."""
+    return any(form in values for form in _UNAVAILABLE_FORMS)
+
 
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -91,6 +137,7 @@ class _TablePlan:
     keyless: list[_Unit] = field(default_factory=list)
     truncate: bool = False
     count: int = 0
+    skip: bool = False  # nothing to do: only deletes for a table that does not exist
 
     def all_units(self) -> list[_Unit]:
         return [*self.units.values(), *self.keyless]
@@ -307,9 +354,10 @@ class DatabaseSink(Sink):
                 continue
             row = None if is_delete else rec.after
             partial = False
-            if row is not None and UNAVAILABLE in row.values():
-                # unchanged TOASTed values: keep what the target (or this batch) has
-                row = {k: v for k, v in row.items() if v != UNAVAILABLE}
+            if row is not None and _has_unavailable(row.values()):
+                # unchanged TOASTed values (text, bytes, array... forms): keep what the
+                # target (or this batch) has
+                row = {k: v for k, v in row.items() if not _is_unavailable(v)}
                 partial = True
             keys = plan.key_columns
             if not keys:
@@ -429,6 +477,11 @@ class DatabaseSink(Sink):
         dialect = self.dialect
         with self.engine.begin() as conn:
             known = self._known_columns(conn, name)
+            if known is None and all(u.row is None for u in plan.all_units()):
+                # Only deletes (or tombstones, truncates) for a table never created: the rows
+                # do not exist, so there is nothing to do -- not an error.
+                plan.skip = True
+                return
             if known is None:
                 if not evolve:
                     _fail_all(
@@ -541,6 +594,8 @@ class DatabaseSink(Sink):
         self, conn: Connection, plans: dict[str, _TablePlan], units: Iterable[_Unit] | None = None
     ) -> None:
         for plan in plans.values():
+            if plan.skip:
+                continue
             self._write_table(conn, plan, plan.all_units() if units is None else list(units))
 
     def _write_table(
@@ -662,6 +717,8 @@ class DatabaseSink(Sink):
             tx = conn.begin()
             try:
                 for plan in plans.values():
+                    if plan.skip:
+                        continue
                     if plan.truncate:
                         conn.execute(sa.delete(sa.table(plan.name, schema=self.rcfg.target_schema)))
                     for unit in plan.all_units():
