@@ -30,6 +30,7 @@ __all__ = [
     "Record",
     "connect_check",
     "jvm_available",
+    "mysql_properties",
     "postgres_properties",
     "run_engine",
     "start_jvm",
@@ -154,6 +155,37 @@ def postgres_properties(
         "slot.drop.on.stop": "true",
         "status.update.interval.ms": "200",
         "poll.interval.ms": "50",
+    }
+    props.update({k: str(v) for k, v in extra.items()})
+    return {k: str(v) for k, v in {**props, "topic.prefix": prefix}.items()}
+
+
+def mysql_properties(
+    host: str,
+    port: int,
+    user: str,
+    password: str,
+    prefix: str,
+    server_id: int,
+    tables: list[str],
+    **extra: Any,
+) -> dict[str, str]:
+    """Debezium MySQL connector properties: the given ``database.table`` names, schema history
+    in memory, schema changes on (Debezium's default). For MariaDB, point ``host``/``port`` at
+    :class:`tests.conformance.mysql_proxy.MySqlRewriteProxy`."""
+    props = {
+        "connector.class": "io.debezium.connector.mysql.MySqlConnector",
+        "database.hostname": host,
+        "database.port": port,
+        "database.user": user,
+        "database.password": password,
+        "database.server.id": server_id,
+        "database.include.list": ",".join(sorted({t.split(".")[0] for t in tables})),
+        "table.include.list": ",".join(tables),
+        "schema.history.internal": "io.debezium.relational.history.MemorySchemaHistory",
+        "database.ssl.mode": "disabled",
+        "connect.timeout.ms": "10000",
+        "snapshot.mode": "initial",
     }
     props.update({k: str(v) for k, v in extra.items()})
     return {k: str(v) for k, v in {**props, "topic.prefix": prefix}.items()}

@@ -77,7 +77,7 @@ def _quoted_values(column_type: str) -> tuple[str, ...]:
 
 
 _WIDE = Context(prec=100)
-_NOW = re.compile(r"^(current_timestamp|now|localtime|localtimestamp)(\(\d*\))?$", re.I)
+NOW_DEFAULT = re.compile(r"^(current_timestamp|now|localtime|localtimestamp)(\(\d*\))?$", re.I)
 
 
 def default_text(raw: Any) -> str | None:
@@ -112,7 +112,7 @@ def parse_default(c: ColumnInfo, text: str | None) -> Any:
             m = re.match(r"^b'([01]*)'$", text)
             return int(m.group(1) or "0", 2) if m else int(text)
         if t in (T.DATE, T.DATETIME2, T.TIMESTAMP2):
-            if _NOW.match(text):
+            if NOW_DEFAULT.match(text):
                 return 0  # Debezium: CURRENT_TIMESTAMP defaults become the epoch
             is_zero, us = parse_datetime(text)
             if is_zero:

@@ -17,10 +17,11 @@ import orjson
 
 from cdc_bridge.envelope import CONNECTOR_VERSION, Record, source_schema
 from cdc_bridge.events import CONNECTOR_MYSQL
+from cdc_bridge.sources.mysql.schema import NOW_DEFAULT as _NOW
 from cdc_bridge.sources.mysql.schema import default_text
 
 __all__ = [
-    "changes_for",
+    "ddl_events",
     "ddl_tables",
     "schema_change_record",
     "snapshot_preamble",
@@ -245,7 +246,7 @@ def ddl_tables(ddl: str, default_db: str) -> list[tuple[str, str, str]]:
 # information_schema DATA_TYPE -> java.sql.Types code, as Debezium's MySQL DDL parser assigns
 _JDBC = {
     "bit": -7,
-    "tinyint": -6,
+    "tinyint": 5,
     "smallint": 5,
     "mediumint": 4,
     "int": 4,
@@ -284,8 +285,11 @@ _TYPE_ARGS = re.compile(r"^\w+\s*\(([^)]*)\)")
 
 
 def _length_scale(data_type: str, column_type: str) -> tuple[int | None, int | None]:
-    if data_type in ("enum", "set"):
+    if data_type == "enum":
         return 1, None
+    if data_type == "set":  # the longest value: all members, comma-separated
+        members = [v[1:-1].replace("''", "'") for v in _enum_values(column_type)]
+        return len(",".join(members)), None
     m = _TYPE_ARGS.match(column_type)
     if not m:
         return None, None
@@ -301,8 +305,9 @@ def _length_scale(data_type: str, column_type: str) -> tuple[int | None, int | N
 
 
 def _enum_values(column_type: str) -> list[str]:
+    """The ENUM/SET values as Debezium lists them: the quoted SQL literals."""
     inner = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
-    return [m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner)]
+    return re.findall(r"'(?:[^']|'')*'", inner)
 
 
 def table_definition(cur: Any, database: str, table: str) -> dict[str, Any] | None:
@@ -333,13 +338,16 @@ def table_definition(cur: Any, database: str, table: str) -> dict[str, Any] | No
     )
     pk = [_s(r[0]) for r in cur.fetchall()]
     columns = []
-    for pos, (name, dt, ctype, nullable, cs, default, extra, comment, _key) in enumerate(rows, 1):
+    for pos, (name, dt, ctype, nullable, cs, default, extra, _comment, _key) in enumerate(rows, 1):
         data_type = _s(dt).lower()
         column_type = _s(ctype).lower()
         unsigned = " unsigned" in column_type
         type_name = data_type.upper() + (" UNSIGNED" if unsigned else "")
         length, scale = _length_scale(data_type, column_type)
         default_expr = default_text(default)
+        if default_expr is not None and _NOW.match(default_expr):
+            default_expr = "1970-01-01 00:00:00"  # Debezium: CURRENT_TIMESTAMP -> the epoch
+        auto = "auto_increment" in _s(extra or "").lower()
         columns.append(
             {
                 "name": _s(name),
@@ -352,9 +360,9 @@ def table_definition(cur: Any, database: str, table: str) -> dict[str, Any] | No
                 "scale": scale,
                 "position": pos,
                 "optional": _s(nullable) == "YES",
-                "autoIncremented": "auto_increment" in _s(extra or "").lower(),
-                "generated": False,
-                "comment": _s(comment) or None,
+                "autoIncremented": auto,
+                "generated": auto,  # Debezium's "generated" means a server-made value
+                "comment": None,  # Debezium's MySQL parser does not keep column comments
                 "defaultValueExpression": default_expr,
                 "enumValues": _enum_values(column_type) if data_type in ("enum", "set") else None,
             }
@@ -375,17 +383,38 @@ def table_id(database: str, table: str) -> str:
     return f'"{database}"."{table}"'
 
 
-def changes_for(cur: Any, ddl: str, default_db: str) -> tuple[list[dict[str, Any]], str | None]:
-    """The ``tableChanges`` of one DDL statement and the table it names (for source.table)."""
-    out = []
-    first: str | None = None
-    for kind, db, tb in ddl_tables(ddl, default_db):
-        first = first or tb
+def ddl_events(
+    cur: Any, ddl: str, default_db: str
+) -> list[tuple[str, str | None, str, list[dict[str, Any]]]]:
+    """``(database, table, ddl, tableChanges)`` for each schema-change record of one DDL
+    statement. A DROP TABLE of several tables becomes one record per table with the statement
+    rewritten to name it (``DROP TABLE `db`.`t```), as Debezium does."""
+    touched = ddl_tables(ddl, default_db)
+    if (
+        touched
+        and all(kind == "DROP" for kind, _, _ in touched)
+        and _DROP.match(_COMMENTS.sub(" ", ddl).strip())
+    ):
+        if_exists = re.search(r"^\s*DROP\s+(?:TEMPORARY\s+)?TABLE\s+IF\s+EXISTS\b", ddl, re.I)
+        head = "DROP TABLE IF EXISTS" if if_exists else "DROP TABLE"
+        return [
+            (
+                db,
+                tb,
+                f"{head} `{db}`.`{tb}`",
+                [{"type": "DROP", "id": table_id(db, tb), "table": None}],
+            )
+            for _, db, tb in touched
+        ]
+    changes = []
+    for kind, db, tb in touched:
         definition = None if kind == "DROP" else table_definition(cur, db, tb)
         if kind != "DROP" and definition is None:
             continue  # gone again since (a later DDL dropped it): nothing to describe
-        out.append({"type": kind, "id": table_id(db, tb), "table": definition})
-    return out, first
+        changes.append({"type": kind, "id": table_id(db, tb), "table": definition})
+    # The statement's own database (ALTER TABLE shop.orders ...) wins over the session's.
+    db = touched[0][1] if touched else default_db
+    return [(db, touched[0][2] if touched else None, ddl, changes)]
 
 
 def snapshot_preamble(
@@ -418,6 +447,7 @@ def snapshot_preamble(
     cur.execute("SELECT @@character_set_server, @@collation_server")
     cs, coll = (_s(v) for v in cur.fetchone())
     add("", None, f"SET character_set_server={cs}, collation_server={coll}", [])
+    tables = sorted(tables)  # Debezium goes through the tables in name order
     for db, tb in tables:
         add(
             db,

@@ -49,7 +49,7 @@ from cdc_bridge.sources.mysql.checks import ServerInfo, binlog_status, check_ser
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
 from cdc_bridge.sources.mysql.offset import GtidTracker, MySqlOffset, merge_mariadb_gtid
 from cdc_bridge.sources.mysql.schema import TableState, load_columns, merge_table_map
-from cdc_bridge.sources.mysql.schema_change import changes_for, schema_change_record, source_block
+from cdc_bridge.sources.mysql.schema_change import ddl_events, schema_change_record, source_block
 from cdc_bridge.sources.mysql.snapshot import run_snapshot
 from cdc_bridge.types.mysql import TypeOptions
 
@@ -279,29 +279,34 @@ class MySqlSource(Source):
             return schema not in SYSTEM_SCHEMAS
         return (schema, table) in self._wanted
 
-    def _schema_change(self, ctx: SourceContext, q: Query, gtid: str | None, file: str) -> Any:
+    def _schema_changes(
+        self, ctx: SourceContext, q: Query, gtid: str | None, file: str
+    ) -> list[Any]:
         conn = connect(self.config.connect_args(), f"sources.{self.config.name}")
         try:
-            changes, table = changes_for(conn.cursor(), q.query, q.db)
+            events = ddl_events(conn.cursor(), q.query, q.db)
         finally:
             conn.close()
-        # The statement's own database (ALTER TABLE shop.orders ...) wins over the session's.
-        db = changes[0]["id"].split('"')[1] if changes else q.db
-        source = source_block(
-            self.config.name,
-            ts_ms=q.ts * 1000,
-            snapshot=SNAPSHOT_FALSE,
-            db=db,
-            table=table,
-            server_id=q.server_id,
-            gtid=gtid,
-            file=file,
-            pos=q.pos,
-            thread=q.thread_id,
-        )
-        return schema_change_record(
-            self.config.name, source, db, q.query, changes, ctx.encoder.schemas
-        )
+        out = []
+        for db, table, ddl, changes in events:
+            source = source_block(
+                self.config.name,
+                ts_ms=q.ts * 1000,
+                snapshot=SNAPSHOT_FALSE,
+                db=db,
+                table=table,
+                server_id=q.server_id,
+                gtid=gtid,
+                file=file,
+                pos=q.pos,
+                thread=q.thread_id,
+            )
+            out.append(
+                schema_change_record(
+                    self.config.name, source, db, ddl, changes, ctx.encoder.schemas
+                )
+            )
+        return out
 
     def _captured_db(self, db: str, query: str) -> bool:
         if self.config.tables is None:
@@ -504,7 +509,7 @@ class MySqlSource(Source):
                             extra_flush = batch
                             batch = []
                             ctx.emit(extra_flush, None)
-                        extra.append(self._schema_change(ctx, ev, txn_gtid, file))
+                        extra.extend(self._schema_changes(ctx, ev, txn_gtid, file))
                     commit(ev.end_pos)
                     flush()
             elif t is RowsQuery:
