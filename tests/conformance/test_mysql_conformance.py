@@ -87,7 +87,7 @@ TYPES: list[tuple[str, str, str, str, str]] = [
     ("c_enum", "enum('x','y','z')", "'y'", "'x'", "'z'"),
     ("c_set", "set('a','b','c')", "'c,a'", "''", "'a,b,c'"),
     ("c_point", "point", "ST_GeomFromText('POINT(1 2)')", "ST_GeomFromText('POINT(0 0)')",
-     "ST_GeomFromText('POINT(-1.5 1e300)', 4326)"),
+     "ST_GeomFromText('POINT(-1.5 1e10)', 3857)"),
     ("c_line", "linestring", "ST_GeomFromText('LINESTRING(0 0,1 1,2 0)')",
      "ST_GeomFromText('LINESTRING(0 0,1 1)')", "ST_GeomFromText('LINESTRING(5 5,6 6)', 3857)"),
     ("c_poly", "polygon", "ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))')",
@@ -274,10 +274,9 @@ def test_mysql_matches_debezium(
     tables = [f"{server.name}.{t}" for t in TABLES]
     dbz_prefix, our_prefix = unique_prefix("dbzmy"), unique_prefix("cbmy")
     with contextlib.ExitStack() as stack:
-        host, port = server.host, server.port
-        if server.mariadb:
-            proxy = stack.enter_context(MySqlRewriteProxy(server.host, server.port))
-            host, port = "127.0.0.1", proxy.port
+        # MariaDB 10.11 and MySQL before 8.2 lack SHOW BINARY LOG STATUS
+        proxy = stack.enter_context(MySqlRewriteProxy(server.host, server.port))
+        host, port = "127.0.0.1", proxy.port
         engine = debezium(
             mysql_properties(
                 host, port, server.user, server.password, dbz_prefix, next(_server_ids), tables

@@ -52,3 +52,25 @@ def test_column_details_as_debezium_writes_them() -> None:
     assert _length_scale("int", "int(10) unsigned") == (10, None)
     assert _length_scale("datetime", "datetime") == (None, None)
     assert _length_scale("timestamp", "timestamp(3)") == (3, None)
+
+
+def test_column_defaults_as_canonical_values() -> None:
+    from cdc_bridge.sources.mysql.rows import ColumnInfo, T
+    from cdc_bridge.sources.mysql.schema import _is_expression, default_text, parse_default
+
+    def d(t: int, raw: object, extra: str = "", **kw: object) -> object:
+        c = ColumnInfo("c", t, **kw)  # type: ignore[arg-type]
+        return parse_default(c, default_text(raw), _is_expression(raw, extra))
+
+    assert d(T.VARCHAR, "'it''s'") == "it's"  # MariaDB quotes literals
+    assert d(T.VARCHAR, "anon") == "anon"  # MySQL does not
+    assert d(T.VARCHAR, "NULL") is None and d(T.VARCHAR, None) is None
+    assert d(T.VARCHAR, "uuid()") is None  # an expression, evaluated per row
+    assert d(T.VARCHAR, "(uuid())", "DEFAULT_GENERATED") is None
+    assert d(T.LONG, "7") == 7
+    assert d(T.NEWDECIMAL, "1.25", scale=2) == 125
+    assert d(T.DATETIME2, "'2001-02-03 04:05:06'") == 981173106_000_000
+    assert d(T.TIMESTAMP2, "current_timestamp()") == 0  # Debezium: the epoch
+    assert d(T.DATE, "'0000-00-00'") is None
+    assert d(T.TIME2, "'-01:00:00'") == -3600_000_000
+    assert d(T.BIT, "b'101'") == 5

@@ -96,9 +96,23 @@ def default_text(raw: Any) -> str | None:
     return text
 
 
-def parse_default(c: ColumnInfo, text: str | None) -> Any:
-    """A column default as the canonical value the row decoders produce (None if unknown)."""
-    if text is None:
+_CALL = re.compile(r"^[A-Za-z_][\w$]*\s*\(.*\)$", re.S)
+
+
+def _is_expression(raw: Any, extra: Any) -> bool:
+    """Whether a COLUMN_DEFAULT is an expression (uuid(), a + 1) rather than a literal: MySQL
+    8 flags them DEFAULT_GENERATED; MariaDB quotes literal strings, so an unquoted function
+    call is an expression."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+    if "default_generated" in str(extra or "").lower():
+        return not NOW_DEFAULT.match(text)
+    return bool(_CALL.match(text)) and not NOW_DEFAULT.match(text)
+
+
+def parse_default(c: ColumnInfo, text: str | None, expression: bool = False) -> Any:
+    """A column default as the canonical value the row decoders produce (None if unknown, or
+    an expression evaluated per row)."""
+    if text is None or expression:
         return None
     t = c.type
     try:
@@ -191,7 +205,7 @@ def load_columns(
         if name in json_cols:
             c.is_json = True
         default_text_ = default_text(default_raw)
-        c.default = parse_default(c, default_text_)
+        c.default = parse_default(c, default_text_, _is_expression(default_raw, extra))
         c.extra.update(
             position=pos,
             default_text=default_text_,
