@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.conformance.debezium import Record
@@ -268,6 +270,7 @@ def _payload_diff(
     b: Mapping[str, Any],
     out: list[str],
     volatile_source: frozenset[str],
+    exact_streaming: frozenset[str] = frozenset(),
 ) -> None:
     path = "value.payload"
     if list(a) != list(b):
@@ -280,12 +283,13 @@ def _payload_diff(
             _volatile(a[k], b[k], f"{path}.{k}", out)
         elif k == "source" and isinstance(a[k], dict) and isinstance(b[k], dict):
             sa, sb = a[k], b[k]
+            streaming = sa.get("snapshot") == "false" and sb.get("snapshot") == "false"
             if list(sa) != list(sb):
                 out.append(f"{path}.source: fields debezium {list(sa)} != cdc-bridge {list(sb)}")
             for f in sa:
                 if f not in sb:
                     continue
-                if f in volatile_source:
+                if f in volatile_source and not (streaming and f in exact_streaming):
                     _volatile(sa[f], sb[f], f"{path}.source.{f}", out)
                 else:
                     _diff(sa[f], sb[f], f"{path}.source.{f}", out, ordered=True)
@@ -297,7 +301,9 @@ def _payload_diff(
             out.append(f"{path}: relation {name!r}: debezium {holds} != cdc-bridge {rb.get(name)}")
 
 
-def _record_diff(a: Parsed, b: Parsed, volatile_source: frozenset[str]) -> list[str]:
+def _record_diff(
+    a: Parsed, b: Parsed, volatile_source: frozenset[str], exact_streaming: frozenset[str]
+) -> list[str]:
     out: list[str] = []
     if (a.key is None) != (b.key is None):
         out.append(f"key: debezium {_show(a.key)} != cdc-bridge {_show(b.key)}")
@@ -313,7 +319,7 @@ def _record_diff(a: Parsed, b: Parsed, volatile_source: frozenset[str]) -> list[
     _schema_fields_diff(a.value.get("schema"), b.value.get("schema"), "value.schema", out)
     pa, pb = a.value.get("payload"), b.value.get("payload")
     if isinstance(pa, dict) and isinstance(pb, dict):
-        _payload_diff(pa, pb, out, volatile_source)
+        _payload_diff(pa, pb, out, volatile_source, exact_streaming)
     else:
         _diff(pa, pb, "value.payload", out, ordered=True)
     return out
@@ -347,11 +353,15 @@ def compare(
     volatile_source: Iterable[str] = VOLATILE_SOURCE,
     ignore: Mapping[str, str] | None = None,
     topics: Callable[[str], bool] | None = None,
+    exact_streaming_source: Iterable[str] = (),
 ) -> Comparison:
-    """Compare two captures. ``ignore`` maps glob patterns over ``"<topic> <path>"`` to the
-    reason a difference is deliberate (each must be listed in docs/compatibility.md);
-    ``topics`` selects the topics to compare (default: all)."""
+    """Compare two captures. ``ignore`` maps glob patterns over ``"<topic> <difference>"`` to
+    the reason a difference is known (each must be listed in docs/compatibility.md);
+    ``topics`` selects the topics to compare (default: all); ``exact_streaming_source`` names
+    volatile ``source`` fields compared exactly in streamed events (both captures read the
+    same log, e.g. a PostgreSQL ``lsn``)."""
     vol = frozenset(volatile_source)
+    exact = frozenset(exact_streaming_source)
     dbz = group_by_topic(parse_record(r, debezium_prefix) for r in debezium)
     mine = group_by_topic(parse_record(r, our_prefix) for r in ours)
     result = Comparison()
@@ -385,7 +395,7 @@ def compare(
             )
         for i, (x, y) in enumerate(zip(a, b, strict=False)):
             result.compared += 1
-            for line in _record_diff(x, y, vol):
+            for line in _record_diff(x, y, vol, exact):
                 add(topic, f"#{i} {x.label()}", line)
     for k in order:
         wheres = [w for w in seen[k] if w]
@@ -398,8 +408,30 @@ def compare(
     return result
 
 
+def dump(path: str | os.PathLike[str], records: Sequence[Record]) -> None:
+    """Write records as JSON lines (topic, key, value decoded) for a closer look."""
+    with open(path, "w") as f:
+        for topic, key, value in records:
+            line = {
+                "topic": topic,
+                "key": json.loads(key) if key is not None else None,
+                "value": json.loads(value) if value is not None else None,
+            }
+            f.write(json.dumps(line) + "\n")
+
+
 def assert_conform(debezium: Sequence[Record], ours: Sequence[Record], **kw: Any) -> Comparison:
-    """:func:`compare`, failing with the diff when anything differs."""
+    """:func:`compare`, failing with the diff when anything differs. With the environment
+    variable ``CDC_CONFORMANCE_DUMP`` set to a directory, both captures and the full report are
+    written there (``debezium.jsonl``, ``cdc-bridge.jsonl``, ``report.txt``)."""
     result = compare(debezium, ours, **kw)
+    out = os.environ.get("CDC_CONFORMANCE_DUMP")
+    if out:
+        d = Path(out)
+        d.mkdir(parents=True, exist_ok=True)
+        name = kw.get("debezium_prefix", "dbz")
+        dump(d / f"{name}-debezium.jsonl", debezium)
+        dump(d / f"{name}-cdc-bridge.jsonl", ours)
+        (d / f"{name}-report.txt").write_text(result.report(limit=100_000) + "\n")
     assert result, result.report()
     return result

@@ -280,11 +280,19 @@ class DebeziumEngine:
             return
         import jpype
 
+        deadline = time.monotonic() + timeout
         try:
-            self._engine.close()
-        except jpype.JException as exc:  # already shut down after a failure
-            if "already" not in str(exc.getMessage()):
-                raise
+            while True:
+                try:
+                    self._engine.close()
+                    break
+                except jpype.JException as exc:
+                    msg = str(exc.getMessage())
+                    if "already" in msg:  # shut down after a failure
+                        break
+                    if "starting" not in msg or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)  # "Cannot stop engine while tasks are starting"
         finally:
             self._done.wait(timeout)
             self._thread.join(int(timeout * 1000))

@@ -217,4 +217,4 @@ def test_table_without_key_snapshots_in_batches_and_streams_with_null_keys(
         ("c", 351),
         ("d", 1),
     ]
-    assert all(k is None for k, _v in recs)  # no key: null keys, and no tombstones
+    assert all(k is None for k, _v in recs)  # no key: null keys (also on tombstones)
