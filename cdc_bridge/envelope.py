@@ -178,8 +178,8 @@ def topic_name(source_name: str, namespace: str, table: str) -> str:
     return sanitize_topic_name(f"{source_name}.{namespace}.{table}")
 
 
-# Debezium versions some ``source`` struct schemas (the PostgreSQL one is version 1).
-_SOURCE_SCHEMA_VERSIONS: dict[str, int] = {CONNECTOR_POSTGRES: 1}
+# Debezium versions some ``source`` struct schemas (PostgreSQL and MySQL: version 1).
+_SOURCE_SCHEMA_VERSIONS: dict[str, int] = {CONNECTOR_POSTGRES: 1, CONNECTOR_MYSQL: 1}
 
 
 def source_schema(connector: str) -> dict[str, Any]:

@@ -34,7 +34,14 @@ _EPOCH = dt.datetime(1970, 1, 1)
 class TypeOptions:
     """The per-source switches that change encodings."""
 
-    __slots__ = ("bigint_unsigned", "binary", "decimal", "mariadb_json", "zero_dates")
+    __slots__ = (
+        "bigint_unsigned",
+        "binary",
+        "decimal",
+        "mariadb_json",
+        "replace_null_with_default",
+        "zero_dates",
+    )
 
     def __init__(
         self,
@@ -43,12 +50,14 @@ class TypeOptions:
         bigint_unsigned: BigintMode = "long",
         zero_dates: str = "auto",
         mariadb_json: JsonMode = "string",
+        replace_null_with_default: bool = False,
     ) -> None:
         self.zero_dates = zero_dates
         self.decimal = decimal
         self.binary = binary
         self.bigint_unsigned = bigint_unsigned
         self.mariadb_json = mariadb_json
+        self.replace_null_with_default = replace_null_with_default
 
 
 def _schema(type_: str, optional: bool, name: str | None = None, **params: str) -> dict[str, Any]:

@@ -55,6 +55,13 @@ class MySqlSourceConfig(SourceConfigBase):
         "MariaDB, binlog_rows_query_log_events on MySQL).",
         examples=[False],
     )
+    replace_null_with_default: bool = Field(
+        False,
+        description="Write a column's default value instead of NULL, as Kafka Connect's "
+        "JsonConverter does behind Debezium (`replace.null.with.default=true`). Off: a NULL "
+        "stays null (the schema still carries the default).",
+        examples=[False],
+    )
     mariadb_json: Literal["string", "json"] = Field(
         "string",
         description="MariaDB JSON columns (LONGTEXT with a json_valid() check): a plain "

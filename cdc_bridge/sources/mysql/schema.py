@@ -283,7 +283,7 @@ def merge_table_map(
 class TableState:
     """One version of a captured table: Connect schema plus a fast payload builder."""
 
-    __slots__ = ("columns", "convs", "names", "schema")
+    __slots__ = ("columns", "convs", "defaults", "names", "schema")
 
     def __init__(
         self,
@@ -307,6 +307,12 @@ class TableState:
             if conv is not None:
                 convs.append((i, conv))
         self.convs = tuple(convs)
+        # replace_null_with_default: (index, payload default) of the columns that have one
+        self.defaults: tuple[tuple[int, Any], ...] = ()
+        if opts.replace_null_with_default:
+            self.defaults = tuple(
+                (i, f.schema["default"]) for i, f in enumerate(fields) if "default" in f.schema
+            )
         self.schema = TableSchema(
             connector=CONNECTOR_MYSQL,
             source_name=source_name,
@@ -323,4 +329,7 @@ class TableState:
             v = values[i]
             if v is not None:
                 values[i] = conv(v)
+        for i, default in self.defaults:
+            if values[i] is None:
+                values[i] = default
         return dict(zip(self.names, values, strict=False))

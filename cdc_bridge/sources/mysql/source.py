@@ -107,6 +107,7 @@ class MySqlSource(Source):
             bigint_unsigned=config.bigint_unsigned_handling,
             zero_dates=config.zero_dates,
             mariadb_json=config.mariadb_json,
+            replace_null_with_default=config.replace_null_with_default,
         )
         self.info: ServerInfo | None = None
         self.stream: BinlogStream | None = None
