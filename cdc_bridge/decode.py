@@ -128,7 +128,9 @@ class EnvelopeDecoder:
 
         if value_bytes is None:
             if key is None:
-                raise RecordError("tombstone without a key", code="invalid_tombstone")
+                # Debezium follows a delete on a keyless table with a tombstone whose key is
+                # null too: the delete event carried the row, there is nothing to apply.
+                raise SupersededChange(f"{topic}[{partition}]@{offset}: tombstone without a key")
             return SinkRecord(
                 topic,
                 partition,
@@ -211,9 +213,10 @@ class EnvelopeDecoder:
 
 
 class SupersededChange(Exception):
-    """A change with nothing to apply because a later change on the same key supersedes it
-    (a MongoDB update whose full document was already gone at lookup time). Routes count it as
-    skipped, like a filtered record."""
+    """A record with nothing to apply: a change that a later change on the same key supersedes
+    (a MongoDB update whose full document was already gone at lookup time), or the null-key
+    tombstone that follows a delete on a keyless table. Routes count it as skipped, like a
+    filtered record."""
 
 
 def _row(value: Any, name: str) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from cdc_bridge.events import (
     OP_UPDATE,
     ChangeEvent,
     TableSchema,
+    sanitize_topic_name,
 )
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "decode_json_record",
     "envelope_schema",
     "key_schema",
+    "sanitize_topic_name",
     "source_schema",
     "topic_name",
 ]
@@ -103,6 +105,8 @@ _CONNECTOR_SOURCE_FIELDS: dict[str, list[dict[str, Any]]] = {
         _f("txId", "int64", True),
         _f("lsn", "int64", True),
         _f("xmin", "int64", True),
+        _f("origin", "string", True),
+        _f("origin_lsn", "int64", True),
     ],
     CONNECTOR_MYSQL: [
         _f("table", "string", True),
@@ -169,19 +173,28 @@ _UPDATE_DESCRIPTION_FIELD = {
 
 
 def topic_name(source_name: str, namespace: str, table: str) -> str:
-    """``<source name>.<schema or database>.<table>`` (the source name is the topic prefix)."""
-    return f"{source_name}.{namespace}.{table}"
+    """``<source name>.<schema or database>.<table>`` (the source name is the topic prefix),
+    with characters illegal in Kafka topic names replaced by ``_`` as Debezium does."""
+    return sanitize_topic_name(f"{source_name}.{namespace}.{table}")
+
+
+# Debezium versions some ``source`` struct schemas (PostgreSQL and MySQL: version 1).
+_SOURCE_SCHEMA_VERSIONS: dict[str, int] = {CONNECTOR_POSTGRES: 1, CONNECTOR_MYSQL: 1}
 
 
 def source_schema(connector: str) -> dict[str, Any]:
     """The Connect schema of the ``source`` block for one connector kind."""
-    return {
+    schema: dict[str, Any] = {
         "type": "struct",
         "fields": _COMMON_SOURCE_FIELDS + _CONNECTOR_SOURCE_FIELDS[connector],
         "optional": False,
         "name": SOURCE_SCHEMA_NAMES[connector],
-        "field": "source",
     }
+    version = _SOURCE_SCHEMA_VERSIONS.get(connector)
+    if version is not None:
+        schema["version"] = version
+    schema["field"] = "source"
+    return schema
 
 
 def _column_fields(table: TableSchema) -> list[dict[str, Any]]:
@@ -374,7 +387,8 @@ class EnvelopeEncoder:
                 "ts_ns": now_ns,
             }
             append((topic, key_bytes, codec.value_prefix + dumps(payload) + codec.suffix))
-            if op == OP_DELETE and tombstones and key_bytes is not None:
+            if op == OP_DELETE and tombstones:
+                # also for keyless tables (null key), as Debezium does
                 append((topic, key_bytes, None))
         return out
 

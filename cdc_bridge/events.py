@@ -8,6 +8,7 @@ envelope encoder then only assembles and serialises; it never looks at column ty
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +25,15 @@ __all__ = [
     "OP_UPDATE",
     "SNAPSHOT_FALSE",
     "SNAPSHOT_FIRST",
+    "SNAPSHOT_FIRST_IN_DATA_COLLECTION",
     "SNAPSHOT_LAST",
+    "SNAPSHOT_LAST_IN_DATA_COLLECTION",
     "SNAPSHOT_TRUE",
     "ChangeEvent",
     "Column",
     "Row",
     "TableSchema",
+    "sanitize_topic_name",
 ]
 
 OP_CREATE = "c"
@@ -44,11 +48,22 @@ SNAPSHOT_FALSE = "false"
 SNAPSHOT_TRUE = "true"
 SNAPSHOT_FIRST = "first"
 SNAPSHOT_LAST = "last"
+SNAPSHOT_FIRST_IN_DATA_COLLECTION = "first_in_data_collection"
+SNAPSHOT_LAST_IN_DATA_COLLECTION = "last_in_data_collection"
 SNAPSHOT_INCREMENTAL = "incremental"
 
 CONNECTOR_POSTGRES = "postgresql"
 CONNECTOR_MYSQL = "mysql"
 CONNECTOR_MONGODB = "mongodb"
+
+_TOPIC_ILLEGAL = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sanitize_topic_name(name: str) -> str:
+    """Replace every character Kafka does not allow in a topic name with ``_``, as Debezium's
+    topic naming strategy does (``shop.public.Order Items`` -> ``shop.public.Order_Items``)."""
+    return _TOPIC_ILLEGAL.sub("_", name)
+
 
 # A row: column name -> Connect JSON payload value, in the table's column order.
 Row = dict[str, Any]
@@ -89,7 +104,7 @@ class TableSchema:
 
     def __post_init__(self) -> None:
         if not self.topic:
-            self.topic = f"{self.source_name}.{self.namespace}.{self.table}"
+            self.topic = sanitize_topic_name(f"{self.source_name}.{self.namespace}.{self.table}")
         names = {c.name for c in self.columns}
         missing = [k for k in self.key_columns if k not in names]
         if missing and self.connector != CONNECTOR_MONGODB:

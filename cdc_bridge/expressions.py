@@ -389,7 +389,7 @@ class _Parser:
             op = self.next().value
             right = self.unary()
             left = _Node(
-                _binary(_arith(op), left.fn, right.fn), type="float64" if op == "/" else None
+                _binary(_arith(op), left.fn, right.fn), type="double" if op == "/" else None
             )
         return left
 
@@ -425,7 +425,7 @@ class _Parser:
         tok = self.next()
         if tok.kind == "number":
             v = tok.value
-            return _Node(lambda e: v, type="float64" if isinstance(v, float) else "int64")
+            return _Node(lambda e: v, type="double" if isinstance(v, float) else "int64")
         if tok.kind == "string":
             s = tok.value
             return _Node(lambda e: s, type="string")

@@ -82,7 +82,7 @@ def constant_schema(value: Scalar) -> dict[str, Any]:
     if isinstance(value, int):
         return {"type": "int64", "optional": True}
     if isinstance(value, float):
-        return {"type": "float64", "optional": True}
+        return {"type": "double", "optional": True}  # JsonConverter's name
     return {"type": "string", "optional": True}
 
 

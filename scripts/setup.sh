@@ -20,6 +20,11 @@ have_mariadb() {
     { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ]; } &&
         { command -v mariadb-install-db >/dev/null || command -v mysql_install_db >/dev/null; }
 }
+# Java 17+ runs Debezium's embedded engine, the reference of the conformance tests (tests/conformance).
+have_java() {
+    command -v java >/dev/null &&
+        java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'
+}
 have_compose() {
     command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1
 }
@@ -27,6 +32,7 @@ have_compose() {
 packages=()
 have_postgres || packages+=(postgresql)
 have_mariadb || packages+=(mariadb-server)
+have_java || packages+=(openjdk-17-jre-headless)
 if [ "${CDC_SETUP_COMPOSE:-0}" = 1 ] && ! have_compose; then packages+=(docker-compose); fi
 
 if [ ${#packages[@]} -gt 0 ]; then

@@ -101,7 +101,15 @@ def event(
         before,
         after,
         ts_us=1_700_000_000_000_000,
-        source={"schema": t.namespace, "table": t.table, "txId": 1, "lsn": 1, "xmin": None},
+        source={
+            "schema": t.namespace,
+            "table": t.table,
+            "txId": 1,
+            "lsn": 1,
+            "xmin": None,
+            "origin": None,
+            "origin_lsn": None,
+        },
     )
 
 

@@ -33,7 +33,7 @@ COMMON_SOURCE = [
     "ts_us",
     "ts_ns",
 ]
-PG_SOURCE = [*COMMON_SOURCE, "schema", "table", "txId", "lsn", "xmin"]
+PG_SOURCE = [*COMMON_SOURCE, "schema", "table", "txId", "lsn", "xmin", "origin", "origin_lsn"]
 MYSQL_SOURCE = [
     *COMMON_SOURCE,
     "table",
@@ -77,7 +77,15 @@ def pg_table(key: tuple[str, ...] = ("id",)) -> TableSchema:
 
 
 def pg_source(lsn: int = 100) -> dict[str, object]:
-    return {"schema": "public", "table": "orders", "txId": 7, "lsn": lsn, "xmin": None}
+    return {
+        "schema": "public",
+        "table": "orders",
+        "txId": 7,
+        "lsn": lsn,
+        "xmin": None,
+        "origin": None,
+        "origin_lsn": None,
+    }
 
 
 def pg_event(
@@ -209,8 +217,12 @@ def test_keyless_table_has_null_key() -> None:
     assert key is None
     _, v = check_record(topic, key, value)
     assert v is not None and v["after"] == ROW1
-    # deletes of keyless rows get no tombstone (nothing to compact)
-    assert len(EnvelopeEncoder().encode([pg_event("d", ROW1, None, table=table)])) == 1
+    # a delete of a keyless row is followed by a tombstone with a null key, as Debezium does
+    d, tombstone = EnvelopeEncoder().encode([pg_event("d", ROW1, None, table=table)])
+    assert d[1] is None and d[2] is not None and tombstone == (topic, None, None)
+    assert (
+        len(EnvelopeEncoder(tombstones=False).encode([pg_event("d", ROW1, None, table=table)])) == 1
+    )
 
 
 def test_schemas_off_bare_payloads() -> None:

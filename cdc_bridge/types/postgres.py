@@ -10,11 +10,16 @@ connection that reads row values must use them. Unknown types become strings, ne
 from __future__ import annotations
 
 import binascii
+import hashlib
 import logging
 import re
+import struct
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+import orjson
 
 __all__ = [
     "SESSION_OPTIONS",
@@ -22,6 +27,7 @@ __all__ = [
     "PgType",
     "TypeOptions",
     "builtin_array_element",
+    "column_default",
     "column_type",
     "decimal_bytes",
     "parse_array",
@@ -49,6 +55,12 @@ class TypeOptions:
     binary_handling: BinaryHandling = "bytes"
     toast_placeholder: str = "__debezium_unavailable_value"
     money_fraction_digits: int = 2
+    # Columns of types Debezium does not map are left out (its include.unknown.datatypes=false);
+    # True keeps them as their text.
+    include_unknown_types: bool = False
+    # Write a column's default instead of NULL, as Kafka's JsonConverter does by default
+    # (replace.null.with.default=true) for fields whose schema has a default.
+    replace_null_with_default: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +85,8 @@ class ColumnType:
     toast_placeholder: Any = None
     type_name: str = ""
     fallback: bool = field(default=False)
+    # Debezium leaves columns of these types out of its events (box, circle, ...).
+    skip: bool = False
 
 
 # -- builtin OIDs ------------------------------------------------------------------------------
@@ -100,6 +114,19 @@ BPCHAR, VARCHAR, DATE, TIME, TIMESTAMP, TIMESTAMPTZ, INTERVAL, TIMETZ = (
     1266,
 )
 BIT, VARBIT, NUMERIC, UUID, JSONB, CITEXT_NONE = 1560, 1562, 1700, 2950, 3802, 0
+POINT, LSEG, PATH, BOX, POLYGON, LINE, CIRCLE, TSVECTOR = 600, 601, 602, 603, 604, 628, 718, 3614
+INT4RANGE, NUMRANGE, TSRANGE, TSTZRANGE, DATERANGE, INT8RANGE = 3904, 3906, 3908, 3910, 3912, 3926
+_RANGES: Final = frozenset({INT4RANGE, NUMRANGE, TSRANGE, TSTZRANGE, DATERANGE, INT8RANGE})
+# Array element types Debezium maps (arrays of anything else, e.g. interval[], money[], xml[],
+# name[], are left out like any type it does not know).
+_ARRAY_ELEMENTS: Final = frozenset(
+    {BOOL, INT2, INT4, INT8, OID, FLOAT4, FLOAT8, NUMERIC, TEXT, VARCHAR, BPCHAR, DATE, TIME,
+     TIMETZ, TIMESTAMP, TIMESTAMPTZ, UUID, JSON, JSONB, BYTEA, INET, CIDR, MACADDR, MACADDR8,
+     BIT, VARBIT, *_RANGES}
+)  # fmt: skip
+# Extension types Debezium maps by name (PostGIS types keep their text, as before).
+_NAMED_TYPES: Final = frozenset({"citext", "hstore", "ltree", "geometry", "geography"})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 _ARRAY_ELEMENT: Final[dict[int, int]] = {
     1000: BOOL, 1001: BYTEA, 1002: CHAR, 1003: NAME, 1016: INT8, 1005: INT2, 1007: INT4,
@@ -131,9 +158,13 @@ def _bool(s: str) -> bool:
     return s[:1] == "t"  # 't' from pgoutput, 'true' from ::text
 
 
-def _float(s: str) -> float | None:
-    f = float(s)
-    return None if f != f else f  # NaN is not JSON; Debezium's JsonConverter also nulls it
+_FLOAT_SPECIAL: Final = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity"}
+
+
+def _float(s: str) -> float | str:
+    """A float; NaN and the infinities as the strings Kafka's JsonConverter writes for them."""
+    special = _FLOAT_SPECIAL.get(s)
+    return special if special is not None else float(s)
 
 
 def _b64(b: bytes) -> str:
@@ -203,7 +234,7 @@ def _money_text(s: str) -> str:
 def _days_from_civil(y: int, m: int, d: int) -> int:
     """Days since 1970-01-01 in the proleptic Gregorian calendar (any year, also BC)."""
     y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
+    era = y // 400  # Python's // floors: no adjustment for negative years
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
@@ -256,7 +287,8 @@ def _timestamp_us(s: str) -> int:
     if s == "-infinity":
         return _TS_NEG_INF
     days, rest = _split_ts(s)
-    return days * 86_400_000_000 + _time_us(rest)
+    # PostgreSQL's range reaches past int64 microseconds (year 294276): clamp, never overflow.
+    return min(max(days * 86_400_000_000 + _time_us(rest), _INT64_MIN), _INT64_MAX)
 
 
 def _timestamp_ms(s: str) -> int:
@@ -287,7 +319,7 @@ def _fmt_time_us(us: int) -> str:
 
 def _civil_from_days(z: int) -> tuple[int, int, int]:
     z += 719468
-    era = (z if z >= 0 else z - 146096) // 146097
+    era = z // 146097
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
     y = yoe + era * 400
@@ -298,9 +330,18 @@ def _civil_from_days(z: int) -> tuple[int, int, int]:
     return y + (m <= 2), m, d
 
 
-def _zoned_timestamp(s: str) -> str:
-    """timestamptz text -> ISO-8601 UTC string with 'Z' (Debezium ZonedTimestamp)."""
+def _zoned_timestamp(s: str, digits: int = 6) -> str:
+    """timestamptz text -> ISO-8601 UTC string with 'Z' (Debezium ZonedTimestamp), the
+    fraction padded to the column's precision ``digits`` as Debezium writes it."""
     if s.endswith("+00") and len(s) >= 22 and s[10] == " " and s[4] == "-":
+        dot = s.find(".", 19)
+        if dot < 0:
+            frac = ""
+        else:
+            frac = s[dot + 1 : -3]
+            s = s[:dot] + "+00"
+        if digits:
+            return s[:10] + "T" + s[11:-3] + "." + (frac + "000000")[:digits] + "Z"
         return s[:10] + "T" + s[11:-3] + "Z"
     if s in ("infinity", "-infinity"):
         return s
@@ -313,7 +354,22 @@ def _zoned_timestamp(s: str) -> str:
     d, tod = divmod(total, 86_400_000_000)
     y, mo, dd = _civil_from_days(d)
     year = f"{y:04d}" if y > 0 and not bc else f"{y:05d}"
-    return f"{year}-{mo:02d}-{dd:02d}T{_fmt_time_us(tod)}Z"
+    secs, frac_us = divmod(tod, 1_000_000)
+    h, rem = divmod(secs, 3600)
+    mi, se = divmod(rem, 60)
+    clock_out = f"{h:02d}:{mi:02d}:{se:02d}"
+    if digits:
+        clock_out += "." + f"{frac_us:06d}"[:digits]
+    return f"{year}-{mo:02d}-{dd:02d}T{clock_out}Z"
+
+
+def _zoned_converter(typmod: int) -> Converter:
+    digits = typmod if 0 <= typmod <= 6 else 6
+
+    def conv(s: str) -> str:
+        return _zoned_timestamp(s, digits)
+
+    return conv
 
 
 def _zoned_time(s: str) -> str:
@@ -347,7 +403,31 @@ def _interval_us(s: str) -> int:
         whole, _, frac = sec.lstrip("-").partition(".")
         sus = int(whole) * 1_000_000 + (int((frac + "000000")[:6]) if frac else 0)
         us += -sus if neg else sus
-    return us
+    # Debezium computes in double and casts to long, which saturates: so do we.
+    return min(max(us, _INT64_MIN), _INT64_MAX)
+
+
+def _bits(s: str) -> str:
+    """bit/varbit text '1010' -> Debezium Bits: little-endian bytes of the value, trailing zero
+    bytes dropped (Java ``BitSet.toByteArray``), base64."""
+    v = int(s, 2) if s else 0
+    return _b64(v.to_bytes((v.bit_length() + 7) // 8, "little"))
+
+
+def _point(s: str) -> dict[str, Any]:
+    """point text '(x,y)' -> Debezium geometry Point {x, y, wkb (little-endian WKB), srid}."""
+    x_text, _, y_text = s.strip("()").partition(",")
+    x, y = float(x_text), float(y_text)
+    wkb = b"\x01\x01\x00\x00\x00" + struct.pack("<dd", x, y)
+    return {"x": x, "y": y, "wkb": _b64(wkb), "srid": None}
+
+
+_POINT_FIELDS: Final = [
+    {"type": "double", "optional": False, "field": "x"},
+    {"type": "double", "optional": False, "field": "y"},
+    {"type": "bytes", "optional": True, "field": "wkb"},
+    {"type": "int32", "optional": True, "field": "srid"},
+]
 
 
 def _bytea(s: str) -> bytes:
@@ -518,7 +598,10 @@ def _column_type(
         )
     if oid == TIMESTAMPTZ:
         return ColumnType(
-            _s("string", optional, "io.debezium.time.ZonedTimestamp"), _zoned_timestamp, None, name
+            _s("string", optional, "io.debezium.time.ZonedTimestamp"),
+            _zoned_converter(typmod),
+            None,
+            name,
         )
     if oid == TIMETZ:
         return ColumnType(
@@ -536,6 +619,23 @@ def _column_type(
         return ColumnType(_s("string", optional, "io.debezium.data.Uuid"), None, ph, name)
     if oid == BIT and typmod == 1:
         return ColumnType(_s("boolean", optional), _bool_bit, None, name)
+    if oid in (BIT, VARBIT):
+        length = str(typmod if typmod > 0 else 2**31 - 1)
+        return ColumnType(
+            _s("bytes", optional, "io.debezium.data.Bits", length=length), _bits, None, name
+        )
+    if oid == POINT:
+        schema = {
+            "type": "struct",
+            "fields": _POINT_FIELDS,
+            "optional": optional,
+            "name": "io.debezium.data.geometry.Point",
+            "version": 1,
+            "doc": "Geometry (POINT)",
+        }
+        return ColumnType(schema, _point, None, "point")
+    if oid == TSVECTOR:
+        return ColumnType(_s("string", optional, "io.debezium.data.Tsvector"), None, ph, "tsvector")
 
     elem_oid = _ARRAY_ELEMENT.get(oid)
     info = catalog.get(oid)
@@ -544,12 +644,21 @@ def _column_type(
     if elem_oid is not None and depth == 0:
         elem = _column_type(elem_oid, typmod, True, o, catalog, depth + 1)
         items = dict(elem.schema)
+        if items.get("name") == "io.debezium.data.Enum":
+            items["optional"] = False  # as Debezium declares enum array elements
         schema = {"type": "array", "items": items, "optional": optional}
-        eph = elem.toast_placeholder
+        supported = (
+            elem_oid in _ARRAY_ELEMENTS
+            or (elem_oid in catalog and catalog[elem_oid].typtype == "e")
+            or elem.type_name in ("citext", "hstore", "ltree")
+        )
         return ColumnType(
-            schema, _array_converter(elem.convert), [eph] if eph is not None else None,
+            schema,
+            _array_converter(elem.convert),
+            _array_placeholder(elem_oid, elem, ph),
             f"_{elem.type_name}",
-        )  # fmt: skip
+            skip=elem.skip or (not supported and not o.include_unknown_types),
+        )
     if info is not None:
         if info.typtype == "e":
             schema = _s(
@@ -558,10 +667,77 @@ def _column_type(
             return ColumnType(schema, None, ph, info.name)
         if info.typtype == "d" and info.base_oid and depth < 4:
             base = _column_type(info.base_oid, typmod, optional, o, catalog, depth + 1)
-            return ColumnType(base.schema, base.convert, base.toast_placeholder, info.name)
+            return ColumnType(
+                base.schema, base.convert, base.toast_placeholder, info.name, skip=base.skip
+            )
+        if info.name == "hstore":
+            return ColumnType(
+                _s("string", optional, "io.debezium.data.Json"),
+                _hstore_json,
+                orjson.dumps({ph: ph}).decode(),
+                "hstore",
+            )
+        if info.name == "ltree":
+            return ColumnType(_s("string", optional, "io.debezium.data.Ltree"), None, ph, "ltree")
+    known = oid in _RANGES or (info is not None and info.name in _NAMED_TYPES)
     return ColumnType(
-        _s("string", optional), None, ph, info.name if info else name or str(oid), True
+        _s("string", optional),
+        None,
+        ph,
+        info.name if info else name or str(oid),
+        True,
+        skip=not known and not o.include_unknown_types,
     )
+
+
+def _array_placeholder(elem_oid: int, elem: ColumnType, ph: str) -> Any:
+    """Debezium's value for an unchanged TOASTed array: per element type, else null."""
+    if elem_oid in (TEXT, VARCHAR, JSON, JSONB):
+        return [ph]
+    if elem_oid == BYTEA:
+        return [elem.toast_placeholder]
+    if elem_oid in (INT4, DATE, INT8):
+        return [b - 256 if b > 127 else b for b in ph.encode()]  # Java's signed bytes
+    if elem_oid == UUID:
+        digest = bytearray(hashlib.md5(ph.encode()).digest())  # UUID.nameUUIDFromBytes
+        digest[6] = (digest[6] & 0x0F) | 0x30
+        digest[8] = (digest[8] & 0x3F) | 0x80
+        return [str(uuid.UUID(bytes=bytes(digest)))]
+    return None
+
+
+def _hstore_json(s: str) -> str:
+    """hstore text '"a"=>"1", "b"=>NULL' -> the JSON object text Debezium writes."""
+    out: dict[str, str | None] = {}
+    pos, n = 0, len(s)
+
+    def token(pos: int) -> tuple[str | None, int]:
+        while pos < n and s[pos] in " ,":
+            pos += 1
+        if s.startswith("NULL", pos):
+            return None, pos + 4
+        if pos >= n or s[pos] != '"':
+            raise ValueError(f"bad hstore text {s!r}")
+        pos += 1
+        buf = []
+        while s[pos] != '"':
+            if s[pos] == "\\":
+                pos += 1
+            buf.append(s[pos])
+            pos += 1
+        return "".join(buf), pos + 1
+
+    while True:
+        while pos < n and s[pos] in " ,":
+            pos += 1
+        if pos >= n:
+            break
+        key, pos = token(pos)
+        if not s.startswith("=>", pos):
+            raise ValueError(f"bad hstore text {s!r}")
+        value, pos = token(pos + 2)
+        out[key or ""] = value
+    return orjson.dumps(out).decode()
 
 
 def _bool_bit(s: str) -> bool:
@@ -603,3 +779,121 @@ def _decimal_type(oid: int, typmod: int, optional: bool, o: TypeOptions, name: s
         **{"connect.decimal.precision": str(precision)},
     )
     return ColumnType(schema, _decimal_converter(scale), None, name)
+
+
+# -- column defaults -------------------------------------------------------------------------------
+
+_LITERAL_DEFAULT = re.compile(r"'(.*)'")
+_FUNCTION_DEFAULT = re.compile(r"^[(]?[A-Za-z0-9_.]+\((?:.+(?:, ?.+)*)?\)")
+_CURRENT_DATE_TIMES = frozenset(
+    {"current_timestamp", "current_time", "current_date", "localtime", "localtimestamp"}
+)
+# Types whose defaults Debezium reads, with the value it assumes for a function default (now(),
+# nextval(...)); other types (bytea, money, inet, arrays, domains...) carry no default.
+_DEFAULT_PLACEHOLDER: Final[dict[int, str]] = {
+    BIT: "00", VARBIT: "0", BOOL: "false", BPCHAR: "", VARCHAR: "", TEXT: "",
+    NUMERIC: "0.0", FLOAT4: "0.0", FLOAT8: "0.0", INT2: "0", INT4: "0", INT8: "0",
+    JSON: "{}", JSONB: "{}", XML: "", UUID: "00000000-0000-0000-0000-000000000000",
+    DATE: "1970-01-01", TIME: "00:00", TIMESTAMP: "1970-01-01", TIMESTAMPTZ: "1970-01-01",
+    INTERVAL: "epoch",
+}  # fmt: skip
+_NULL_AWARE: Final = frozenset({BOOL, NUMERIC, FLOAT4, FLOAT8, INT2, INT4, INT8})
+_NO_DEFAULT: Final = object()
+
+
+def _default_text(expr: str, placeholder: str) -> str | None:
+    """Debezium's reading of a default expression: a function call or CURRENT_* -> the
+    placeholder; ``'x'::type`` -> x; a bare literal as is; ``NULL::type`` -> None."""
+    if _FUNCTION_DEFAULT.search(expr) or expr.lower() in _CURRENT_DATE_TIMES:
+        return placeholder
+    if "'" not in expr:
+        return None if expr.startswith("NULL::") else expr
+    m = _LITERAL_DEFAULT.search(expr)
+    return m.group(1).replace("''", "'") if m else None
+
+
+def column_default(
+    oid: int, expr: str | None, ct: ColumnType, catalog: Mapping[int, PgType] | None = None
+) -> Any:
+    """The Connect ``default`` of a column whose default expression is ``expr`` (from
+    ``pg_get_expr``), as Debezium's PostgreSQL connector derives it; ``None`` when it has none
+    (no default, NULL, a type Debezium gives no default, or an unparsable expression)."""
+    if expr is None or ct.skip or ct.schema.get("type") == "struct":
+        return None  # Connect cannot hold a struct default (KAFKA-12694): Debezium drops it
+    info = (catalog or {}).get(oid)
+    if info is not None and info.typtype == "e":
+        suffix = f"::{info.name}"
+        if not (expr.endswith(suffix) and expr.startswith("'")):
+            return None
+        text: str | None = expr[: -len(suffix)][1:-1]
+    else:
+        placeholder = _DEFAULT_PLACEHOLDER.get(oid)
+        if placeholder is None:
+            return None
+        if oid != TEXT and oid != VARCHAR and oid != BPCHAR and oid != JSON and oid != JSONB:
+            expr = expr.strip()
+        if oid in _NULL_AWARE and expr.startswith("NULL::"):
+            return None
+        text = _default_text(expr, placeholder)
+    if text is None:
+        return None
+    try:
+        return _default_value(oid, text, ct)
+    except (ValueError, IndexError, KeyError):
+        return None
+
+
+def _default_value(oid: int, text: str, ct: ColumnType) -> Any:
+    if oid == BOOL:
+        return text.lower() == "true"
+    if oid == BIT and len(text) == 1 and ct.schema.get("type") == "boolean":
+        return text == "1"
+    if oid in (INT2, INT4, INT8):
+        return int(text)
+    if oid in (FLOAT4, FLOAT8):
+        return float(text)
+    if oid == UUID:
+        return str(uuid.UUID(text))
+    if oid in (DATE, TIMESTAMP, TIMESTAMPTZ) and len(text) == 10:
+        text += " 00:00:00+00" if oid == TIMESTAMPTZ else " 00:00:00" if oid == TIMESTAMP else ""
+    if oid == TIME and len(text) == 5:
+        text += ":00"
+    if oid == INTERVAL:
+        if text == "epoch":
+            return 0
+        # ISO 8601 under the session's IntervalStyle (SESSION_OPTIONS), else the verbose style
+        return (
+            _interval_us(text) if text.lstrip("-").startswith("P") else _verbose_interval_us(text)
+        )
+    return ct.convert(text) if ct.convert is not None else text
+
+
+_VERBOSE_UNITS: Final = {
+    "year": _US_PER_MONTH * 12, "mon": _US_PER_MONTH, "day": 86_400_000_000,
+    "hour": 3_600_000_000, "min": 60_000_000, "sec": 1_000_000,
+}  # fmt: skip
+
+
+def _verbose_interval_us(text: str) -> int:
+    """'1 year 2 mons 3 days 04:05:06.5' (PostgreSQL's default interval output, as in default
+    expressions) -> microseconds, months as 30.4375 days like Debezium's MicroDuration."""
+    total = 0
+    parts = text.replace("@", "").split()
+    i = 0
+    while i < len(parts):
+        p = parts[i]
+        if ":" in p:
+            neg = p.startswith("-")
+            hms = p.lstrip("+-").split(":")
+            h, m = int(hms[0]), int(hms[1])
+            sec = hms[2] if len(hms) > 2 else "0"
+            whole, _, frac = sec.partition(".")
+            us = ((h * 60 + m) * 60 + int(whole)) * 1_000_000 + int((frac + "000000")[:6])
+            total += -us if neg else us
+            i += 1
+            continue
+        unit = parts[i + 1].rstrip("s").lower() if i + 1 < len(parts) else ""
+        unit = {"yr": "year", "minute": "min", "second": "sec", "month": "mon"}.get(unit, unit)
+        total += int(float(p) * _VERBOSE_UNITS[unit])
+        i += 2
+    return min(max(total, _INT64_MIN), _INT64_MAX)

@@ -37,7 +37,8 @@ ZERO = "SET SESSION sql_mode = ''"
 
 
 def _dec(unscaled: int) -> str:
-    n = (unscaled.bit_length() + 8) // 8
+    # Java BigInteger.toByteArray(): minimal two's complement
+    n = (unscaled if unscaled >= 0 else ~unscaled).bit_length() // 8 + 1
     return base64.b64encode(unscaled.to_bytes(n, "big", signed=True)).decode()
 
 
@@ -55,7 +56,7 @@ EXPECTED: dict[str, Any] = {
     "i": -2147483648,
     "iu": 4294967295,
     "bi": -9223372036854775808,
-    "biu": _dec(18446744073709551615),
+    "biu": -1,  # Debezium's default bigint.unsigned.handling.mode=long wraps
     "d": _dec(-1234567891),
     "dn": _dec(123456789012345678901234567890),
     "f": 1.5,
@@ -88,10 +89,10 @@ SCHEMAS = {
     "tiu": ("int16", None),
     "siu": ("int32", None),
     "iu": ("int64", None),
-    "biu": ("bytes", "org.apache.kafka.connect.data.Decimal"),
+    "biu": ("int64", None),
     "d": ("bytes", "org.apache.kafka.connect.data.Decimal"),
-    "f": ("float32", None),
-    "db": ("float64", None),
+    "f": ("float", None),
+    "db": ("double", None),
     "bn": ("bytes", None),
     "dt": ("int32", "io.debezium.time.Date"),
     "tm": ("int64", "io.debezium.time.MicroTime"),
@@ -100,7 +101,7 @@ SCHEMAS = {
     "dtm6": ("int64", "io.debezium.time.MicroTimestamp"),
     "ts": ("string", "io.debezium.time.ZonedTimestamp"),
     "y": ("int32", "io.debezium.time.Year"),
-    "j": ("string", "io.debezium.data.Json"),
+    "j": ("string", None),  # MariaDB JSON is LONGTEXT: a plain string, as Debezium
     "e": ("string", "io.debezium.data.Enum"),
     "st": ("string", "io.debezium.data.EnumSet"),
     "b1": ("boolean", None),
@@ -134,14 +135,16 @@ def _check_row(after: dict[str, Any], zero_dates: str) -> None:
         got = dict(after)
         got["j"] = orjson.loads(got["j"])
         for k, v in EXPECTED.items():
+            if k == "ts3":
+                continue  # snapshot and binlog forms differ (as Debezium's): see _run
             assert got[k] == v, f"{k}: {got[k]!r} != {v!r}"
     elif i == 2:
         assert all(v is None for k, v in after.items() if k not in ("id", "dz"))
         assert after["dz"] == 10957
     else:
-        if zero_dates == "auto":  # null where nullable, the epoch where NOT NULL
+        if zero_dates == "auto":  # null where nullable, the default where NOT NULL
             assert after["dt"] is None and after["dtm"] is None and after["ts"] is None
-            assert after["dz"] == 0
+            assert after["dz"] == 10957
         else:
             assert after["dt"] == 0 and after["dz"] == 0 and after["dtm"] == 0
             assert after["ts"] == "1970-01-01T00:00:00Z"
@@ -159,17 +162,19 @@ def _run(db: Any, kafka: Any, name: str, zero_dates: str) -> None:
     for (_k, v), p in zip(recs, vals, strict=True):
         validate(v["schema"], v["payload"])
         _check_row(p["after"], zero_dates)
-    # snapshot and binlog rows encode identically, schemas included
+    # snapshot and binlog rows encode identically, schemas included -- except that
+    # Debezium prints snapshot ZonedTimestamps without trailing fraction zeros
+    assert vals[0]["after"]["ts3"] == "2024-02-29T13:14:15.12Z"
+    assert vals[3]["after"]["ts3"] == "2024-02-29T13:14:15.120Z"
     for a, b in zip(vals[:3], vals[3:], strict=True):
-        assert {k: x for k, x in a["after"].items() if k != "id"} == {
-            k: x for k, x in b["after"].items() if k != "id"
+        assert {k: x for k, x in a["after"].items() if k not in ("id", "ts3")} == {
+            k: x for k, x in b["after"].items() if k not in ("id", "ts3")
         }
     assert recs[0][1]["schema"] == recs[3][1]["schema"]
     fields = {f["field"]: f for f in recs[0][1]["schema"]["fields"][1]["fields"]}
     for col, (typ, logical) in SCHEMAS.items():
         assert fields[col]["type"] == typ, col
         assert fields[col].get("name") == logical, col
-    assert fields["biu"]["parameters"] == {"scale": "0", "connect.decimal.precision": "20"}
     assert fields["d"]["parameters"] == {"scale": "2", "connect.decimal.precision": "10"}
     assert fields["e"]["parameters"] == {"allowed": "x,y,z"}
     assert fields["st"]["parameters"] == {"allowed": "a,b,c"}

@@ -17,7 +17,7 @@ def test_decimal_modes() -> None:
     s, v = _conv(col, TypeOptions(decimal="string"), unscaled)
     assert s["type"] == "string" and v == "12345678901234567890.1234567890"
     s, v = _conv(col, TypeOptions(decimal="double"), -12345)
-    assert s["type"] == "float64" and v == -1.2345e-06
+    assert s["type"] == "double" and v == -1.2345e-06
     s, v = _conv(col, TypeOptions(), -1)
     assert s["name"] == "org.apache.kafka.connect.data.Decimal" and v == "/w=="
 

@@ -45,8 +45,10 @@ def test_basic_values() -> None:
     assert conv(21, text="-32768") == -32768
     assert conv(20, text="9223372036854775807") == 2**63 - 1
     assert conv(700, text="1.5") == 1.5
-    assert conv(701, text="NaN") is None
-    assert conv(701, text="-Infinity") == float("-inf")
+    # as Kafka's JsonConverter writes Debezium's NaN / infinities: strings
+    assert conv(701, text="NaN") == "NaN"
+    assert conv(701, text="-Infinity") == "-Infinity"
+    assert conv(700, text="Infinity") == "Infinity"
     assert conv(25, text="héllo") == "héllo"
 
 
@@ -150,9 +152,13 @@ def test_temporal() -> None:
     assert conv(1114, 3, "1970-01-01 00:00:01.5") == 1500
     assert conv(1114, text="infinity") == 9223372036825200000
     assert column_type(1184, -1).schema["name"] == "io.debezium.time.ZonedTimestamp"
-    assert conv(1184, text="2024-01-02 03:04:05.12+00") == "2024-01-02T03:04:05.12Z"
-    assert conv(1184, text="2024-01-02 03:04:05+00") == "2024-01-02T03:04:05Z"
-    assert conv(1184, text="2024-01-02 01:04:05+05:30") == "2024-01-01T19:34:05Z"
+    # the fraction padded to the column's precision, as Debezium writes it
+    assert conv(1184, text="2024-01-02 03:04:05.12+00") == "2024-01-02T03:04:05.120000Z"
+    assert conv(1184, text="2024-01-02 03:04:05+00") == "2024-01-02T03:04:05.000000Z"
+    assert conv(1184, text="2024-01-02 01:04:05+05:30") == "2024-01-01T19:34:05.000000Z"
+    assert conv(1184, 3, text="2024-01-02 03:04:05+00") == "2024-01-02T03:04:05.000Z"
+    assert conv(1184, 3, text="1999-12-31 23:59:59.1+05:30") == "1999-12-31T18:29:59.100Z"
+    assert conv(1184, 0, text="2024-01-02 03:04:05+00") == "2024-01-02T03:04:05Z"
     assert column_type(1266, -1).schema["name"] == "io.debezium.time.ZonedTime"
     assert conv(1266, text="03:04:05.5+02") == "01:04:05.5Z"
     assert conv(1266, text="01:00:00-03") == "04:00:00Z"
@@ -207,11 +213,50 @@ def test_arrays() -> None:
     assert parse_array("[0:1]={7,8}") == ["7", "8"]
 
 
-def test_unknown_types_fall_back_to_string() -> None:
-    ct = column_type(600, -1)  # point
-    assert ct.schema == {"type": "string", "optional": True} and ct.fallback
-    assert ct.convert is None
-    assert column_type(99999, -1).schema["type"] == "string"
+def test_types_debezium_does_not_map_are_left_out() -> None:
+    for oid in (603, 718, 628, 601, 602, 604, 3615, 3220, 1187, 791, 143, 1003, 99999):
+        assert column_type(oid, -1).skip, oid  # box ... polygon, tsquery, pg_lsn, arrays
+    keep = TypeOptions(include_unknown_types=True)
+    ct = column_type(603, -1, options=keep)
+    assert ct.schema == {"type": "string", "optional": True} and ct.fallback and not ct.skip
+    assert column_type(1187, -1, options=keep).schema["type"] == "array"
+    for oid in (3904, 3906, 3908, 3910, 3912, 3926):  # builtin ranges: strings, as Debezium
+        assert not column_type(oid, -1).skip
+
+
+def test_bits_point_tsvector() -> None:
+    ct = column_type(1560, 10)  # bit(10)
+    assert ct.schema == {
+        "type": "bytes",
+        "optional": True,
+        "name": "io.debezium.data.Bits",
+        "version": 1,
+        "parameters": {"length": "10"},
+    }
+    assert ct.convert is not None
+    assert ct.convert("1010101010") == "qgI="  # 0x2AA little-endian
+    assert ct.convert("0000000000") == ""  # BitSet.toByteArray of no set bits
+    varbit = column_type(1562, -1)
+    assert varbit.schema["parameters"] == {"length": "2147483647"}
+    assert column_type(1560, 1).schema == {"type": "boolean", "optional": True}
+    point = column_type(600, -1)
+    assert point.schema["name"] == "io.debezium.data.geometry.Point"
+    assert [f["field"] for f in point.schema["fields"]] == ["x", "y", "wkb", "srid"]
+    assert point.convert is not None
+    assert point.convert("(1.5,-2.5)") == {
+        "x": 1.5,
+        "y": -2.5,
+        "wkb": "AQEAAAAAAAAAAAD4PwAAAAAAAATA",
+        "srid": None,
+    }
+    assert column_type(3614, -1).schema["name"] == "io.debezium.data.Tsvector"
+
+
+def test_bc_dates_and_int64_overflow() -> None:
+    assert conv(1082, text="4713-01-01 BC") == -2440550  # what PostgreSQL itself computes
+    assert conv(1082, text="0001-12-31 BC") == -719163
+    assert conv(1114, text="294276-12-31 23:59:59.999999") == 2**63 - 1  # clamped
+    assert conv(1186, text="P178000000Y") == 2**63 - 1  # saturates like Debezium
 
 
 def test_toast_placeholders() -> None:
@@ -221,6 +266,13 @@ def test_toast_placeholders() -> None:
     assert column_type(17, -1, options=opts).toast_placeholder == base64.b64encode(b"??").decode()
     assert column_type(1009, -1, options=opts).toast_placeholder == ["??"]
     assert column_type(3802, -1, options=opts).toast_placeholder == "??"
+    # Debezium's per-type placeholders for arrays: int4[]/date[]/int8[] get the bytes as
+    # numbers, uuid[] a name-based UUID of them, other arrays null
+    assert column_type(1007, -1, options=opts).toast_placeholder == [63, 63]
+    assert column_type(1016, -1).toast_placeholder[:2] == [95, 95]
+    assert column_type(2951, -1).toast_placeholder == ["b68a35a7-17ad-35b3-af2a-ae46edb4545a"]
+    assert column_type(1005, -1).toast_placeholder is None  # int2[]
+    assert column_type(1231, -1).toast_placeholder is None  # numeric[]
 
 
 @given(st.dates(min_value=date(1, 1, 1), max_value=date(9999, 12, 31)))

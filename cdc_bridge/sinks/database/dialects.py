@@ -7,8 +7,10 @@ Postgres), and which driver errors are passing (retry) versus caused by a record
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
+import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -28,10 +30,22 @@ from cdc_bridge.sinks.database.types import Converter, logical_kind
 __all__ = ["MySqlDialect", "PostgresDialect", "SqlDialect", "SqliteDialect", "dialect_for"]
 
 
+def _json_default(o: Any) -> Any:
+    """JSON for what orjson cannot write itself: decimals as exact strings (a JSON number
+    would go through a double), bytes as base64, MySQL TIME durations as text."""
+    if isinstance(o, decimal.Decimal):
+        return str(o)
+    if isinstance(o, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(o)).decode()
+    if isinstance(o, dt.timedelta):
+        return str(o)
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
 def _json_text(v: Any) -> Any:
     if v is None or isinstance(v, str):
         return v
-    return orjson.dumps(v).decode()
+    return orjson.dumps(v, default=_json_default).decode()
 
 
 class SqlDialect:
@@ -189,7 +203,19 @@ class SqlDialect:
         if isinstance(exc, sa_exc.OperationalError) and not state and errno is None:
             return RetriableError(f"target database: {orig}")
         code = type(orig).__name__
-        return RecordError(f"target database rejected the record: {_first_line(orig)}", code=code)
+        message = f"target database rejected the record: {_first_line(orig)}"
+        m = _TIME_TEXT.search(message) if state[:2] == "22" else None
+        if m:
+            message += (
+                f" (MySQL TIME {m.group(1)} is outside 00:00:00..24:00:00, so no time-of-day "
+                "column holds it; make the target column an interval (PostgreSQL) or TIME "
+                "(MySQL) to keep it exactly)"
+            )
+        return RecordError(message, code=code)
+
+
+# A duration as the sink writes an out-of-range MySQL TIME (see types.time_text)
+_TIME_TEXT = re.compile(r'"(-?\d{2,}:\d{2}:\d{2}(?:\.\d+)?)"')
 
 
 def _errno(orig: Any) -> int | None:

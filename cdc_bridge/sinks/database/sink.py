@@ -14,9 +14,12 @@ them and applies the rest.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import operator
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +49,83 @@ __all__ = ["DatabaseSink", "normalize_url"]
 log = logging.getLogger(__name__)
 
 UNAVAILABLE = "__debezium_unavailable_value"
+
+
+_RAW = UNAVAILABLE.encode()
+_B64 = base64.b64encode(_RAW).decode()
+_DECIMAL = "org.apache.kafka.connect.data.Decimal"
+_VDECIMAL = "io.debezium.data.VariableScaleDecimal"
+_UUID = "io.debezium.data.Uuid"
+_NUMBERS = frozenset({"int8", "int16", "int32", "int64", "float", "double", "float32", "float64"})
+
+
+def _name_uuid(raw: bytes) -> str:
+    """Java's ``UUID.nameUUIDFromBytes``: an MD5 (version 3) UUID without a namespace."""
+    digest = bytearray(hashlib.md5(raw, usedforsecurity=False).digest())
+    digest[6] = (digest[6] & 0x0F) | 0x30
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(digest)))
+
+
+def _typed_placeholder(schema: Any) -> Any:
+    """The form Debezium gives its unchanged-TOAST placeholder in a column of this Connect
+    schema when that is not the plain text: bytes (base64 in JSON), a UUID made from it,
+    text/bytes arrays holding it once, number, boolean and decimal arrays with one element per
+    placeholder byte, hstore as a map or as its JSON text. None: only the text."""
+    if not isinstance(schema, Mapping):
+        return None
+    t, name = schema.get("type"), schema.get("name")
+    if t == "bytes" and name != _DECIMAL:
+        return _B64
+    if t == "string" and name == _UUID:
+        return _name_uuid(_RAW)
+    if t == "string" and name == "io.debezium.data.Json":
+        return orjson.dumps({UNAVAILABLE: UNAVAILABLE}).decode()
+    if t == "map":
+        return {UNAVAILABLE: UNAVAILABLE}
+    if t != "array":
+        return None
+    items = schema.get("items") or {}
+    it, iname = items.get("type"), items.get("name")
+    if it == "string":
+        return [_name_uuid(_RAW) if iname == _UUID else UNAVAILABLE]
+    if it == "bytes":
+        if iname == _DECIMAL:
+            return [base64.b64encode(bytes([b])).decode() for b in _RAW]
+        return [_B64]
+    if it in _NUMBERS:
+        return list(_RAW)  # [95, 95, 100, ...]; equal to the float arrays too
+    if it == "boolean":
+        return [b != 0 for b in _RAW]
+    if it == "struct" and iname == _VDECIMAL:
+        return [{"scale": 0, "value": base64.b64encode(bytes([b])).decode()} for b in _RAW]
+    return None
+
+
+_ALL_FORMS: list[Any] = [
+    UNAVAILABLE,
+    *(
+        _typed_placeholder(s)
+        for s in (
+            {"type": "bytes"},
+            {"type": "string", "name": _UUID},
+            {"type": "string", "name": "io.debezium.data.Json"},
+            {"type": "map"},
+            {"type": "array", "items": {"type": "string"}},
+            {"type": "array", "items": {"type": "bytes"}},
+            {"type": "array", "items": {"type": "bytes", "name": _DECIMAL}},
+            {"type": "array", "items": {"type": "int32"}},
+            {"type": "array", "items": {"type": "boolean"}},
+            {"type": "array", "items": {"type": "struct", "name": _VDECIMAL}},
+        )
+    ),
+]
+
+
+def _is_unavailable(v: Any) -> bool:
+    """Any placeholder form (rows without a schema: the column types are unknown)."""
+    return any(v == f and type(v) is type(f) for f in _ALL_FORMS)
+
 
 _DEFAULT_DRIVERS = {
     "postgresql": "postgresql+psycopg",
@@ -91,6 +171,7 @@ class _TablePlan:
     keyless: list[_Unit] = field(default_factory=list)
     truncate: bool = False
     count: int = 0
+    skip: bool = False  # nothing to do: only deletes for a table that does not exist
 
     def all_units(self) -> list[_Unit]:
         return [*self.units.values(), *self.keyless]
@@ -115,6 +196,7 @@ class DatabaseSink(Sink):
         self._topic_tables: dict[str, str] = {}
         self._names: dict[tuple[str, Any, Any], str] = {}
         self._key_converters: dict[str, dict[str, Converter]] = {}
+        self._placeholder_cache: dict[int, tuple[Any, tuple[tuple[str, Any], ...]]] = {}
         self._ddl_lock = threading.Lock()
         self.offsets = sa.Table(
             config.offsets_table,
@@ -284,6 +366,7 @@ class DatabaseSink(Sink):
         )
         rcfg = self.rcfg
         route_key = tuple(rcfg.key) if rcfg.key else None
+        typed_placeholders = self._typed_placeholders
         ignore_deletes = rcfg.deletes == "ignore"
         apply_truncates = rcfg.truncates == "apply"
         table_name = self._table_name
@@ -307,10 +390,17 @@ class DatabaseSink(Sink):
                 continue
             row = None if is_delete else rec.after
             partial = False
-            if row is not None and UNAVAILABLE in row.values():
-                # unchanged TOASTed values: keep what the target (or this batch) has
-                row = {k: v for k, v in row.items() if v != UNAVAILABLE}
-                partial = True
+            if row is not None:
+                typed = typed_placeholders(rec.fields)
+                if (
+                    UNAVAILABLE in row.values()
+                    or (typed and _has_typed_placeholder(row, typed))
+                    or (rec.fields is None and any(map(_is_unavailable, row.values())))
+                ):
+                    # unchanged TOASTed values (text, bytes, array... forms): keep what the
+                    # target (or this batch) has
+                    row = _without_placeholders(row, typed, rec.fields is None)
+                    partial = True
             keys = plan.key_columns
             if not keys:
                 if is_delete:
@@ -350,6 +440,22 @@ class DatabaseSink(Sink):
                 if is_delete:
                     unit.delete = True
         return plans, failed, counts
+
+    def _typed_placeholders(self, fields: Mapping[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+        """(column, placeholder form) of the columns whose TOAST placeholder is not the plain
+        text, once per row schema; without a schema every column is checked for every form."""
+        if fields is None:
+            return ()
+        key = id(fields)
+        cached = self._placeholder_cache.get(key)
+        if cached is None or cached[0] is not fields:
+            found = tuple(
+                (c, f) for c, s in fields.items() if (f := _typed_placeholder(s)) is not None
+            )
+            if len(self._placeholder_cache) > 4096:
+                self._placeholder_cache.clear()
+            cached = self._placeholder_cache[key] = (fields, found)
+        return cached[1]
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -429,6 +535,11 @@ class DatabaseSink(Sink):
         dialect = self.dialect
         with self.engine.begin() as conn:
             known = self._known_columns(conn, name)
+            if known is None and all(u.row is None for u in plan.all_units()):
+                # Only deletes (or tombstones, truncates) for a table never created: the rows
+                # do not exist, so there is nothing to do -- not an error.
+                plan.skip = True
+                return
             if known is None:
                 if not evolve:
                     _fail_all(
@@ -541,6 +652,8 @@ class DatabaseSink(Sink):
         self, conn: Connection, plans: dict[str, _TablePlan], units: Iterable[_Unit] | None = None
     ) -> None:
         for plan in plans.values():
+            if plan.skip:
+                continue
             self._write_table(conn, plan, plan.all_units() if units is None else list(units))
 
     def _write_table(
@@ -662,6 +775,8 @@ class DatabaseSink(Sink):
             tx = conn.begin()
             try:
                 for plan in plans.values():
+                    if plan.skip:
+                        continue
                     if plan.truncate:
                         conn.execute(sa.delete(sa.table(plan.name, schema=self.rcfg.target_schema)))
                     for unit in plan.all_units():
@@ -694,6 +809,25 @@ class DatabaseSink(Sink):
 
 _topic = operator.attrgetter("topic")
 _partition = operator.attrgetter("partition")
+
+
+def _has_typed_placeholder(row: dict[str, Any], typed: tuple[tuple[str, Any], ...]) -> bool:
+    # a plain loop: no generator on the per-row path
+    get = row.get
+    for c, f in typed:  # noqa: SIM110
+        if get(c) == f:
+            return True
+    return False
+
+
+def _without_placeholders(
+    row: dict[str, Any], typed: tuple[tuple[str, Any], ...], untyped: bool
+) -> dict[str, Any]:
+    """The row without its TOAST placeholders (columns to leave as they are)."""
+    forms = dict(typed)
+    if untyped:
+        return {k: v for k, v in row.items() if not _is_unavailable(v)}
+    return {k: v for k, v in row.items() if v != UNAVAILABLE and not (k in forms and v == forms[k])}
 
 
 def _fail_all(plan: _TablePlan, failed: dict[int, RecordError], message: str, code: str) -> None:

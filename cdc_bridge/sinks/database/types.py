@@ -20,6 +20,7 @@ __all__ = [
     "Converter",
     "decode_bytes",
     "logical_kind",
+    "time_text",
     "value_converter",
 ]
 
@@ -27,6 +28,10 @@ Converter = Callable[[Any], Any] | None
 
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DATE = dt.date(1970, 1, 1)
+# Connect decimals carry up to 65 (MySQL) or 1000 (Postgres numeric) digits: the default
+# context (28 digits) would round them.
+_EXACT = decimal.Context(prec=1100, Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
+_DAY_US = 86_400_000_000
 
 # Connect logical name -> our kind
 _LOGICAL = {
@@ -99,10 +104,10 @@ def _decimal(scale: int) -> Callable[[Any], Any]:
         if v is None:
             return None
         if isinstance(v, str):
-            return dec(from_bytes(a2b(v), "big", signed=True)).scaleb(exp)
+            return dec(from_bytes(a2b(v), "big", signed=True)).scaleb(exp, _EXACT)
         if isinstance(v, int | float):
             return dec(str(v))
-        return dec(from_bytes(bytes(v), "big", signed=True)).scaleb(exp)
+        return dec(from_bytes(bytes(v), "big", signed=True)).scaleb(exp, _EXACT)
 
     return conv
 
@@ -112,7 +117,8 @@ def _vdecimal(v: Any) -> Any:
         return None
     if isinstance(v, dict):
         raw = base64.b64decode(v["value"])
-        return decimal.Decimal(int.from_bytes(raw, "big", signed=True)).scaleb(-int(v["scale"]))
+        unscaled = int.from_bytes(raw, "big", signed=True)
+        return decimal.Decimal(unscaled).scaleb(-int(v["scale"]), _EXACT)
     return decimal.Decimal(str(v))
 
 
@@ -124,12 +130,26 @@ def _date(v: Any) -> Any:
     return _EPOCH_DATE + dt.timedelta(days=v)
 
 
-def _time_from_us(us: int) -> dt.time:
-    us = us % 86_400_000_000
-    s, micro = divmod(us, 1_000_000)
+def time_text(us: int) -> str:
+    """A duration as MySQL TIME text: ``[-]H:MM:SS[.ffffff]`` (hours may exceed 24)."""
+    sign = "-" if us < 0 else ""
+    s, micro = divmod(abs(us), 1_000_000)
     m, sec = divmod(s, 60)
     h, minute = divmod(m, 60)
-    return dt.time(h, minute, sec, micro)
+    frac = f".{micro:06d}" if micro else ""
+    return f"{sign}{h:02d}:{minute:02d}:{sec:02d}{frac}"
+
+
+def _time_from_us(us: int) -> Any:
+    """A time of day; a MySQL TIME outside 00:00..24:00 (``838:59:59``, negative) as its exact
+    text instead, never wrapped: targets that can hold it (MySQL TIME, Postgres interval,
+    SQLite text) take the text, a time-of-day column rejects it (dead letter)."""
+    if 0 <= us < _DAY_US:
+        s, micro = divmod(us, 1_000_000)
+        m, sec = divmod(s, 60)
+        h, minute = divmod(m, 60)
+        return dt.time(h, minute, sec, micro)
+    return time_text(us)
 
 
 def _time(unit_us: float) -> Callable[[Any], Any]:

@@ -43,16 +43,31 @@ class MySqlSourceConfig(SourceConfigBase):
         examples=["auto"],
     )
     bigint_unsigned_handling: Literal["precise", "long"] = Field(
-        "precise",
-        description="BIGINT UNSIGNED as Connect Decimal (precise, never overflows) or int64 "
-        "(long; values above 2^63-1 wrap, as in Debezium's long mode).",
-        examples=["precise"],
+        "long",
+        description="BIGINT UNSIGNED as int64 (long, Debezium's default; values above "
+        "2^63-1 wrap to negative numbers) or Connect Decimal (precise, never overflows).",
+        examples=["long"],
     )
     include_query: bool = Field(
-        True,
-        description="Fill source.query with the statement (needs binlog_annotate_row_events "
-        "on MariaDB, binlog_rows_query_log_events on MySQL).",
-        examples=[True],
+        False,
+        description="Fill source.query with the statement, as Debezium's include.query "
+        "(off by default: the text can expose data; needs binlog_annotate_row_events on "
+        "MariaDB, binlog_rows_query_log_events on MySQL).",
+        examples=[False],
+    )
+    replace_null_with_default: bool = Field(
+        False,
+        description="Write a column's default value instead of NULL, as Kafka Connect's "
+        "JsonConverter does behind Debezium (`replace.null.with.default=true`). Off: a NULL "
+        "stays null (the schema still carries the default).",
+        examples=[False],
+    )
+    mariadb_json: Literal["string", "json"] = Field(
+        "string",
+        description="MariaDB JSON columns (LONGTEXT with a json_valid() check): a plain "
+        "string as Debezium emits them (string), or a string named io.debezium.data.Json "
+        "as for MySQL's JSON type (json).",
+        examples=["string"],
     )
     snapshot_batch_rows: int = Field(
         10_000, ge=1, description="Rows per snapshot batch.", examples=[10000]

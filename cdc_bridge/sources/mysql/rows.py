@@ -89,6 +89,8 @@ class ColumnInfo:
     is_json: bool = False
     encoding: str = "utf-8"
     sql_type: str = ""
+    # The column default as a canonical value (None: no default, or DEFAULT NULL).
+    default: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,6 +109,31 @@ def _days(y: int, m: int, d: int) -> int:
     if m > 2 and (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
         n += 1
     return n - _EPOCH_DAYS
+
+
+def parse_datetime(s: str) -> tuple[bool, int]:
+    """(is zero date, microseconds since the epoch) of 'YYYY-MM-DD HH:MM:SS[.ffffff]'."""
+    date, _, clock = s.partition(" ")
+    y, m, d = (int(x) for x in date.split("-"))
+    if m == 0 or d == 0:
+        return True, 0
+    micros = 0
+    if clock:
+        hms, _, frac = clock.partition(".")
+        hh, mm, ss = (int(x) for x in hms.split(":"))
+        micros = (hh * 3600 + mm * 60 + ss) * 1_000_000
+        if frac:
+            micros += int(frac.ljust(6, "0")[:6])
+    return False, _days(y, m, d) * 86_400_000_000 + micros
+
+
+def parse_time(s: str) -> int:
+    """Microseconds of a MySQL TIME text ('-838:59:59.000000')."""
+    neg = s.startswith("-")
+    hms, _, frac = s.lstrip("-").partition(".")
+    hh, mm, ss = (int(x) for x in hms.split(":"))
+    micros = (hh * 3600 + mm * 60 + ss) * 1_000_000 + (int(frac.ljust(6, "0")[:6]) if frac else 0)
+    return -micros if neg else micros
 
 
 def _int_reader(size: int, unsigned: bool) -> Reader:
@@ -379,9 +406,12 @@ def _json_clean(v: Any) -> Any:
 
 def zero_value(col: ColumnInfo, zero_dates: str) -> Any:
     """What a zero date decodes to: ``auto`` is Debezium's rule (null if the column is
-    nullable, else the epoch), ``null`` always null, ``epoch`` always the epoch."""
+    nullable, else the column's default, else the epoch), ``null`` always null, ``epoch``
+    always the epoch."""
     if zero_dates == "null" or (zero_dates == "auto" and col.nullable):
         return None
+    if zero_dates == "auto" and col.default is not None:
+        return col.default
     return 0
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import Context, Decimal
 from typing import Any
 
 from cdc_bridge.events import CONNECTOR_MYSQL, Column, TableSchema
-from cdc_bridge.sources.mysql.rows import ColumnInfo, T
+from cdc_bridge.sources.mysql.rows import ColumnInfo, T, parse_datetime, parse_time
 from cdc_bridge.types.mysql import TypeOptions, field_for
 
-__all__ = ["TableState", "load_columns", "merge_table_map"]
+__all__ = ["TableState", "default_text", "load_columns", "merge_table_map", "parse_default"]
 
 _TYPES = {
     "tinyint": T.TINY,
@@ -75,6 +76,73 @@ def _quoted_values(column_type: str) -> tuple[str, ...]:
     return tuple(m.replace("''", "'") for m in re.findall(r"'((?:[^']|'')*)'", inner))
 
 
+_WIDE = Context(prec=100)
+NOW_DEFAULT = re.compile(r"^(current_timestamp|now|localtime|localtimestamp)(\(\d*\))?$", re.I)
+
+
+def default_text(raw: Any) -> str | None:
+    """information_schema COLUMN_DEFAULT -> the literal's text (None for no default / NULL).
+
+    MariaDB quotes string literals ('x') and writes NULL; MySQL gives the bare text and SQL
+    NULL. Expressions (current_timestamp(), ...) come back as they are.
+    """
+    if raw is None:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    if len(text) >= 2 and text[0] == "'" and text[-1] == "'":
+        return text[1:-1].replace("''", "'").replace("\\\\", "\\")
+    if text.upper() == "NULL":
+        return None
+    return text
+
+
+_CALL = re.compile(r"^[A-Za-z_][\w$]*\s*\(.*\)$", re.S)
+
+
+def _is_expression(raw: Any, extra: Any) -> bool:
+    """Whether a COLUMN_DEFAULT is an expression (uuid(), a + 1) rather than a literal: MySQL
+    8 flags them DEFAULT_GENERATED; MariaDB quotes literal strings, so an unquoted function
+    call is an expression."""
+    text = raw.decode() if isinstance(raw, bytes) else str(raw or "")
+    if "default_generated" in str(extra or "").lower():
+        return not NOW_DEFAULT.match(text)
+    return bool(_CALL.match(text)) and not NOW_DEFAULT.match(text)
+
+
+def parse_default(c: ColumnInfo, text: str | None, expression: bool = False) -> Any:
+    """A column default as the canonical value the row decoders produce (None if unknown, or
+    an expression evaluated per row)."""
+    if text is None or expression:
+        return None
+    t = c.type
+    try:
+        if t in (T.TINY, T.SHORT, T.INT24, T.LONG, T.LONGLONG, T.YEAR):
+            return int(text)
+        if t in (T.FLOAT, T.DOUBLE):
+            return float(text)
+        if t in (T.NEWDECIMAL, T.DECIMAL):
+            return int(Decimal(text).scaleb(c.scale, _WIDE))
+        if t == T.BIT:
+            m = re.match(r"^b'([01]*)'$", text)
+            return int(m.group(1) or "0", 2) if m else int(text)
+        if t in (T.DATE, T.DATETIME2, T.TIMESTAMP2):
+            if NOW_DEFAULT.match(text):
+                return 0  # Debezium: CURRENT_TIMESTAMP defaults become the epoch
+            is_zero, us = parse_datetime(text)
+            if is_zero:
+                return None
+            return us // 86_400_000_000 if t == T.DATE else us
+        if t == T.TIME2:
+            return parse_time(text)
+        if t == T.GEOMETRY or t == T.JSON or c.is_json:
+            return None
+        if c.binary:
+            return text.encode("latin-1", "replace")
+        return text
+    except (ValueError, IndexError):
+        return None
+
+
 def load_columns(
     cur: Any, database: str, table: str
 ) -> tuple[list[ColumnInfo], tuple[str, ...]] | None:
@@ -82,7 +150,7 @@ def load_columns(
     cur.execute(
         "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, "
         "NUMERIC_SCALE, DATETIME_PRECISION, CHARACTER_MAXIMUM_LENGTH, COLUMN_KEY, "
-        "CHARACTER_SET_NAME "
+        "CHARACTER_SET_NAME, COLUMN_DEFAULT, EXTRA, COLUMN_COMMENT "
         "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
         "ORDER BY ORDINAL_POSITION",
         (database, table),
@@ -105,7 +173,9 @@ def load_columns(
         pass
     cols: list[ColumnInfo] = []
     pk: list[str] = []
-    for name, data_type, column_type, nullable, prec, scale, dtp, clen, key, cs in rows:
+    for pos, row in enumerate(rows, 1):
+        name, data_type, column_type, nullable, prec, scale, dtp, clen, key, cs = row[:10]
+        default_raw, extra, comment = row[10:13]
         dt = str(data_type).lower()
         ctype = str(column_type).lower()
         t = _TYPES.get(dt)
@@ -134,6 +204,18 @@ def load_columns(
             c.length = int(clen)
         if name in json_cols:
             c.is_json = True
+        default_text_ = default_text(default_raw)
+        c.default = parse_default(c, default_text_, _is_expression(default_raw, extra))
+        c.extra.update(
+            position=pos,
+            default_text=default_text_,
+            auto_increment="auto_increment" in str(extra or "").lower(),
+            comment=str(comment) if comment else None,
+            charset=str(cs) if cs else None,
+            numeric_precision=prec,
+            datetime_precision=dtp,
+            char_max_length=clen,
+        )
         if key == "PRI":
             pk.append(name)
         cols.append(c)
@@ -168,6 +250,8 @@ def merge_table_map(
             if ic is not None:
                 c.is_json = c.is_json or ic.is_json
                 c.sql_type = ic.sql_type
+                c.default = ic.default
+                c.extra.update(ic.extra)
                 if c.enum_values is None:
                     c.enum_values = ic.enum_values
                 if c.set_values is None:
@@ -190,6 +274,8 @@ def merge_table_map(
         c.enum_values = c.enum_values or ic.enum_values
         c.set_values = c.set_values or ic.set_values
         c.sql_type = ic.sql_type
+        c.default = ic.default
+        c.extra.update(ic.extra)
         out.append(c)
     return out, info_pk
 
@@ -197,7 +283,7 @@ def merge_table_map(
 class TableState:
     """One version of a captured table: Connect schema plus a fast payload builder."""
 
-    __slots__ = ("columns", "convs", "names", "schema")
+    __slots__ = ("columns", "convs", "defaults", "names", "schema")
 
     def __init__(
         self,
@@ -207,19 +293,26 @@ class TableState:
         columns: Sequence[ColumnInfo],
         key: tuple[str, ...],
         opts: TypeOptions,
+        snapshot: bool = False,
     ) -> None:
         self.columns = tuple(columns)
         self.names = tuple(c.name for c in columns)
         fields = []
         convs = []
         for i, c in enumerate(columns):
-            schema, conv = field_for(c, opts)
+            schema, conv = field_for(c, opts, snapshot)
             if c.name in key:
                 schema = {**schema, "optional": False}
             fields.append(Column(c.name, schema))
             if conv is not None:
                 convs.append((i, conv))
         self.convs = tuple(convs)
+        # replace_null_with_default: (index, payload default) of the columns that have one
+        self.defaults: tuple[tuple[int, Any], ...] = ()
+        if opts.replace_null_with_default:
+            self.defaults = tuple(
+                (i, f.schema["default"]) for i, f in enumerate(fields) if "default" in f.schema
+            )
         self.schema = TableSchema(
             connector=CONNECTOR_MYSQL,
             source_name=source_name,
@@ -236,4 +329,7 @@ class TableState:
             v = values[i]
             if v is not None:
                 values[i] = conv(v)
+        for i, default in self.defaults:
+            if values[i] is None:
+                values[i] = default
         return dict(zip(self.names, values, strict=False))

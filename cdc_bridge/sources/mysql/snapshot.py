@@ -30,8 +30,9 @@ from cdc_bridge.events import (
 )
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.mysql.offset import MySqlOffset
-from cdc_bridge.sources.mysql.rows import ColumnInfo, T, _days, zero_value
+from cdc_bridge.sources.mysql.rows import ColumnInfo, T, parse_datetime, parse_time, zero_value
 from cdc_bridge.sources.mysql.schema import TableState, load_columns
+from cdc_bridge.sources.mysql.schema_change import snapshot_preamble
 from cdc_bridge.types.mysql import TypeOptions
 
 __all__ = ["SnapshotPosition", "canonical_converter", "run_snapshot", "snapshot_connection"]
@@ -68,30 +69,6 @@ def _text(v: Any) -> str:
     return v.decode() if isinstance(v, bytes | bytearray) else str(v)
 
 
-def _parse_datetime(s: str) -> tuple[bool, int]:
-    """(is zero date, microseconds since the epoch) of 'YYYY-MM-DD HH:MM:SS[.ffffff]'."""
-    date, _, clock = s.partition(" ")
-    y, m, d = (int(x) for x in date.split("-"))
-    if m == 0 or d == 0:
-        return True, 0
-    micros = 0
-    if clock:
-        hms, _, frac = clock.partition(".")
-        hh, mm, ss = (int(x) for x in hms.split(":"))
-        micros = (hh * 3600 + mm * 60 + ss) * 1_000_000
-        if frac:
-            micros += int(frac.ljust(6, "0")[:6])
-    return False, _days(y, m, d) * 86_400_000_000 + micros
-
-
-def _parse_time(s: str) -> int:
-    neg = s.startswith("-")
-    hms, _, frac = s.lstrip("-").partition(".")
-    hh, mm, ss = (int(x) for x in hms.split(":"))
-    micros = (hh * 3600 + mm * 60 + ss) * 1_000_000 + (int(frac.ljust(6, "0")[:6]) if frac else 0)
-    return -micros if neg else micros
-
-
 def canonical_converter(col: ColumnInfo, zero_dates: str) -> Callable[[Any], Any] | None:
     """PyMySQL text-protocol value -> the canonical value the binlog decoder produces."""
     t = col.type
@@ -102,19 +79,19 @@ def canonical_converter(col: ColumnInfo, zero_dates: str) -> Callable[[Any], Any
     if t == T.DATE:
 
         def date(v: Any) -> Any:
-            is_zero, us = _parse_datetime(_text(v))
+            is_zero, us = parse_datetime(_text(v))
             return zero if is_zero else us // 86_400_000_000
 
         return date
     if t in (T.DATETIME2, T.TIMESTAMP2):
 
         def dtm(v: Any) -> Any:
-            is_zero, us = _parse_datetime(_text(v))
+            is_zero, us = parse_datetime(_text(v))
             return zero if is_zero else us
 
         return dtm
     if t == T.TIME2:
-        return lambda v: _parse_time(_text(v))
+        return lambda v: parse_time(_text(v))
     if t == T.BIT:
         return lambda v: int.from_bytes(v, "big") if isinstance(v, bytes | bytearray) else int(v)
     if t == T.JSON or col.is_json:
@@ -195,6 +172,10 @@ def run_snapshot(
         file, pos = (base.file, base.pos) if base else (here.file, here.pos)
         gtids = base.gtids if base else here.gtids
         done = list(base.snapshot_done) if base else []
+        if base is None and publish:
+            ctx.emit_records(
+                snapshot_preamble(cur, source_name, list(tables), file, pos, ctx.encoder.schemas)
+            )
         total_est = 0
         for db, tb in tables:
             cur.execute(
@@ -228,7 +209,7 @@ def run_snapshot(
             if loaded is None:
                 raise LookupError(f"table {full} does not exist")
             cols, key = loaded
-            state = TableState(source_name, db, tb, cols, key, opts)
+            state = TableState(source_name, db, tb, cols, key, opts, snapshot=True)
             convs: list[tuple[int, Callable[[Any], Any]]] = []
             for i, x in enumerate(cols):
                 cv = canonical_converter(x, opts.zero_dates)
@@ -236,7 +217,7 @@ def run_snapshot(
                     convs.append((i, cv))
             src_tmpl = {
                 "table": tb,
-                "server_id": server_id,
+                "server_id": 0,  # as Debezium: no binlog event has been read yet
                 "gtid": None,
                 "file": file,
                 "pos": pos,

@@ -16,15 +16,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import orjson
 import pymysql
 from pymysqlreplication.gtid import Gtid as MySqlGtid
 from pymysqlreplication.gtid import GtidSet
 
-from cdc_bridge.envelope import CONNECTOR_VERSION, source_schema
 from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 from cdc_bridge.events import (
-    CONNECTOR_MYSQL,
     OP_CREATE,
     OP_DELETE,
     OP_UPDATE,
@@ -52,6 +49,7 @@ from cdc_bridge.sources.mysql.checks import ServerInfo, binlog_status, check_ser
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
 from cdc_bridge.sources.mysql.offset import GtidTracker, MySqlOffset, merge_mariadb_gtid
 from cdc_bridge.sources.mysql.schema import TableState, load_columns, merge_table_map
+from cdc_bridge.sources.mysql.schema_change import ddl_events, schema_change_record, source_block
 from cdc_bridge.sources.mysql.snapshot import run_snapshot
 from cdc_bridge.types.mysql import TypeOptions
 
@@ -108,6 +106,8 @@ class MySqlSource(Source):
             binary=config.binary_handling,
             bigint_unsigned=config.bigint_unsigned_handling,
             zero_dates=config.zero_dates,
+            mariadb_json=config.mariadb_json,
+            replace_null_with_default=config.replace_null_with_default,
         )
         self.info: ServerInfo | None = None
         self.stream: BinlogStream | None = None
@@ -280,68 +280,34 @@ class MySqlSource(Source):
             return schema not in SYSTEM_SCHEMAS
         return (schema, table) in self._wanted
 
-    def _schema_change(self, ctx: SourceContext, q: Query, gtid: str | None, file: str) -> Any:
-        source = {
-            "version": CONNECTOR_VERSION,
-            "connector": CONNECTOR_MYSQL,
-            "name": self.config.name,
-            "ts_ms": q.ts * 1000,
-            "snapshot": SNAPSHOT_FALSE,
-            "db": q.db,
-            "sequence": None,
-            "ts_us": q.ts * 1_000_000,
-            "ts_ns": q.ts * 1_000_000_000,
-            "table": None,
-            "server_id": q.server_id,
-            "gtid": gtid,
-            "file": file,
-            "pos": q.pos,
-            "row": 0,
-            "thread": q.thread_id,
-            "query": None,
-        }
-        key = {"databaseName": q.db}
-        value = {
-            "source": source,
-            "ts_ms": int(time.time() * 1000),
-            "databaseName": q.db,
-            "schemaName": None,
-            "ddl": q.query,
-            "tableChanges": [],
-        }
-        if ctx.encoder.schemas:
-            key_schema = {
-                "type": "struct",
-                "fields": [{"type": "string", "optional": False, "field": "databaseName"}],
-                "optional": False,
-                "name": "io.debezium.connector.mysql.SchemaChangeKey",
-                "version": 1,
-            }
-            value_schema = {
-                "type": "struct",
-                "fields": [
-                    source_schema(CONNECTOR_MYSQL),
-                    {"type": "int64", "optional": False, "field": "ts_ms"},
-                    {"type": "string", "optional": True, "field": "databaseName"},
-                    {"type": "string", "optional": True, "field": "schemaName"},
-                    {"type": "string", "optional": True, "field": "ddl"},
-                    {
-                        "type": "array",
-                        "items": {"type": "string", "optional": False},
-                        "optional": False,
-                        "field": "tableChanges",
-                    },
-                ],
-                "optional": False,
-                "name": "io.debezium.connector.mysql.SchemaChangeValue",
-                "version": 1,
-            }
-            return (
+    def _schema_changes(
+        self, ctx: SourceContext, q: Query, gtid: str | None, file: str
+    ) -> list[Any]:
+        conn = connect(self.config.connect_args(), f"sources.{self.config.name}")
+        try:
+            events = ddl_events(conn.cursor(), q.query, q.db)
+        finally:
+            conn.close()
+        out = []
+        for db, table, ddl, changes in events:
+            source = source_block(
                 self.config.name,
-                orjson.dumps({"schema": key_schema, "payload": key}),
-                orjson.dumps({"schema": value_schema, "payload": value}),
+                ts_ms=q.ts * 1000,
+                snapshot=SNAPSHOT_FALSE,
+                db=db,
+                table=table,
+                server_id=q.server_id,
+                gtid=gtid,
+                file=file,
+                pos=q.pos,
+                thread=q.thread_id,
             )
-        return (self.config.name, orjson.dumps(key), orjson.dumps(value))
+            out.append(
+                schema_change_record(
+                    self.config.name, source, db, ddl, changes, ctx.encoder.schemas
+                )
+            )
+        return out
 
     def _captured_db(self, db: str, query: str) -> bool:
         if self.config.tables is None:
@@ -454,7 +420,7 @@ class MySqlSource(Source):
                     "server_id": ev.server_id,
                     "gtid": txn_gtid,
                     "file": file,
-                    "pos": txn_pos,
+                    "pos": ev.pos,  # the row event's own position, as Debezium
                     "row": 0,
                     "thread": thread,
                     "query": query,
@@ -544,7 +510,7 @@ class MySqlSource(Source):
                             extra_flush = batch
                             batch = []
                             ctx.emit(extra_flush, None)
-                        extra.append(self._schema_change(ctx, ev, txn_gtid, file))
+                        extra.extend(self._schema_changes(ctx, ev, txn_gtid, file))
                     commit(ev.end_pos)
                     flush()
             elif t is RowsQuery:

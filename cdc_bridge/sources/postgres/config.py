@@ -7,11 +7,15 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from cdc_bridge.config import SourceConfigBase, secret_dsn_with_schemes
+from cdc_bridge.config import OpCode, SourceConfigBase, secret_dsn_with_schemes
 
 __all__ = ["PostgresSourceConfig"]
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _skip_truncates() -> list[OpCode]:
+    return ["t"]
 
 
 class PostgresSourceConfig(SourceConfigBase):
@@ -37,10 +41,31 @@ class PostgresSourceConfig(SourceConfigBase):
         "Created if absent and kept in sync with `tables`.",
         examples=["cdc_bridge_orders"],
     )
+    skip_ops: list[OpCode] = Field(
+        default_factory=_skip_truncates,
+        description="Operations not to publish. Truncates are skipped by default, as Debezium's "
+        '`skipped.operations` default `t`; `[]` publishes them (op `"t"`, null key).',
+        examples=[[]],
+    )
     toast_placeholder: str = Field(
         "__debezium_unavailable_value",
         description="Value written for unchanged TOASTed columns the server did not send.",
         examples=["__debezium_unavailable_value"],
+    )
+    include_unknown_types: bool = Field(
+        False,
+        description="Columns of types Debezium does not map (box, circle, line, lseg, path, "
+        "polygon, tsquery, pg_lsn, composite types, arrays of interval/money/xml/name...) are "
+        "left out of events, as Debezium's `include.unknown.datatypes=false`; true writes them "
+        "as their text (strings).",
+        examples=[False],
+    )
+    replace_null_with_default: bool = Field(
+        False,
+        description="Write a column's default value instead of NULL, as Kafka Connect's "
+        "JsonConverter does behind Debezium (`replace.null.with.default=true`). Off: a NULL "
+        "stays null (the schema still carries the default).",
+        examples=[False],
     )
     heartbeat_interval_ms: int = Field(
         10_000,

@@ -16,7 +16,9 @@ from psycopg import sql
 from cdc_bridge.events import (
     OP_READ,
     SNAPSHOT_FIRST,
+    SNAPSHOT_FIRST_IN_DATA_COLLECTION,
     SNAPSHOT_LAST,
+    SNAPSHOT_LAST_IN_DATA_COLLECTION,
     SNAPSHOT_TRUE,
     ChangeEvent,
 )
@@ -64,8 +66,10 @@ class SnapshotProgress:
 class SnapshotReader:
     """Reads every table inside one REPEATABLE READ snapshot and hands out ``r`` events.
 
-    Events are handed out one batch behind, so the very first event is marked ``first`` and the
-    very last ``last`` (Debezium's ``source.snapshot``). The progress state given with a batch,
+    Events are handed out one batch behind, so they can be marked as Debezium marks them in
+    ``source.snapshot``: the very first event ``first``, the very last ``last``, the first and
+    last of each other table ``first_in_data_collection`` / ``last_in_data_collection``, the
+    rest ``true``. The progress state given with a batch,
     ``{"done": [...], "table": t, "after": [pk text values]}``, lets a restarted bridge resume
     after the last delivered row (tables without a primary key restart from their beginning).
     """
@@ -115,15 +119,21 @@ class SnapshotReader:
                 if t.qualified in done:
                     continue
                 after = resume_after if resume_table == t.qualified and t.primary_key else None
+                table_first = True
                 for batch, state in self._read_table(t, txid, lsn, done, after):
                     if self.stopping.is_set():
                         return False
                     if first:
                         batch[0].snapshot = SNAPSHOT_FIRST
                         first = False
+                    elif table_first:
+                        batch[0].snapshot = SNAPSHOT_FIRST_IN_DATA_COLLECTION
+                    table_first = False
                     if held:
                         emit(held, held_state)
                     held, held_state = batch, state
+                if not table_first and held[-1].snapshot != SNAPSHOT_FIRST:
+                    held[-1].snapshot = SNAPSHOT_LAST_IN_DATA_COLLECTION
                 done.append(t.qualified)
                 held_state = {"done": list(done), "table": None, "after": None}
             if held:
@@ -145,7 +155,8 @@ class SnapshotReader:
         after: list[str] | None,
     ) -> Any:
         conn = self.conn
-        cols, _pk, type_names = catalog_columns(conn, t.oid)
+        # generated columns too: Debezium's snapshot events carry them (its streamed ones not)
+        cols, _pk, type_names = catalog_columns(conn, t.oid, generated=True)
         codec = self.make_codec(t, cols, t.primary_key)
         est_row = conn.execute(
             "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s", (t.oid,)
@@ -174,7 +185,15 @@ class SnapshotReader:
                 log.info("snapshot %s: resuming after key %s", t.qualified, after)
             query += sql.SQL(" ORDER BY {}").format(pk_idents)
         now_us = time.time_ns() // 1000
-        source = {"schema": t.schema, "table": t.name, "txId": txid, "lsn": int(lsn), "xmin": None}
+        source = {
+            "schema": t.schema,
+            "table": t.name,
+            "txId": txid,
+            "lsn": int(lsn),
+            "xmin": None,
+            "origin": None,
+            "origin_lsn": None,
+        }
         seq = f'[null,"{int(lsn)}"]'
         key_index = codec.key_index
         table_schema = codec.schema
@@ -212,4 +231,6 @@ def _text_expr(name: str, oid: int, typmod: int) -> sql.Composable:
     """The column in its output-function text form, as pgoutput sends it."""
     if oid == 1042 and typmod >= 5:  # char(n): ::text would strip the padding
         return sql.SQL("rpad({}::text, {})").format(sql.Identifier(name), sql.Literal(typmod - 4))
+    if oid == 869:  # inet: ::text always adds the netmask, the output function only when needed
+        return sql.SQL("inet_out({})::text").format(sql.Identifier(name))
     return sql.SQL("{}::text").format(sql.Identifier(name))

@@ -85,6 +85,8 @@ class PostgresSource(Source):
             decimal_handling=config.decimal_handling,
             binary_handling=config.binary_handling,
             toast_placeholder=config.toast_placeholder,
+            include_unknown_types=config.include_unknown_types,
+            replace_null_with_default=config.replace_null_with_default,
         )
         self.skip = frozenset(config.skip_ops)
         self.meta: psycopg.Connection | None = None
@@ -254,7 +256,7 @@ class PostgresSource(Source):
             safe = ctx.safe_offset()  # this process may have confirmed more than it stored
             if isinstance(safe, PostgresOffset) and safe.snapshot_done and safe.lsn > start_lsn:
                 start_lsn = LSN(safe.lsn)
-        self._stream(ctx, repl, start_lsn)
+        self._stream(ctx, repl, start_lsn, new_slot=state is None)
 
     def close(self) -> None:
         for c in (self.repl,):
@@ -295,16 +297,20 @@ class PostgresSource(Source):
     def _on_relation(self, rel: po.Relation) -> None:
         """A Relation message: (re)build the table's codec from it plus catalog facts."""
         not_null: dict[str, bool] = {}
+        defaults: dict[str, str | None] = {}
         pk: tuple[str, ...] = ()
         try:
             cols, pk, _ = catalog_columns(self._meta(), rel.relid)
             not_null = {c.name: c.not_null for c in cols}
+            defaults = {c.name: c.default for c in cols}
         except psycopg.Error as exc:
             log.warning("catalog lookup of %s.%s failed: %s", rel.namespace, rel.name, exc)
         if not pk and rel.replica_identity in ("d", "i") and not not_null:
             pk = tuple(c.name for c in rel.columns if c.is_key)
         columns = [
-            ColumnDef(c.name, c.type_oid, c.typmod, not_null.get(c.name, False))
+            ColumnDef(
+                c.name, c.type_oid, c.typmod, not_null.get(c.name, False), defaults.get(c.name)
+            )
             for c in rel.columns
         ]
         self.relations[rel.relid] = self._codec(rel.namespace, rel.name, columns, pk)
@@ -373,7 +379,9 @@ class PostgresSource(Source):
 
     # -- streaming -------------------------------------------------------------------------------
 
-    def _stream(self, ctx: SourceContext, repl: ReplicationConnection, start: LSN) -> None:
+    def _stream(
+        self, ctx: SourceContext, repl: ReplicationConnection, start: LSN, new_slot: bool = False
+    ) -> None:
         cfg = self.cfg
         server_version = repl.conn.info.server_version
         proto = cfg.proto_version if server_version >= 140000 else 1
@@ -403,7 +411,7 @@ class PostgresSource(Source):
             ", streaming" if streaming else "",
         )
         try:
-            _Streamer(self, ctx, repl, start, proto).loop()
+            _Streamer(self, ctx, repl, start, proto, new_slot).loop()
         except (psycopg.OperationalError, ReplicationStreamEnded) as exc:
             raise RetriableError(
                 f"replication stream of {self.name!r} broke: {str(exc).strip()}"
@@ -448,6 +456,7 @@ class _Streamer:
         repl: ReplicationConnection,
         start: LSN,
         proto: int,
+        new_slot: bool = False,
     ) -> None:
         self.src = source
         self.ctx = ctx
@@ -456,7 +465,7 @@ class _Streamer:
         self.pending: list[ChangeEvent] = []
         self.pending_offset: PostgresOffset | None = None
         self.last_offset_lsn = int(start)
-        self.last_commit: int | None = int(start) or None
+        self.last_commit: int | None = None if new_slot else int(start) or None
         self.in_tx = False
         self.xid: int | None = None
         self.commit_us = 0
@@ -490,6 +499,8 @@ class _Streamer:
             "txId": self.xid,
             "lsn": lsn,
             "xmin": None,
+            "origin": None,
+            "origin_lsn": None,
         }
         return ChangeEvent(
             codec.schema,
@@ -508,7 +519,8 @@ class _Streamer:
 
     @last_commit.setter
     def last_commit(self, lsn: int | None) -> None:
-        """Debezium's ``sequence`` starts with the last committed LSN (null before any)."""
+        """Debezium's ``sequence`` starts with the end LSN of the last commit this connector
+        saw (null on a new slot before the first commit; the resume position after a restart)."""
         self._last_commit = lsn
         self.seq_prefix = f'["{int(lsn)}",' if lsn is not None else "[null,"
 
@@ -580,7 +592,7 @@ class _Streamer:
 
     def _commit(self, commit_lsn: int, end_lsn: int) -> None:
         self.in_tx = False
-        self.last_commit = commit_lsn
+        self.last_commit = end_lsn
         self.pending_offset = PostgresOffset(end_lsn)
         self.last_offset_lsn = max(self.last_offset_lsn, end_lsn)
         self.src.stats["transactions"] += 1

@@ -16,6 +16,7 @@ from cdc_bridge.types.postgres import (
     PgType,
     TypeOptions,
     builtin_array_element,
+    column_default,
     column_type,
 )
 
@@ -32,6 +33,7 @@ class ColumnDef:
     type_oid: int
     typmod: int
     not_null: bool = False
+    default: str | None = None  # the default expression (pg_get_expr), if any
 
 
 class TypeCatalog:
@@ -77,15 +79,19 @@ class TypeCatalog:
 
 
 def catalog_columns(
-    conn: psycopg.Connection, relid: int
+    conn: psycopg.Connection, relid: int, *, generated: bool = False
 ) -> tuple[list[ColumnDef], tuple[str, ...], dict[str, str]]:
-    """Columns (as replicated: no dropped or generated ones), primary key, and SQL type names."""
+    """Columns (no dropped ones; generated ones only with ``generated``: pgoutput does not
+    replicate them, Debezium's snapshot reads them), primary key, and SQL type names."""
     rows = conn.execute(
         "SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull,"
-        " format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-        " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''"
-        " ORDER BY a.attnum",
-        (relid,),
+        " format_type(a.atttypid, a.atttypmod),"
+        " CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END"
+        " FROM pg_attribute a"
+        " LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum"
+        " WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped"
+        " AND (%s OR a.attgenerated = '') ORDER BY a.attnum",
+        (relid, generated),
     ).fetchall()
     pk = conn.execute(
         "SELECT coalesce(array_agg(a.attname ORDER BY array_position(i.indkey, a.attnum)), '{}')"
@@ -93,7 +99,7 @@ def catalog_columns(
         " AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s AND i.indisprimary",
         (relid,),
     ).fetchone()
-    cols = [ColumnDef(r[0], int(r[1]), int(r[2]), bool(r[3])) for r in rows]
+    cols = [ColumnDef(r[0], int(r[1]), int(r[2]), bool(r[3]), r[5]) for r in rows]
     return cols, tuple(pk[0]) if pk else (), {r[0]: r[4] for r in rows}
 
 
@@ -156,8 +162,7 @@ class TableCodec:
         self.namespace = namespace
         self.table = table
         self.columns = list(columns)
-        self.names = [c.name for c in columns]
-        self.types = [
+        all_types = [
             column_type(
                 c.type_oid,
                 c.typmod,
@@ -167,30 +172,46 @@ class TableCodec:
             )
             for c in columns
         ]
+        all_names = [c.name for c in columns]
+        # Columns of types Debezium leaves out (box, circle, ...) are not in the events;
+        # ``positions`` maps the kept columns to their place in a tuple of all values.
+        self.positions = [i for i, t in enumerate(all_types) if not t.skip]
+        kept = [columns[i] for i in self.positions]
+        self.names = [all_names[i] for i in self.positions]
+        self.types = [all_types[i] for i in self.positions]
+        self.defaults: dict[str, Any] = {}
+        schemas = []
+        for c, t in zip(kept, self.types, strict=True):
+            default = column_default(c.type_oid, c.default, t, catalog.types)
+            if default is None:
+                schemas.append(t.schema)
+            else:
+                self.defaults[c.name] = default
+                schemas.append({**t.schema, "default": default})
         self.schema = TableSchema(
             connector=CONNECTOR_POSTGRES,
             source_name=source_name,
             database=database,
             namespace=namespace,
             table=table,
-            columns=tuple(
-                Column(c.name, t.schema) for c, t in zip(columns, self.types, strict=True)
-            ),
+            columns=tuple(Column(c.name, sch) for c, sch in zip(kept, schemas, strict=True)),
             key_columns=tuple(k for k in key_columns if k in self.names),
         )
-        self.key_index = [self.names.index(k) for k in self.schema.key_columns]
+        self.key_index = [all_names.index(k) for k in self.schema.key_columns]
         # Set when a value does not fit the schema as built (an enum label added later).
         self.stale = False
         self.types = [self._watch_enum(t) for t in self.types]
-        # Old tuples under REPLICA IDENTITY DEFAULT carry only the key: required (NOT NULL)
-        # columns get Debezium's fallback value instead of a schema-breaking null.
+        # Old tuples under REPLICA IDENTITY DEFAULT carry only the key: the other columns get
+        # what Debezium's records show for them: the column default, else (NOT NULL) the
+        # type's fallback value instead of a schema-breaking null, else null.
         self.fallbacks = {
-            c.name: _fallback(t.schema)
-            for c, t in zip(columns, self.types, strict=True)
-            if c.not_null and c.name not in self.schema.key_columns
+            c.name: self.defaults[c.name] if c.name in self.defaults else _fallback(t.schema)
+            for c, t in zip(kept, self.types, strict=True)
+            if (c.not_null or c.name in self.defaults) and c.name not in self.schema.key_columns
         }
         self._fast = self._compile()
         self._warned: set[str] = set()
+        self._replace_nulls = options.replace_null_with_default and bool(self.defaults)
 
     def _watch_enum(self, t: ColumnType) -> ColumnType:
         if t.schema.get("name") != "io.debezium.data.Enum":
@@ -207,7 +228,7 @@ class TableCodec:
     def _compile(self) -> RowBuilder:
         env: dict[str, Any] = {"_sp": _special, "_U": UNCHANGED_TOAST.__class__, "str": str}
         parts = []
-        for i, (name, t) in enumerate(zip(self.names, self.types, strict=True)):
+        for i, name, t in zip(self.positions, self.names, self.types, strict=True):
             env[f"_c{i}"] = t.convert
             env[f"_p{i}"] = t.toast_placeholder
             if t.convert is None:
@@ -223,9 +244,14 @@ class TableCodec:
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         """Tuple values (str / None / UNCHANGED_TOAST) -> Connect payload row."""
         try:
-            return self._fast(values)
+            row = self._fast(values)
         except Exception:
-            return self._slow(values)
+            row = self._slow(values)
+        if self._replace_nulls:
+            for name, default in self.defaults.items():
+                if row[name] is None:
+                    row[name] = default
+        return row
 
     def key_row(self, values: Sequence[Any]) -> dict[str, Any]:
         """An old-key tuple ('K'): key columns set, the rest null or their type's fallback."""
@@ -236,12 +262,13 @@ class TableCodec:
 
     def _slow(self, values: Sequence[Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        if len(values) != len(self.names):
+        if len(values) != len(self.columns):
             raise ValueError(
                 f"{self.namespace}.{self.table}: row has {len(values)} values, "
-                f"schema has {len(self.names)} columns"
+                f"schema has {len(self.columns)} columns"
             )
-        for name, t, v in zip(self.names, self.types, values, strict=True):
+        for name, t, i in zip(self.names, self.types, self.positions, strict=True):
+            v = values[i]
             try:
                 out[name] = _special(v, t.toast_placeholder, t.convert)
             except Exception as exc:
