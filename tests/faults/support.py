@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +34,7 @@ from cdc_bridge._tomlout import dumps as toml_dumps
 
 __all__ = [
     "BridgeProcess",
+    "Writer",
     "assert_rows",
     "bridge_config",
     "cli",
@@ -43,6 +45,7 @@ __all__ = [
     "http_get",
     "key_of",
     "read_topic",
+    "table_rows",
     "wait_for",
     "write_config",
 ]
@@ -395,3 +398,81 @@ def converged(
 ) -> Callable[[list[tuple[Any, Any]]], bool]:
     """An ``until`` for :func:`read_topic`: the topic's final rows equal ``expected``."""
     return lambda recs: _diff(final_rows(recs), expected) == ([], [], [])
+
+
+class Writer:
+    """Commits one row per transaction into ``items (id, v)`` until stopped, riding out
+    server restarts (a commit whose outcome is unknown moves on to a new id); every 7th
+    row also updates an earlier one. The source table is the truth the topic is compared
+    with at the end (:func:`table_rows`), so an ambiguous commit needs no bookkeeping.
+
+    ``connect()`` returns a DB-API connection in autocommit mode; ``errors`` are the
+    driver's exception classes that mean "the server went away".
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        errors: tuple[type[BaseException], ...],
+        *,
+        first_id: int = 1000,
+        pause: float = 0.003,
+    ) -> None:
+        self.connect = connect
+        self.errors = errors
+        self.pause = pause
+        self.next_id = first_id
+        self.stop = threading.Event()
+        self.committed = 0
+        self.failures = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        conn: Any = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = self.connect()
+                cur = conn.cursor()
+                rid = self.next_id
+                cur.execute("INSERT INTO items (id, v) VALUES (%s, %s)", (rid, f"v{rid}"))
+                if rid % 7 == 0:
+                    cur.execute("UPDATE items SET v = CONCAT(v, '+') WHERE id = %s", (rid - 3,))
+                cur.close()
+                self.committed += 1
+                self.next_id += 1
+                time.sleep(self.pause)
+            except self.errors:
+                self.failures += 1
+                self.next_id += 1  # the interrupted commit may or may not have happened
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                conn = None
+                time.sleep(0.05)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def wait_more(self, n: int, timeout: float, what: str) -> None:
+        """Wait until ``n`` more rows were committed (the database is back)."""
+        target = self.committed + n
+        wait_for(lambda: self.committed >= target, timeout, f"{n} more commits {what}")
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def table_rows(conn: Any, table: str = "items") -> dict[Any, dict[str, Any]]:
+    """``id -> {"id", "v"}`` of every row of ``table`` (DB-API connection; closed after)."""
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT id, v FROM {table}")
+        return {r[0]: {"id": r[0], "v": r[1]} for r in cur.fetchall()}
+    finally:
+        conn.close()
