@@ -122,10 +122,23 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _launcher(fake_kinds: bool) -> list[str]:
+    if not fake_kinds:
+        return [sys.executable, "-m", "cdc_bridge"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from tests import fakekinds; fakekinds.register(); "
+        "from cdc_bridge.cli import main; main(sys.argv[1:])",
+    ]
+
+
+def cli(
+    *args: str, timeout: float = 120, fake_kinds: bool = False
+) -> subprocess.CompletedProcess[str]:
     """``cdc-bridge ARGS`` in its own process, as an operator runs it next to the bridge."""
     return subprocess.run(
-        [sys.executable, "-m", "cdc_bridge", *args],
+        [*_launcher(fake_kinds), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -152,8 +165,16 @@ class BridgeProcess:
     SIGTERM and returns the exit code; ``kill()`` is a SIGKILL (a crash).
     """
 
-    def __init__(self, conf: Mapping[str, Any], tmp_path: Path, name: str = "bridge") -> None:
+    def __init__(
+        self,
+        conf: Mapping[str, Any],
+        tmp_path: Path,
+        name: str = "bridge",
+        *,
+        fake_kinds: bool = False,
+    ) -> None:
         self.conf = dict(conf)
+        self.fake_kinds = fake_kinds  # also register tests/fakekinds.py (kind = "fake")
         self.config_path = write_config(tmp_path / f"{name}.toml", conf)
         self.log_path = tmp_path / f"{name}.log"
         self.metrics = f"http://{conf['bridge']['metrics']}"
@@ -163,9 +184,7 @@ class BridgeProcess:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "cdc_bridge",
+                    *_launcher(self.fake_kinds),
                     "--log-level",
                     "INFO",
                     "start",
@@ -239,7 +258,15 @@ class BridgeProcess:
 
     def status(self, timeout: float = 10) -> tuple[int, dict[str, Any]]:
         """``cdc-bridge status --json`` against this bridge's config: (exit code, document)."""
-        done = cli("status", "--config", str(self.config_path), "--json", "--timeout", "5")
+        done = cli(
+            "status",
+            "--config",
+            str(self.config_path),
+            "--json",
+            "--timeout",
+            str(timeout),
+            fake_kinds=self.fake_kinds,
+        )
         try:
             doc = json.loads(done.stdout)
         except ValueError:
