@@ -73,4 +73,7 @@ def test_fast_and_immediate_restarts_lose_nothing(
     records = read_topic(kafka.bootstrap, topic, until=converged(expected), timeout=60)
     assert bridge.running(), bridge.log_tail()
     assert_rows(records, expected, bridge.log_tail())
+    # Defect 8: the reconnect backoff starts afresh for each outage (it used to keep growing
+    # across outages, up to 30 s): each of the two outages begins with attempt 1.
+    assert bridge.log().count("(attempt 1)") == 2, bridge.log_tail()
     assert bridge.stop() == 0, bridge.log_tail()

@@ -96,6 +96,7 @@ class PostgresSource(Source):
         self.relation_msgs: dict[int, po.Relation] = {}
         self.snapshot_reader: SnapshotReader | None = None
         self.streamed = False
+        self.streams_started = 0  # successful START_REPLICATIONs (resets reconnect backoff)
         self.stats: dict[str, Any] = {
             "slot_lag_bytes": None,
             "events": 0,
@@ -160,12 +161,15 @@ class PostgresSource(Source):
         confirmed position; failures before that are raised at once (likely a setup error)."""
         attempt = 0
         while True:
+            streams_before = self.streams_started
             try:
                 self._run_once(ctx)
                 return
             except RetriableError as exc:
                 if not self.streamed or ctx.stopping.is_set():
                     raise
+                if self.streams_started != streams_before:
+                    attempt = 0  # it streamed again since the last failure: a new outage
                 attempt += 1
                 delay = min(30.0, 0.25 * 2**attempt)
                 ctx.log.warning("%s; reconnecting in %.1fs (attempt %d)", exc, delay, attempt)
@@ -395,6 +399,7 @@ class PostgresSource(Source):
         except psycopg.Error as exc:
             raise FatalError(f"START_REPLICATION failed: {str(exc).strip()}") from exc
         self.streamed = True
+        self.streams_started += 1
         ctx.log.info(
             "streaming from slot %s at %s (pgoutput v%d%s)",
             cfg.slot,
