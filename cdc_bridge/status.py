@@ -258,7 +258,9 @@ def _postgres(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> So
         st.state = LOST
         st.risk = (
             f"slot {slot}: the WAL it needs was removed (max_slot_wal_keep_size); "
-            "the source must take a new snapshot"
+            'the source must take a new snapshot: with snapshot = "when_needed" it does so '
+            "at its next start, otherwise stop the bridge and run `cdc-bridge postgres "
+            f"drop-slot --source {cfg.name} --config <routes.toml>` before starting it"
         )
     elif wal_status == "unreserved":
         st.state = AT_RISK

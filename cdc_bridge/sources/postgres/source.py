@@ -204,6 +204,9 @@ class PostgresSource(Source):
 
         ensure_publication(conn, self.cfg.publication, None if self.cfg.tables is None else tables)
         state = slot_state(conn, self.cfg.slot)
+        if state is not None and state.invalidated:
+            self._invalidated_slot(ctx, conn, mode)
+            state = None
         repl = self.repl = self._repl()
         start_lsn = LSN(0)
         if state is None:
@@ -259,6 +262,26 @@ class PostgresSource(Source):
             if isinstance(safe, PostgresOffset) and safe.snapshot_done and safe.lsn > start_lsn:
                 start_lsn = LSN(safe.lsn)
         self._stream(ctx, repl, start_lsn)
+
+    def _invalidated_slot(self, ctx: SourceContext, conn: psycopg.Connection, mode: str) -> None:
+        """The slot lost WAL it needs (``wal_status = lost``, max_slot_wal_keep_size): changes
+        since its position are gone. ``when_needed`` drops it and takes a new snapshot (the
+        caller then creates a new slot); other modes stop with the recovery command."""
+        slot = self.cfg.slot
+        what = (
+            f"replication slot {slot!r} was invalidated: the server removed WAL it still "
+            "needed (max_slot_wal_keep_size), so changes made since its position cannot be read"
+        )
+        if mode != "when_needed":
+            raise FatalError(
+                f"source {self.name!r}: {what}. To recover, stop the bridge, run `cdc-bridge "
+                f"postgres drop-slot --source {self.name} --config <routes.toml>` and start it "
+                'again (with snapshot = "initial" or "when_needed" it takes a new snapshot), '
+                'or set snapshot = "when_needed" on this source to do that by itself; raise '
+                "max_slot_wal_keep_size so the slot survives longer outages"
+            )
+        ctx.log.warning("%s; dropping it and taking a new snapshot (snapshot = when_needed)", what)
+        drop_slot(conn, slot)
 
     def close(self) -> None:
         for c in (self.repl,):
