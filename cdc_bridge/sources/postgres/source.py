@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from cdc_bridge.errors import ConfigError, FatalError, RetriableError
+from cdc_bridge.errors import ConfigError, ConfigProblem, FatalError, RetriableError
 from cdc_bridge.events import (
     OP_CREATE,
     OP_DELETE,
@@ -34,6 +34,7 @@ from cdc_bridge.sources.postgres.replication import (
 from cdc_bridge.sources.postgres.slot import (
     TableInfo,
     check_prerequisites,
+    drop_problems,
     drop_publication,
     drop_slot,
     ensure_publication,
@@ -151,9 +152,22 @@ class PostgresSource(Source):
         return resolve_tables(self._meta(), self.cfg.tables)
 
     def check(self) -> None:
+        """What ``start`` needs, checked the same way: server settings, privileges, the slot,
+        and creating or changing the publication (unless the source only snapshots)."""
         conn = self._meta()
         tables = self._tables()
-        check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
+        check_prerequisites(
+            conn,
+            slot=self.cfg.slot,
+            tables=tables,
+            source=self.name,
+            **self._publication_args(),
+        )
+
+    def _publication_args(self) -> dict[str, Any]:
+        if self.cfg.snapshot == "initial_only":
+            return {}
+        return {"publication": self.cfg.publication, "all_tables": self.cfg.tables is None}
 
     def run(self, ctx: SourceContext) -> None:
         """Snapshot if needed, then stream. Once streaming ran, a broken connection (server
@@ -190,7 +204,9 @@ class PostgresSource(Source):
             and not ctx.stopping.wait(0.25)
         ):
             pass
-        check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
+        check_prerequisites(
+            conn, slot=self.cfg.slot, tables=tables, source=self.name, **self._publication_args()
+        )
         mode = self.cfg.snapshot
         stored_raw = ctx.load_offset()
         stored = PostgresOffset.from_dict(stored_raw) if stored_raw else None
@@ -461,8 +477,15 @@ class PostgresSource(Source):
         }
 
     def drop_slot_and_publication(self) -> tuple[bool, bool]:
-        """Explicit cleanup (CLI): drop the slot and the publication; returns what existed."""
+        """Explicit cleanup (CLI): drop the slot and the publication; returns what existed.
+        Checks first that it can drop both: it drops both or neither."""
         conn = self._meta()
+        problems = drop_problems(conn, self.cfg.slot, self.cfg.publication)
+        if problems:
+            raise ConfigError(
+                f"nothing was dropped for source {self.name!r}:",
+                [ConfigProblem("", p) for p in problems],
+            )
         return drop_slot(conn, self.cfg.slot), drop_publication(conn, self.cfg.publication)
 
 
