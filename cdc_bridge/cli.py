@@ -118,8 +118,13 @@ def check(
     cfg = _load(config)
     out = Console(highlight=False, soft_wrap=True)
     err = _err_console()
-    for warning in cfg.warnings:
-        err.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
+    from cdc_bridge.idle import nothing_configured
+
+    warnings = [str(w) for w in cfg.warnings]
+    if (idle := nothing_configured(cfg)) is not None:
+        warnings.append(idle)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
     if show_config:
         from cdc_bridge._tomlout import dumps
 
@@ -128,9 +133,11 @@ def check(
     summary = f"{len(cfg.sources)} source(s), {len(cfg.sinks)} sink(s), {len(cfg.routes)} route(s)"
     out.print(f"config OK: {config} ({summary})", markup=False)
     if connect:
-        from cdc_bridge.checks import run_checks
+        from cdc_bridge.checks import route_warnings, run_checks
 
         results = run_checks(cfg, kafka_timeout=timeout)
+        for warning in route_warnings(cfg, timeout=timeout):
+            err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
         table = Table(title="connectivity")
         for col in ("component", "kind", "result", "message"):
             table.add_column(col, overflow="fold")

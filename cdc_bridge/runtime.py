@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from cdc_bridge.config import BridgeConfig, SourceConfigBase
 from cdc_bridge.envelope import EnvelopeEncoder
 from cdc_bridge.errors import BridgeError, ConfigError, FatalError, RetriableError
+from cdc_bridge.idle import nothing_configured
 from cdc_bridge.kafka import EventProducer, LibrdkafkaLog, TopicSettings, probe_cluster
 from cdc_bridge.logs import component
 from cdc_bridge.metrics import Health, MetricsServer
@@ -276,6 +277,13 @@ class Bridge:
         self._wait_for_kafka()
         if self.stop_event.is_set():
             return
+        idle = nothing_configured(cfg)
+        if idle is not None:
+            log.warning("%s", idle)
+            if isinstance(self.health, Health):
+                self.health.note("bridge", idle)
+        if self.monitor is not None:
+            self.monitor.watch_config(cfg)
         for worker in build_route_workers(cfg, self.store):
             name = str(getattr(worker, "name", type(worker).__name__))
             label = f"route={name}"

@@ -120,3 +120,42 @@ def test_drop_slot_as_a_non_owner_of_the_publication_drops_neither(
     done = cli("postgres", "drop-slot", "--source", "dropper", "--dsn", pg_database, "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     assert left() == (0, 0)
+
+
+def test_configs_that_can_do_nothing_are_flagged(
+    kafka: KafkaService,
+    bridge_process: Callable[..., BridgeProcess],
+    tmp_path: Path,
+    topic_name: Callable[..., str],
+) -> None:
+    """Defect 15: `check` warns, and /readyz says so in its notes."""
+    empty = write_config(tmp_path / "empty.toml", bridge_config(tmp_path, kafka.bootstrap))
+    done = cli("check", "--config", str(empty))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no [[sources]] and no [[routes]]" in done.stderr, done.stderr
+
+    # A routes-only bridge whose route reads a topic that no source writes and Kafka lacks.
+    missing = topic_name("nobody.writes")
+    sink = {"name": "dw", "kind": "database", "url": f"sqlite:///{tmp_path / 't.db'}"}
+    route = {"name": "orphan", "from": missing, "to": "dw"}
+    conf = bridge_config(tmp_path, kafka.bootstrap, sinks=[sink], routes=[route])
+    path = write_config(tmp_path / "orphan.toml", conf)
+    done = cli("check", "--connect", "--config", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"no topic on Kafka matches '{missing}'" in done.stderr, done.stderr
+    without = cli("check", "--config", str(path))
+    assert "route orphan" not in without.stderr  # only Kafka can tell: --connect
+
+    bridge = bridge_process(conf)
+    body = bridge.wait_readyz(
+        lambda _code, b: any("route orphan" in n for n in b.get("notes", [])),
+        30,
+        "a note about the route with nothing to read",
+    )
+    assert missing in " ".join(body["notes"]), body
+    assert bridge.stop() == 0, bridge.log_tail()
+
+    idle = bridge_process(bridge_config(tmp_path, kafka.bootstrap), name="idle")
+    body = idle.wait_readyz(lambda _c, b: bool(b.get("notes")), 30, "the do-nothing note")
+    assert "captures and delivers nothing" in body["notes"][0], body
+    assert idle.stop() == 0, idle.log_tail()
