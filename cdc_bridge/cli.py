@@ -212,6 +212,52 @@ def status(
         raise typer.Exit(EXIT_FAILURE)
 
 
+@app.command()
+@user_errors
+def resnapshot(
+    config: ConfigOption,
+    source: Annotated[str, typer.Option("--source", "-s", help="Name of the source.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Make a source take a new snapshot at its next start (after Kafka lost its topics, or
+    a lost position): forget its saved position; for Postgres also drop its replication slot
+    and publication (checked first: both or neither). Stop the bridge first."""
+    from cdc_bridge.state import StateStore
+
+    cfg = _load(config)
+    try:
+        scfg = cfg.source(source)
+    except KeyError:
+        names = ", ".join(s.name for s in cfg.sources) or "none"
+        raise ConfigError(f"{config}: no source named {source!r} (sources: {names})") from None
+    if not yes:
+        typer.confirm(
+            f"Forget the position of source {source!r}"
+            + (" and drop its replication slot and publication" if scfg.kind == "postgres" else "")
+            + "?",
+            abort=True,
+        )
+    if scfg.kind == "postgres":
+        from cdc_bridge.sources.postgres.cli import drop_slot
+
+        typer.echo(drop_slot(scfg))
+    store = StateStore(cfg.bridge.state, migrate=True)
+    try:
+        forgot = store.delete_offset(source)
+        store.clear_snapshot_progress(source)
+    finally:
+        store.close()
+    mode = getattr(scfg, "snapshot", "initial")
+    then = (
+        "the next `cdc-bridge start` takes a new snapshot"
+        if mode != "never"
+        else 'snapshot = "never": the next start streams from the current position without one'
+    )
+    typer.echo(
+        f"source {source}: {'saved position forgotten' if forgot else 'no saved position'}; {then}"
+    )
+
+
 docs_app = typer.Typer(help="Generate reference documentation.", no_args_is_help=True)
 
 

@@ -96,15 +96,9 @@ class _Stall:
 def _resnapshot_hint(config: BridgeConfig, source: str) -> str:
     """How to take a new snapshot of ``source`` (to restore events Kafka lost)."""
     conf = f" --config {config.source_file}" if config.source_file else ""
-    scfg = next((s for s in config.sources if s.name == source), None)
-    if scfg is not None and scfg.kind == "postgres":
-        return (
-            "to restore them, stop the bridge, run `cdc-bridge postgres drop-slot --source "
-            f"{source}{conf}` and start it again (a new slot means a new snapshot)"
-        )
     return (
-        f"to restore them, take a new snapshot of source {source} (see the runbook "
-        "'Source stalled' in docs/operations/runbooks.md)"
+        "to restore them, stop the bridge, run `cdc-bridge resnapshot --source "
+        f"{source}{conf}` and start it again"
     )
 
 

@@ -205,8 +205,9 @@ class MySqlSource(Source):
                     "is no longer on the server: its binlogs were purged (binlog_expire_logs_"
                     "seconds / expire_logs_days), so changes since then cannot be read. To "
                     'recover, set snapshot = "when_needed" on this source (it re-snapshots '
-                    "the tables and continues), or delete the stored position of source "
-                    f"{cfg.name!r} and restart; keep binlogs longer than the bridge can be down."
+                    "the tables and continues), or run `cdc-bridge resnapshot --source "
+                    f"{cfg.name} --config <routes.toml>` and start again; keep binlogs longer "
+                    "than the bridge can be down."
                 ) from None
             except UnsupportedBinlogError as exc:
                 raise FatalError(f"source {cfg.name}: {exc.message}") from None
