@@ -162,8 +162,9 @@ def test_total_kafka_loss_is_reported_and_the_runbook_restores_every_row(
     assert f"cdc-bridge resnapshot --source {name}" in detail, detail
     code, status = bridge.status()
     assert code == 1 and topic in status["sources"][0]["bridge_detail"], status
-    # The runbook: stop, resnapshot (Postgres: a new slot), start again.
-    assert bridge.stop() == 0, bridge.log_tail()
+    # The runbook: stop (here the worst way: a crash), resnapshot (Postgres: a new slot),
+    # start again.
+    bridge.kill()
     done = cli("resnapshot", "--source", name, "--config", str(bridge.config_path), "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     bridge.start()
