@@ -31,7 +31,7 @@ from cdc_bridge.registry import SOURCE_KINDS
 from cdc_bridge.sources.base import Source, SourceContext
 from cdc_bridge.state import StateStore
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "Bridge", "HealthSink", "Worker"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "Bridge", "HealthSink", "Worker", "bridge_identity"]
 
 log = logging.getLogger("cdc_bridge.runtime")
 
@@ -93,6 +93,14 @@ class _Stall:
     detail: str = ""
 
 
+def bridge_identity(config: BridgeConfig) -> dict[str, str]:
+    """What /readyz says about which bridge answers: its name and state store (password
+    masked), so `cdc-bridge status` does not mistake another bridge on the address for it."""
+    from cdc_bridge.config import mask_url
+
+    return {"bridge": config.bridge.name, "state": mask_url(config.bridge.state)}
+
+
 def _resnapshot_hint(config: BridgeConfig, source: str) -> str:
     """How to take a new snapshot of ``source`` (to restore events Kafka lost)."""
     conf = f" --config {config.source_file}" if config.source_file else ""
@@ -145,6 +153,7 @@ class Bridge:
         self.health = health if health is not None else Health()
         self.monitor: Monitor | None = None
         if isinstance(self.health, Health):
+            self.health.identity = bridge_identity(config)
             self.monitor = Monitor(
                 self.health,
                 bootstrap_servers=config.kafka.bootstrap_servers,
