@@ -196,7 +196,12 @@ class RouteWorker:
         """Consume until ``stop_event`` is set; raise FatalError/ConfigError when it cannot go on."""
         stop = stop_event or self._stop
         self._stop = stop
-        self._retrying(self.sink.open, "open the sink")
+        try:
+            self._retrying(self.sink.open, "open the sink")
+        except _Stopped:
+            # Shutting down while the sink is unreachable is a normal stop.
+            log.info("route %s: stopped before the sink could be opened", self.name)
+            return
         self._opened = True
         conf: dict[str, Any] = {
             "max.poll.interval.ms": 600_000,
@@ -454,8 +459,15 @@ class RouteWorker:
         positions: dict[TopicPartition, int],
         dead: list[DeadLetter] | None = None,
     ) -> None:
-        """Apply ``records`` with bounded retries of failing ones; dead-letter the rest."""
-        dead = list(dead or [])
+        """Apply ``records`` with bounded retries of failing ones; dead-letter the rest.
+
+        Records that could not be decoded (``dead``) are dead-lettered -- and confirmed by
+        Kafka -- first: a sink that stores offsets in the target commits past them with the
+        batch, so a crash in between must find them on the dead-letter topic already.
+        """
+        if dead:
+            self._send_dead(list(dead))
+        dead = []
         cfg = self.route.config
         backoff = cfg.retry_backoff_ms / 1000.0
         todo = list(range(len(records)))

@@ -291,6 +291,28 @@ class PostgresDialect(SqlDialect):
         """
         if len(rows) < self.copy_threshold:
             return False
+        import psycopg
+
+        try:
+            self._copy_upsert(conn, table, columns, keys, rows, upsert=upsert)
+        except psycopg.Error as exc:
+            # psycopg's own errors (a value COPY cannot take raises DataError) as SQLAlchemy's,
+            # so the sink classifies them like every other statement's: record or passing.
+            raise sa_exc.DBAPIError.instance(
+                "COPY", None, exc, psycopg.Error, dialect=conn.dialect
+            ) from exc
+        return True
+
+    def _copy_upsert(
+        self,
+        conn: Connection,
+        table: TableClause,
+        columns: Sequence[str],
+        keys: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        upsert: bool,
+    ) -> None:
         from psycopg import sql
 
         ident = sql.Identifier
@@ -325,7 +347,6 @@ class PostgresDialect(SqlDialect):
                     query += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(key_list)
             cur.execute(query)
             cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
-        return True
 
 
 class MySqlDialect(SqlDialect):

@@ -6,9 +6,10 @@ columns are created when ``schema_evolution = "basic"`` (never dropped or retype
 then writes, run in one transaction together with the route's consumer offsets in
 ``cdc_bridge_offsets`` -- so a crash never applies a record twice and never skips one.
 
-When the transaction fails because of data (a constraint, a value that does not fit), the
-batch is rolled back and replayed record by record under savepoints -- and rolled back again
--- only to find which records fail; they are reported by index and the route engine dead-letters
+When the transaction fails because of data (a constraint, a value that does not fit -- on
+any path, the bulk COPY included), the batch is rolled back and written again under
+savepoints, halving failing groups down to single records -- and rolled back again -- only to
+find which records fail; they are reported by index and the route engine dead-letters
 them and applies the rest.
 """
 
@@ -655,7 +656,9 @@ class DatabaseSink(Sink):
         return BatchResult(failed)
 
     def _isolate(self, plans: dict[str, _TablePlan]) -> dict[int, RecordError]:
-        """Replay the batch unit by unit under savepoints, roll back, return what fails."""
+        """Find the records that fail, then roll everything back: the batch is written again
+        under savepoints, halving the groups that fail until single records are left
+        (a few statements for one bad row in a large batch, not one per row)."""
         assert self.engine is not None
         failed: dict[int, RecordError] = {}
         with self.engine.connect() as conn:
@@ -664,32 +667,41 @@ class DatabaseSink(Sink):
                 for plan in plans.values():
                     if plan.truncate:
                         conn.execute(sa.delete(sa.table(plan.name, schema=self.rcfg.target_schema)))
-                    for unit in plan.all_units():
-                        sp = conn.begin_nested()
-                        try:
-                            self._write_table(conn, plan, [unit], bulk=False)
-                            sp.commit()
-                        except (
-                            sa_exc.SQLAlchemyError,
-                            ValueError,
-                            TypeError,
-                            OverflowError,
-                        ) as exc:
-                            sp.rollback()
-                            if isinstance(exc, sa_exc.SQLAlchemyError):
-                                err = self.dialect.classify(exc)
-                                if isinstance(err, RetriableError):
-                                    raise err from None
-                                assert isinstance(err, RecordError)
-                                failed[unit.index] = err
-                            else:
-                                failed[unit.index] = RecordError(
-                                    f"value does not fit the target column: {exc}",
-                                    code=type(exc).__name__,
-                                )
+                    todo = [plan.all_units()]
+                    while todo:
+                        units = todo.pop()
+                        exc = self._try_write(conn, plan, units)
+                        if exc is None:
+                            continue
+                        if len(units) > 1:
+                            half = len(units) // 2
+                            todo += [units[half:], units[:half]]  # first half first
+                            continue
+                        failed[units[0].index] = exc
             finally:
                 tx.rollback()
         return failed
+
+    def _try_write(
+        self, conn: Connection, plan: _TablePlan, units: list[_Unit]
+    ) -> RecordError | None:
+        """Write ``units`` under a savepoint; the record error if it fails (rolled back)."""
+        sp = conn.begin_nested()
+        try:
+            self._write_table(conn, plan, units, bulk=False)
+            sp.commit()
+            return None
+        except (sa_exc.SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
+            sp.rollback()
+            if isinstance(exc, sa_exc.SQLAlchemyError):
+                err = self.dialect.classify(exc)
+                if isinstance(err, RetriableError):
+                    raise err from None
+                assert isinstance(err, RecordError)
+                return err
+            return RecordError(
+                f"value does not fit the target column: {exc}", code=type(exc).__name__
+            )
 
 
 _topic = operator.attrgetter("topic")
