@@ -182,10 +182,15 @@ class Monitor:
             worker = watch.worker
             if self.health.route_state(worker.name) in ("failed", "stopped"):
                 continue
-            joined = getattr(worker, "joined", None)
-            if joined is None:  # a worker without the attribute: running counts as joined
-                joined = True
-            self.health.route(worker.name, "assigned" if joined else "starting")
+            problem = getattr(worker, "problem", None)
+            if problem:
+                # Retrying the sink (unreachable, or refusing the credentials): not ready.
+                self.health.route(worker.name, "retrying", problem)
+            else:
+                joined = getattr(worker, "joined", None)
+                if joined is None:  # a worker without the attribute: running counts as joined
+                    joined = True
+                self.health.route(worker.name, "assigned" if joined else "starting")
             owned = getattr(worker, "assignment", None)
             if owned is not None:
                 metrics.route_assigned_partitions.labels(route=worker.name).set(len(owned))

@@ -37,7 +37,7 @@ from cdc_bridge import metrics
 from cdc_bridge.config import RouteConfigBase
 from cdc_bridge.decode import EnvelopeDecoder, SupersededChange
 from cdc_bridge.dlq import DeadLetter, DeadLetterWriter, dlq_topic, read_dead_letters
-from cdc_bridge.errors import ConfigError, FatalError, RecordError, RetriableError
+from cdc_bridge.errors import ConfigError, FatalError, RecordError, RetriableError, SetupError
 from cdc_bridge.expressions import Expression, compile_expression
 from cdc_bridge.kafka import make_consumer
 from cdc_bridge.mapping import Mapper
@@ -180,6 +180,8 @@ class RouteWorker:
         # For cdc_bridge.monitor: partitions owned, and whether the group was joined.
         self.assignment: set[TopicPartition] = set()
         self.joined = False
+        # Why the worker is retrying right now (None: it is not); read by the monitor.
+        self.problem: str | None = None
         self._m_applied = metrics.route_records_applied.labels(route=route.name)
         self._m_filtered = metrics.route_records_filtered.labels(route=route.name)
         self._m_dead = metrics.route_records_dead_lettered.labels(route=route.name)
@@ -334,14 +336,26 @@ class RouteWorker:
         delay = 0.5
         while True:
             try:
-                return fn()
+                result = fn()
             except RetriableError as exc:
-                log.warning(
-                    "route %s: cannot %s (%s); retrying in %.1fs", self.name, what, exc, delay
+                # Seen by the monitor: /readyz reports the route "retrying" with this reason.
+                self.problem = f"cannot {what}: {exc}"
+                # A setup problem (credentials, privileges) needs a person: an error.
+                level = logging.ERROR if isinstance(exc, SetupError) else logging.WARNING
+                log.log(
+                    level,
+                    "route %s: cannot %s (%s); retrying in %.1fs",
+                    self.name,
+                    what,
+                    exc,
+                    delay,
                 )
                 if self._stop.wait(delay):
                     raise _Stopped() from exc
                 delay = min(delay * 2, 30.0)
+            else:
+                self.problem = None
+                return result
 
     def _flush(self) -> None:
         """Hand the pending messages to the applier (after the previous batch finished).

@@ -21,6 +21,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,7 +30,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 
-from cdc_bridge.errors import ConfigError, RecordError, RetriableError
+from cdc_bridge.errors import ConfigError, RecordError, RetriableError, SetupError
 from cdc_bridge.sinks.base import (
     BatchResult,
     FencedError,
@@ -152,15 +153,41 @@ class DatabaseSink(Sink):
 
         return engine
 
+    def _where(self) -> str:
+        """The target as the user wrote it, password masked (for messages)."""
+        url = normalize_url(self.cfg.url)
+        if url.get_backend_name() == "sqlite":
+            return f"SQLite file {url.database!r}"
+        return url.render_as_string(hide_password=True)
+
     def open(self) -> None:
+        """Connect and create the offsets table. Wrong credentials, a missing database or
+        directory are a ConfigError at once (naming the sink and the target); an unreachable
+        server is retried."""
         if self.engine is None:
             self.engine = self._make_engine()
             self.dialect = dialect_for(self.engine)
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            folder = Path(url.database).expanduser().absolute().parent
+            if not url.database.startswith("file:") and not folder.is_dir():
+                raise ConfigError(
+                    f"sink {self.cfg.name!r}: cannot create the SQLite database "
+                    f"{url.database!r}: the directory {str(folder)!r} does not exist; "
+                    "create it or fix the sink's `url`"
+                )
         try:
             _create_table(self.engine, self.offsets)
         except sa_exc.OperationalError as exc:
+            problem = self.dialect.setup_problem(exc)
+            if problem is not None:
+                raise ConfigError(
+                    f"sink {self.cfg.name!r}: the target database {self._where()} refused the "
+                    f"sink: {problem}; fix the user, password or database in the sink's `url`"
+                ) from None
             raise RetriableError(
-                f"sink {self.cfg.name!r}: cannot reach the target database: {_first(exc)}"
+                f"sink {self.cfg.name!r}: cannot reach the target database "
+                f"{self._where()}: {_first(exc)}"
             ) from None
         except sa_exc.DBAPIError as exc:
             if not _has_table(self.engine, self.offsets):
@@ -201,6 +228,9 @@ class DatabaseSink(Sink):
                     )
                 ).all()
         except sa_exc.SQLAlchemyError as exc:
+            err = self.dialect.classify(exc)
+            if isinstance(err, SetupError):
+                raise SetupError(f"sink {self.cfg.name!r} ({self._where()}): {err}") from None
             raise RetriableError(f"cannot read stored offsets: {_first(exc)}") from None
         return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in wanted}
 
@@ -646,6 +676,8 @@ class DatabaseSink(Sink):
             return BatchResult()
         except (sa_exc.SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
             err = self.dialect.classify(exc) if isinstance(exc, sa_exc.SQLAlchemyError) else None
+            if isinstance(err, SetupError):
+                raise SetupError(f"sink {self.cfg.name!r} ({self._where()}): {err}") from None
             if isinstance(err, RetriableError):
                 raise err from None
             self._tables.clear()  # the failure may come from a table changed under us
