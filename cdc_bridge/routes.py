@@ -88,6 +88,10 @@ class CompiledRoute:
     filter: Expression | None
     mapper: Mapper
     config: RouteConfigBase
+    #: The sink mirrors rows (database, Salesforce) and ``on_filter_exit = "delete"``: the
+    #: target holds the source rows that match the filter, so a row that stops matching is
+    #: deleted (per the route's delete mode) and deletes are not filtered.
+    mirror: bool = False
 
     def prepare(self, rec: SinkRecord) -> SinkRecord | None:
         """Apply ops selection, filter and mapping; None when the route skips the record."""
@@ -105,8 +109,12 @@ class CompiledRoute:
             "key": rec.key,
             "topic": rec.topic,
         }
-        if flt is not None and not flt.matches(env):
-            return None
+        if flt is not None and not (self.mirror and rec.op in ("d", "t")) and not flt.matches(env):
+            if not self.mirror or not _may_be_in_target(rec, env, flt):
+                return None
+            # The row left the filter: remove it from the target like a delete of its key.
+            rec.op, rec.before, rec.after = "d", rec.after, None
+            env["op"], env["before"], env["after"] = "d", rec.before, None
         if not mapper.identity:
             rec.after = mapper.map_row(rec.after, env)
             rec.before = mapper.map_row(rec.before, env, add=False)
@@ -114,6 +122,18 @@ class CompiledRoute:
             rec.key_fields = mapper.map_key_fields(rec.key_fields)
             rec.fields = mapper.map_fields(rec.fields)
         return rec
+
+
+def _may_be_in_target(rec: SinkRecord, env: dict[str, Any], flt: Expression) -> bool:
+    """Whether a row that does not match the filter now may have matched before (so the
+    target may hold it): an insert never; an update when its old state matched or is not in
+    the event (Postgres sends it only with REPLICA IDENTITY FULL); a snapshot read always
+    (the target may hold an older state of the row)."""
+    if rec.op == "c":
+        return False
+    if rec.op == "u" and rec.before is not None:
+        return flt.matches({**env, "after": rec.before})
+    return True
 
 
 def compile_route(route: RouteConfigBase, bridge: str) -> CompiledRoute:
@@ -652,6 +672,7 @@ def make_sink(config: Any, route: RouteConfigBase, state: Any = None) -> tuple[C
         )
     kind = SINK_KINDS[sink_config.kind]
     cls = kind.implementation()
+    compiled.mirror = bool(cls.mirrors_rows) and route.on_filter_exit == "delete"
     context = SinkContext(
         bridge=bridge, route=compiled.name, group_id=compiled.group_id, state=state
     )

@@ -123,6 +123,9 @@ class Sink:
 
     #: True when the sink stores consumer offsets in the same transaction as its writes.
     transactional_offsets: ClassVar[bool] = False
+    #: True when the target mirrors source rows (a table, SObjects) rather than keeping
+    #: events: a row leaving the route's filter is then deleted (``on_filter_exit``).
+    mirrors_rows: ClassVar[bool] = False
 
     def __init__(
         self, config: SinkConfigBase, route: RouteConfigBase, context: SinkContext

@@ -102,6 +102,7 @@ class DatabaseSink(Sink):
     """Writes one route's records into a SQL database (see module docs)."""
 
     transactional_offsets = True
+    mirrors_rows = True
 
     def __init__(
         self, config: DatabaseSinkConfig, route: DatabaseRouteConfig, context: SinkContext
