@@ -20,6 +20,7 @@ __all__ = [
     "FatalError",
     "RecordError",
     "RetriableError",
+    "RouteHalted",
     "SetupError",
 ]
 
@@ -75,6 +76,12 @@ class SetupError(RetriableError):
 
 class FatalError(BridgeError):
     """The component must stop; nothing undelivered may be acknowledged."""
+
+
+class RouteHalted(FatalError):
+    """One route cannot go on safely (its topic was re-created or truncated below the offsets
+    it stored): that route stops -- loudly, reported by ``/readyz`` and ``status`` -- while the
+    rest of the bridge runs on. The message names the recovery command."""
 
 
 class RecordError(BridgeError):

@@ -180,7 +180,7 @@ class Monitor:
         """Route readiness from the workers: joined their group (an assignment arrived)."""
         for watch in self._routes:
             worker = watch.worker
-            if self.health.route_state(worker.name) in ("failed", "stopped"):
+            if self.health.route_state(worker.name) in ("failed", "halted", "stopped"):
                 continue
             problem = getattr(worker, "problem", None)
             if problem:

@@ -37,9 +37,16 @@ from cdc_bridge import metrics
 from cdc_bridge.config import RouteConfigBase
 from cdc_bridge.decode import EnvelopeDecoder, SupersededChange
 from cdc_bridge.dlq import DeadLetter, DeadLetterWriter, dlq_topic, read_dead_letters
-from cdc_bridge.errors import ConfigError, FatalError, RecordError, RetriableError, SetupError
+from cdc_bridge.errors import (
+    ConfigError,
+    FatalError,
+    RecordError,
+    RetriableError,
+    RouteHalted,
+    SetupError,
+)
 from cdc_bridge.expressions import Expression, compile_expression
-from cdc_bridge.kafka import make_consumer
+from cdc_bridge.kafka import make_consumer, topic_ids, with_logger
 from cdc_bridge.mapping import Mapper
 from cdc_bridge.sinks.base import FencedError, Sink, SinkContext, SinkRecord, TopicPartition
 
@@ -48,7 +55,9 @@ __all__ = [
     "RouteWorker",
     "build_workers",
     "compile_route",
+    "identity_problems",
     "replay_dead_letters",
+    "reset_route",
     "route_name",
 ]
 
@@ -202,6 +211,10 @@ class RouteWorker:
         self.joined = False
         # Why the worker is retrying right now (None: it is not); read by the monitor.
         self.problem: str | None = None
+        # Topic identity (transactional sinks): the admin client asking for topic ids, and
+        # when to look again whether an assigned topic was re-created under the route.
+        self._admin: Any = None
+        self._next_identity_check = 0.0
         self._m_applied = metrics.route_records_applied.labels(route=route.name)
         self._m_filtered = metrics.route_records_filtered.labels(route=route.name)
         self._m_dead = metrics.route_records_dead_lettered.labels(route=route.name)
@@ -252,6 +265,8 @@ class RouteWorker:
             while not stop.is_set():
                 if self._inflight is not None and self._inflight.done():
                     self._drain()
+                if self.transactional and time.monotonic() >= self._next_identity_check:
+                    self._recheck_identity()
                 room = batch_size - len(self._pending)
                 wait = 0.2
                 if self._pending:
@@ -311,6 +326,7 @@ class RouteWorker:
         stored = self._retrying(
             lambda: self.sink.committed_offsets(self.route.group_id, tps), "read stored offsets"
         )
+        self._check_identity(consumer, tps, stored)
         for p in partitions:
             off = stored.get((p.topic, p.partition))
             self._expected[(p.topic, p.partition)] = off
@@ -319,6 +335,70 @@ class RouteWorker:
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
+
+    # -- topic identity (transactional sinks) ------------------------------------------------
+
+    def _topic_ids(self, topics: Iterable[str]) -> dict[str, str]:
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
+
+            conf = {
+                k: v
+                for k, v in self.consumer_config.items()
+                if k.startswith(("security.", "sasl.", "ssl."))
+            }
+            conf["bootstrap.servers"] = self.bootstrap_servers
+            self._admin = AdminClient(with_logger(conf, "cdc_bridge.kafka.admin"))
+        return topic_ids(self._admin, topics)
+
+    def _check_identity(
+        self, consumer: Any, tps: list[TopicPartition], stored: dict[TopicPartition, int]
+    ) -> None:
+        """Stop the route (RouteHalted) when offsets stored in the target count in another
+        incarnation of the topic: re-created (new topic id) or truncated below them."""
+        ids = self._retrying(lambda: self._topic_ids({t for t, _ in tps}), "describe topics")
+        self.sink.context.topic_ids.update(ids)
+        self._next_identity_check = time.monotonic() + IDENTITY_CHECK_INTERVAL
+        if not stored:
+            return
+        stored_ids = self._retrying(
+            lambda: self.sink.stored_topic_ids(self.route.group_id, list(stored)),
+            "read stored topic ids",
+        )
+
+        def high(topic: str, partition: int) -> int | None:
+            try:
+                _low, hi = consumer.get_watermark_offsets(
+                    KafkaTopicPartition(topic, partition), timeout=10, cached=False
+                )
+            except Exception:
+                return None
+            return int(hi)
+
+        problems = identity_problems(stored, stored_ids, ids, high)
+        if problems:
+            raise RouteHalted(halt_message(self.name, problems))
+
+    def _recheck_identity(self) -> None:
+        """Every few seconds: has an assigned topic been re-created under the route?"""
+        self._next_identity_check = time.monotonic() + IDENTITY_CHECK_INTERVAL
+        known = self.sink.context.topic_ids
+        topics = {t for t, _ in self.assignment if t in known}
+        if not topics:
+            return
+        try:
+            now = self._topic_ids(topics)
+        except RetriableError as exc:
+            log.debug("route %s: %s", self.name, exc)
+            return
+        changed = [
+            f"{t}: the topic was deleted and re-created while the route consumed it "
+            f"(its id was {known[t]}, is {now[t]})"
+            for t in sorted(topics)
+            if t in now and now[t] != known[t]
+        ]
+        if changed:
+            raise RouteHalted(halt_message(self.name, changed))
 
     def _on_revoke(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         log.info("route %s: revoking %s", self.name, _fmt(partitions))
@@ -624,6 +704,52 @@ class RouteWorker:
             )
 
 
+IDENTITY_CHECK_INTERVAL = 5.0  # seconds between checks that assigned topics were not re-created
+
+
+def identity_problems(
+    stored: dict[TopicPartition, int],
+    stored_ids: dict[TopicPartition, str],
+    ids: dict[str, str],
+    high: Callable[[str, int], int | None],
+) -> list[str]:
+    """Partitions whose stored offsets do not count in the topic as it is now.
+
+    With topic ids (the broker reports them): the id stored with the offsets differs from
+    the topic's id -- it was deleted and re-created. Without ids: the partition ends below the
+    stored offset -- re-created or truncated. ``high(topic, partition)``: the end offset.
+    """
+    out = []
+    for (topic, partition), offset in sorted(stored.items()):
+        sid, cid = stored_ids.get((topic, partition)), ids.get(topic)
+        if cid is not None:
+            if sid is not None and sid != cid:
+                out.append(
+                    f"{topic}: the topic was deleted and re-created (its id was {sid}, is "
+                    f"{cid}); the offsets stored for it (partition {partition}: next "
+                    f"{offset}) count in the old topic"
+                )
+            continue
+        end = high(topic, partition)
+        if end is not None and end < offset:
+            out.append(
+                f"{topic}[{partition}] ends at offset {end}, below the offset {offset} the "
+                "route stored: the topic was re-created or truncated"
+            )
+    return out
+
+
+def halt_message(route: str, problems: list[str]) -> str:
+    """Why ``route`` stopped and the command that recovers it."""
+    return (
+        f"route {route} stopped: {'; '.join(problems)}. Resuming would skip the records the "
+        "topic holds now. Recover with `cdc-bridge routes reset --route "
+        f"{route} --config <routes.toml>` (the route then reads its topics from the start; "
+        "the sink upserts by key, so records applied before are rewritten, not doubled) "
+        "and restart the bridge"
+    )
+
+
 def _mark_replayed(state: Any, route: str, replayed: list[tuple[str, int, int]]) -> None:
     """Mark replayed dead letters in the state store's index, when there is one."""
     lookup = getattr(state, "dead_letters", None)
@@ -796,3 +922,56 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
         consumer.close()
         worker.dlq.close()
         sink.close()
+
+
+def reset_route(
+    config: Any, route_name_: str, topics: Sequence[str] | None = None, timeout: float = 10.0
+) -> list[str]:
+    """Forget where a route stands, so it reads its topics from the start: the offsets its
+    sink stored in the target (database sinks) and its consumer group's offsets in Kafka.
+    The recovery after a topic was re-created or truncated. Returns what was done, one line
+    each; raises ConfigError when the group still has members (stop the bridge first)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    route_cfg = next((r for r in config.routes if route_name(r) == route_name_), None)
+    if route_cfg is None:
+        known = ", ".join(route_name(r) for r in config.routes) or "none"
+        raise ConfigError(f"no route named {route_name_!r} (routes: {known})")
+    compiled, sink = make_sink(config, route_cfg)
+    group = compiled.group_id
+    done = []
+    try:
+        if sink.transactional_offsets:
+            n = sink.reset_offsets(group, topics)
+            done.append(f"forgot the offsets of {n} partition(s) stored in the target")
+    finally:
+        sink.close()
+    conf = {
+        k: v
+        for k, v in config.kafka.consumer.items()
+        if k.startswith(("security.", "sasl.", "ssl."))
+    }
+    conf["bootstrap.servers"] = config.kafka.bootstrap_servers
+    admin = AdminClient(with_logger(conf, "cdc_bridge.kafka.admin"))
+    futures = admin.delete_consumer_groups([group], request_timeout=timeout)
+    for fut in futures.values():
+        try:
+            fut.result()
+            done.append(f"deleted consumer group {group!r} (its offsets in Kafka)")
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code in (KafkaError.GROUP_ID_NOT_FOUND,):
+                done.append(f"consumer group {group!r} has no offsets in Kafka")
+            elif code == KafkaError.NON_EMPTY_GROUP and sink.transactional_offsets:
+                # The target's offsets rule; Kafka's copy is informational for such sinks.
+                done.append(f"consumer group {group!r} is in use; its offsets were kept")
+            elif code == KafkaError.NON_EMPTY_GROUP:
+                raise ConfigError(
+                    f"consumer group {group!r} of route {route_name_!r} still has members: "
+                    "stop the bridge, then run `cdc-bridge routes reset` again"
+                ) from None
+            else:
+                raise RetriableError(f"cannot delete consumer group {group!r}: {exc}") from exc
+    return done

@@ -127,6 +127,8 @@ class DatabaseSink(Sink):
             sa.Column("partition", sa.Integer, primary_key=True),
             sa.Column("next_offset", sa.BigInteger, nullable=False),
             sa.Column("applied", sa.BigInteger, nullable=False),
+            # the topic's id when the offsets were stored: a re-created topic has a new one
+            sa.Column("topic_id", sa.String(64), nullable=True),
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -179,6 +181,7 @@ class DatabaseSink(Sink):
                 )
         try:
             _create_table(self.engine, self.offsets)
+            self._add_topic_id_column()
         except sa_exc.OperationalError as exc:
             problem = self.dialect.setup_problem(exc)
             if problem is not None:
@@ -196,6 +199,31 @@ class DatabaseSink(Sink):
                     f"sink {self.cfg.name!r}: cannot create table {self.offsets.name!r} in the "
                     f"target ({_first(exc)}); grant CREATE or create it yourself"
                 ) from None
+
+    def _add_topic_id_column(self) -> None:
+        """Offsets tables of earlier versions have no ``topic_id`` column: add it."""
+        assert self.engine is not None
+        t = self.offsets
+        with self.engine.connect() as conn:
+            known = self.dialect.existing_columns(conn, t.name, t.schema) or []
+        if "topic_id" in known:
+            return
+        try:
+            with self.engine.begin() as conn:
+                prep = conn.dialect.identifier_preparer
+                typ = sa.String(64).compile(dialect=conn.dialect)
+                log.info("adding column topic_id to %s", t.name)
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {prep.format_table(t)} ADD COLUMN {prep.quote('topic_id')} {typ}"
+                )
+        except sa_exc.OperationalError:
+            raise
+        except sa_exc.DBAPIError as exc:
+            raise ConfigError(
+                f"sink {self.cfg.name!r}: cannot add column topic_id to {t.name!r} in "
+                f"{self._where()} ({_first(exc)}); grant ALTER on it or add the column "
+                "(varchar(64), nullable) yourself"
+            ) from None
 
     def check(self) -> list[str]:
         try:
@@ -218,22 +246,58 @@ class DatabaseSink(Sink):
     def committed_offsets(
         self, group: str, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, int]:
+        return {tp: int(v[0]) for tp, v in self._stored(group, partitions).items()}
+
+    def stored_topic_ids(
+        self, group: str, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, str]:
+        return {tp: v[1] for tp, v in self._stored(group, partitions).items() if v[1]}
+
+    def reset_offsets(self, group: str, topics: Iterable[str] | None = None) -> int:
+        if self.engine is None:
+            self.engine = self._make_engine()
+            self.dialect = dialect_for(self.engine)
+        t = self.offsets
+        where = t.c.group_id == group
+        if topics is not None:
+            where = sa.and_(where, t.c.topic.in_(list(topics)))
+        try:
+            with self.engine.begin() as conn:
+                return int(conn.execute(sa.delete(t).where(where)).rowcount)
+        except sa_exc.SQLAlchemyError as exc:
+            raise RetriableError(
+                f"sink {self.cfg.name!r}: cannot reset offsets in {self._where()}: {_first(exc)}"
+            ) from None
+
+    def _stored(
+        self, group: str, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, tuple[int, str | None]]:
+        """(next offset, topic id) stored for ``group``'s ``partitions``."""
         wanted = set(partitions)
-        assert self.engine is not None
+        if self.engine is None:  # read-only use (cdc-bridge status) without open()
+            self.engine = self._make_engine()
+            self.dialect = dialect_for(self.engine)
         t = self.offsets
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(t.c.topic, t.c.partition, t.c.next_offset).where(
-                        t.c.group_id == group
-                    )
-                ).all()
+                if not _has_table(self.engine, t):
+                    return {}
+                cols = [t.c.topic, t.c.partition, t.c.next_offset]
+                if "topic_id" in (
+                    self.dialect.existing_columns(conn, t.name, t.schema) or ["topic_id"]
+                ):
+                    cols.append(t.c.topic_id)
+                rows = conn.execute(sa.select(*cols).where(t.c.group_id == group)).all()
         except sa_exc.SQLAlchemyError as exc:
             err = self.dialect.classify(exc)
             if isinstance(err, SetupError):
                 raise SetupError(f"sink {self.cfg.name!r} ({self._where()}): {err}") from None
             raise RetriableError(f"cannot read stored offsets: {_first(exc)}") from None
-        return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in wanted}
+        return {
+            (r[0], r[1]): (r[2], r[3] if len(r) > 3 else None)
+            for r in rows
+            if (r[0], r[1]) in wanted
+        }
 
     def _store_offsets(
         self,
@@ -246,6 +310,7 @@ class DatabaseSink(Sink):
         (else FencedError: another consumer applied the partition since we read them)."""
         t = self.offsets
         group = self.context.group_id
+        ids = self.context.topic_ids
         for (topic, partition), nxt in positions.items():
             tp = (topic, partition)
             n = counts.get(tp, 0)
@@ -256,7 +321,9 @@ class DatabaseSink(Sink):
                 where = sa.and_(where, t.c.next_offset == prev)
             if not fenced or prev is not None:
                 res = conn.execute(
-                    sa.update(t).where(where).values(next_offset=nxt, applied=t.c.applied + n)
+                    sa.update(t)
+                    .where(where)
+                    .values(next_offset=nxt, applied=t.c.applied + n, topic_id=ids.get(topic))
                 )
                 if res.rowcount == 1:
                     continue
@@ -273,6 +340,7 @@ class DatabaseSink(Sink):
                             partition=partition,
                             next_offset=nxt,
                             applied=n,
+                            topic_id=ids.get(topic),
                         )
                     )
             except sa_exc.IntegrityError:
