@@ -52,6 +52,7 @@ from cdc_bridge.sinks.base import FencedError, Sink, SinkContext, SinkRecord, To
 
 __all__ = [
     "CompiledRoute",
+    "ReplayResult",
     "RouteWorker",
     "build_workers",
     "compile_route",
@@ -750,24 +751,6 @@ def halt_message(route: str, problems: list[str]) -> str:
     )
 
 
-def _mark_replayed(state: Any, route: str, replayed: list[tuple[str, int, int]]) -> None:
-    """Mark replayed dead letters in the state store's index, when there is one."""
-    lookup = getattr(state, "dead_letters", None)
-    mark = getattr(state, "mark_replayed", None)
-    if lookup is None or mark is None or not replayed:
-        return
-    done = set(replayed)
-    try:
-        ids = [
-            d.id for d in lookup(route, limit=1_000_000) if (d.topic, d.partition, d.offset) in done
-        ]
-        mark(ids)
-    except Exception as exc:
-        log.warning(
-            "route %s: cannot mark replayed dead letters in the state store: %s", route, exc
-        )
-
-
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
     return lambda: fn(*args)
 
@@ -824,12 +807,34 @@ def build_workers(config: Any, state: Any = None) -> list[RouteWorker]:
     return workers
 
 
-def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tuple[int, int]:
-    """Re-apply the dead letters of one route; returns (applied, failed again).
+@dataclass
+class ReplayResult:
+    """What ``dlq replay`` did with the letters it read (each letter once)."""
+
+    replayed: int = 0  # applied to the sink
+    superseded: int = 0  # the route already applied a later change of the key (or a copy)
+    failed: int = 0  # failed again: sink rejections go back to the DLQ with the new reason
+    skipped: int = 0  # the route's ops or filter no longer select the record
+
+    def __str__(self) -> str:
+        return (
+            f"{self.replayed} replayed, {self.superseded} superseded, "
+            f"{self.failed} failed again, {self.skipped} skipped"
+        )
+
+
+def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> ReplayResult:
+    """Re-apply the dead letters of one route, each once, never moving a row backwards.
 
     Replay progress is kept as the offsets of consumer group ``<group>.dlq-replay`` on the
-    dead-letter topic (in the target for transactional sinks), so each dead letter is replayed
-    once; records that fail again are appended to the dead-letter topic with the new reason.
+    dead-letter topic (in the target for transactional sinks), stored for every letter read
+    -- applied or not -- so a second run starts after the first. A letter is *superseded*
+    (skipped) when the route has already applied a later change of the same key (a later
+    record of the key in the same partition, before the route's committed position): the
+    target holds a newer version than the letter. Records the sink rejects again go back to
+    the dead-letter topic with the new reason (replayable after the next fix); letters that
+    still cannot be decoded stay where they are, marked failed. Outcomes are recorded in the
+    state store's dead-letter index (``dlq list`` shows them).
     """
     route_cfg = None
     for r in config.routes:
@@ -839,22 +844,25 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
         known = ", ".join(route_name(r) for r in config.routes) or "none"
         raise ConfigError(f"no route named {route_name_!r} (routes: {known})")
     compiled, sink = make_sink(config, route_cfg, state)
-    compiled.group_id = f"{compiled.group_id}.dlq-replay"
+    main_group = compiled.group_id
+    compiled.group_id = f"{main_group}.dlq-replay"
     sink.context.group_id = compiled.group_id
     bootstrap = config.kafka.bootstrap_servers
+    consumer_conf = dict(config.kafka.consumer)
     worker = RouteWorker(
         compiled,
         sink,
         bridge=config.bridge.name,
         bootstrap_servers=bootstrap,
-        consumer_config=dict(config.kafka.consumer),
+        consumer_config=consumer_conf,
         producer_config=dict(config.kafka.producer),
         state=state,
     )
     topic = dlq_topic(config.bridge.name, compiled.name)
     sink.open()
     worker._opened = True
-    consumer = make_consumer(bootstrap, compiled.group_id, dict(config.kafka.consumer))
+    consumer = make_consumer(bootstrap, compiled.group_id, consumer_conf)
+    result = ReplayResult()
     try:
         md = consumer.list_topics(topic, timeout=10)
         parts = list(md.topics[topic].partitions) if topic in md.topics else []
@@ -868,45 +876,59 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
             )
             start = {c.partition: c.offset for c in committed if c.offset >= 0}
         letters = list(
-            read_dead_letters(
-                bootstrap, topic, consumer_config=dict(config.kafka.consumer), start=start
-            )
+            read_dead_letters(bootstrap, topic, consumer_config=consumer_conf, start=start)
         )
-        before_dead = worker.dead
-        replayed: list[tuple[str, int, int]] = []
+        later = _later_changes(config, compiled, sink, main_group, letters)
+        pending = _pending_index(state, compiled.name)
+        outcomes: dict[str, list[int]] = {}
+        seen: set[tuple[str, int, int]] = set()
         for letter in letters:
+            origin = (letter.topic, letter.partition, letter.offset)
             positions = {(topic, letter.dlq_partition): letter.dlq_offset + 1}
-            try:
-                rec = worker.decoder.decode(
-                    letter.topic,
-                    letter.partition,
-                    letter.offset,
-                    letter.timestamp,
-                    letter.key,
-                    letter.value,
-                )
-                prepared = compiled.prepare(rec)
-                records = [prepared] if prepared is not None else []
-                dead_before = worker.dead
+            records: list[SinkRecord] = []
+            if origin in seen:
+                outcome = "superseded"  # another copy of a letter handled in this run
+            elif (
+                letter.key is not None
+                and later.get((letter.topic, letter.partition, letter.key), -1) > letter.offset
+            ):
+                outcome = "superseded"
+            else:
+                try:
+                    rec = worker.decoder.decode(
+                        letter.topic,
+                        letter.partition,
+                        letter.offset,
+                        letter.timestamp,
+                        letter.key,
+                        letter.value,
+                    )
+                    prepared = compiled.prepare(rec)
+                except SupersededChange:
+                    outcome = "superseded"
+                except RecordError as exc:
+                    outcome = "failed"
+                    log.warning(
+                        "route %s: dead letter %s[%d]@%d still fails: %s; it stays on %s",
+                        compiled.name,
+                        *origin,
+                        exc,
+                        topic,
+                    )
+                else:
+                    if prepared is None:
+                        outcome = "skipped"
+                    else:
+                        records = [prepared]
+                        outcome = "replayed"
+            seen.add(origin)
+            dead_before = worker.dead
+            if records or sink.transactional_offsets:
+                # Transactional sinks store the replay progress with the data, also when
+                # there is nothing to apply, so the letter is not read again.
                 worker.apply(records, positions)
-                if worker.dead == dead_before:
-                    replayed.append((letter.topic, letter.partition, letter.offset))
-            except SupersededChange:  # nothing left to apply: superseded by a later change
-                replayed.append((letter.topic, letter.partition, letter.offset))
-            except RecordError as exc:
-                worker._send_dead(
-                    [
-                        worker._letter(
-                            letter.topic,
-                            letter.partition,
-                            letter.offset,
-                            letter.timestamp,
-                            letter.key,
-                            letter.value,
-                            exc,
-                        )
-                    ]
-                )
+            if records and worker.dead != dead_before:
+                outcome = "failed"
             if not sink.transactional_offsets:
                 consumer.commit(
                     offsets=[
@@ -914,14 +936,122 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
                     ],
                     asynchronous=False,
                 )
-        failed = worker.dead - before_dead
-        applied = len(letters) - failed
-        _mark_replayed(state, compiled.name, replayed)
-        return applied, failed
+            setattr(result, outcome, getattr(result, outcome) + 1)
+            ids = pending.get(origin)
+            if ids:
+                outcomes.setdefault(outcome, []).append(ids.pop(0))
+        _mark_outcomes(state, compiled.name, outcomes)
+        return result
     finally:
         consumer.close()
         worker.dlq.close()
         sink.close()
+
+
+def _pending_index(state: Any, route: str) -> dict[tuple[str, int, int], list[int]]:
+    """Index rows not replayed yet, by origin (copies of a letter: oldest first)."""
+    lookup = getattr(state, "dead_letters", None)
+    if lookup is None:
+        return {}
+    out: dict[tuple[str, int, int], list[int]] = {}
+    try:
+        for d in lookup(route, limit=1_000_000):
+            out.setdefault((d.topic, d.partition, d.offset), []).append(d.id)
+    except Exception as exc:
+        log.warning("route %s: cannot read the dead-letter index: %s", route, exc)
+    return out
+
+
+def _mark_outcomes(state: Any, route: str, outcomes: dict[str, list[int]]) -> None:
+    """Record what the replay did with each indexed letter, when there is an index."""
+    mark = getattr(state, "mark_replayed", None)
+    if mark is None:
+        return
+    try:
+        for outcome, ids in outcomes.items():
+            mark(ids, outcome)
+    except Exception as exc:
+        log.warning(
+            "route %s: cannot mark replayed dead letters in the state store: %s", route, exc
+        )
+
+
+def _later_changes(
+    config: Any,
+    compiled: CompiledRoute,
+    sink: Sink,
+    main_group: str,
+    letters: Sequence[DeadLetter],
+) -> dict[tuple[str, int, bytes], int]:
+    """(topic, partition, key) -> the offset of the latest change of that key the route has
+    applied after a letter of it (read from the source topic, up to the route's position)."""
+    from confluent_kafka import Consumer
+
+    wanted: dict[tuple[str, int], tuple[int, set[bytes]]] = {}
+    for d in letters:
+        if d.key is None or d.offset < 0:
+            continue
+        low, keys = wanted.get((d.topic, d.partition), (d.offset, set()))
+        keys.add(d.key)
+        wanted[(d.topic, d.partition)] = (min(low, d.offset), keys)
+    if not wanted:
+        return {}
+    tps = list(wanted)
+    if sink.transactional_offsets:
+        passed = sink.committed_offsets(main_group, tps)
+    else:
+        probe = make_consumer(
+            config.kafka.bootstrap_servers, main_group, dict(config.kafka.consumer)
+        )
+        try:
+            got = probe.committed([KafkaTopicPartition(t, p) for t, p in tps], timeout=10)
+            passed = {(c.topic, c.partition): c.offset for c in got if c.offset >= 0}
+        finally:
+            probe.close()
+    conf: dict[str, Any] = {
+        **dict(config.kafka.consumer),
+        "bootstrap.servers": config.kafka.bootstrap_servers,
+        "group.id": f"{main_group}.dlq-replay-scan",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    }
+    reader = Consumer(with_logger(conf, "cdc_bridge.kafka.dlq"))
+    decoder = EnvelopeDecoder()
+    latest: dict[tuple[str, int, bytes], int] = {}
+    try:
+        for (t, p), (low, keys) in wanted.items():
+            end = passed.get((t, p))
+            if end is None or end <= low + 1:
+                continue
+            reader.assign([KafkaTopicPartition(t, p, low + 1)])
+            while True:
+                msg = reader.poll(10)
+                if msg is None:
+                    break
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        break
+                    raise RetriableError(f"cannot read {t}[{p}] to check dead letters: {err.str()}")
+                off = int(msg.offset() or 0)
+                if off >= end:
+                    break
+                key = msg.key()
+                if key not in keys:
+                    continue
+                try:
+                    rec = decoder.decode(t, p, off, 0, key, msg.value())
+                    applied = compiled.prepare(rec) is not None
+                except SupersededChange:
+                    applied = True  # a change a later one overrides: the key moved on
+                except RecordError:
+                    applied = False  # dead-lettered too, not applied
+                if applied and key is not None:
+                    latest[(t, p, key)] = off
+            reader.unassign()
+    finally:
+        reader.close()
+    return latest
 
 
 def reset_route(
