@@ -52,7 +52,7 @@ def _flags_without_type() -> None:
     def display_type_rich(self: Any, ctx: Any) -> str | None:
         if getattr(self, "is_flag", False) and not getattr(self, "count", False):
             return None
-        return original(self, ctx)  # type: ignore[no-any-return]
+        return original(self, ctx)
 
     option.display_type_rich = display_type_rich
 
