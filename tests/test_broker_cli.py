@@ -44,6 +44,7 @@ def test_broker_serves_kafka_until_ctrl_c(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "200"},  # one line per message
     )
     try:
         out = _read_until(proc, "Ctrl-C stops it")

@@ -50,7 +50,7 @@ def broker_command(
     from rich.console import Console
     from rich.markup import escape
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False)  # wraps at words in a narrow terminal
     out = Console(highlight=False, soft_wrap=True)
     problem = missing_demo_extra()
     if problem:
