@@ -306,7 +306,7 @@ def forget(label: str, value: str) -> None:
 # -- health ----------------------------------------------------------------------------------
 
 #: Source states that count as ready.
-SOURCE_READY = frozenset({"snapshot", "streaming"})
+SOURCE_READY = frozenset({"snapshot", "streaming", "finished"})
 
 
 @dataclass
@@ -321,9 +321,11 @@ class Health:
     """Thread-safe view of what runs: sources, routes, fatal errors; the input of /readyz.
 
     Source states: ``starting``, ``snapshot``, ``streaming``, ``retrying``, ``failed``,
-    ``stopped``. Route states: ``starting``, ``assigned`` (joined its group), ``retrying``,
-    ``halted`` (stopped on its own, e.g. its topic was re-created), ``failed``, ``stopped``.
-    The monitor reports separately whether each source's database
+    ``stopped``, ``stalled`` (Kafka confirms none of its records), ``ended`` (it stopped
+    capturing unexpectedly), ``finished`` (``snapshot = "initial_only"`` done). Route states:
+    ``starting``, ``assigned`` (joined its group), ``retrying``, ``halted`` (stopped on its
+    own, e.g. its topic was re-created), ``failed``, ``stopped``. The monitor reports
+    separately whether each source's database
     answers (:meth:`source_reachable`), so a source that retries inside ``run`` still flips
     readiness when it loses its database.
     """
@@ -333,6 +335,16 @@ class Health:
         self._sources: dict[str, _Component] = {}
         self._routes: dict[str, _Component] = {}
         self._fatal: str | None = None
+        self._notes: dict[str, str] = {}
+
+    def note(self, key: str, message: str | None) -> None:
+        """Set (or with None clear) a note shown in /readyz ``notes``: something worth
+        knowing that does not make the bridge unready (e.g. a route with nothing to read)."""
+        with self._lock:
+            if message is None:
+                self._notes.pop(key, None)
+            else:
+                self._notes[key] = message
 
     def source(self, name: str, state: str, detail: str = "") -> None:
         with self._lock:
@@ -377,7 +389,8 @@ class Health:
         bridge_fatal.set(1)
 
     def snapshot(self) -> dict[str, Any]:
-        """``{"ready": bool, "fatal": str|None, "sources": {...}, "routes": {...}}``."""
+        """``{"ready": bool, "fatal": str|None, "sources": {...}, "routes": {...},
+        "notes": [str]}``."""
         with self._lock:
             sources = {
                 n: {
@@ -399,13 +412,20 @@ class Health:
                 for n, c in self._routes.items()
             }
             fatal = self._fatal
+            notes = [self._notes[k] for k in sorted(self._notes)]
         ready = (
             fatal is None
             and all(s["ready"] for s in sources.values())
             and all(r["ready"] for r in routes.values())
         )
         bridge_ready.set(1 if ready else 0)
-        return {"ready": ready, "fatal": fatal, "sources": sources, "routes": routes}
+        return {
+            "ready": ready,
+            "fatal": fatal,
+            "sources": sources,
+            "routes": routes,
+            "notes": notes,
+        }
 
     def ready(self) -> bool:
         return bool(self.snapshot()["ready"])

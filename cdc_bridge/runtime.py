@@ -15,14 +15,15 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
 from cdc_bridge.config import BridgeConfig, SourceConfigBase
 from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.errors import BridgeError, ConfigError, FatalError, RouteHalted
-from cdc_bridge.kafka import EventProducer, LibrdkafkaLog, TopicSettings
+from cdc_bridge.errors import BridgeError, ConfigError, FatalError, RetriableError, RouteHalted
+from cdc_bridge.idle import nothing_configured
+from cdc_bridge.kafka import EventProducer, LibrdkafkaLog, TopicSettings, probe_cluster
 from cdc_bridge.logs import component
 from cdc_bridge.metrics import Health, MetricsServer
 from cdc_bridge.monitor import Monitor
@@ -57,8 +58,9 @@ class Worker(Protocol):
 class HealthSink(Protocol):
     """Where the runtime reports component states (``cdc_bridge.metrics.Health`` fits).
 
-    Source states used here: ``starting``, ``failed``, ``stopped`` (sources report
-    ``snapshot`` / ``streaming`` themselves); route states: ``starting``, ``failed``,
+    Source states used here: ``starting``, ``failed``, ``stopped``, ``stalled`` (Kafka
+    confirms nothing), ``ended`` (run returned unexpectedly), ``finished`` (initial_only
+    done); the monitor reports ``streaming``; route states: ``starting``, ``failed``,
     ``halted`` (that route stopped, the bridge runs on), ``stopped``.
     """
 
@@ -80,6 +82,25 @@ class _Running:
     error: BaseException | None = None
     finished: bool = False
     halted: bool = False  # a route stopped on its own (RouteHalted); the bridge runs on
+
+
+@dataclass
+class _Stall:
+    """A source whose records Kafka stopped confirming (see ``Bridge._watch_stalls``)."""
+
+    previous: str | None  # the health state to restore when confirmations resume
+    since: float = field(default_factory=time.monotonic)
+    checked: float = 0.0
+    detail: str = ""
+
+
+def _resnapshot_hint(config: BridgeConfig, source: str) -> str:
+    """How to take a new snapshot of ``source`` (to restore events Kafka lost)."""
+    conf = f" --config {config.source_file}" if config.source_file else ""
+    return (
+        "to restore them, stop the bridge, run `cdc-bridge resnapshot --source "
+        f"{source}{conf}` and start it again"
+    )
 
 
 def producer_for(config: BridgeConfig, source: SourceConfigBase) -> EventProducer:
@@ -139,6 +160,8 @@ class Bridge:
         self._sources: list[tuple[_Running, Source, SourceContext, EventProducer]] = []
         self._workers: list[tuple[_Running, Worker]] = []
         self._failed: list[str] = []
+        self._ended: list[str] = []  # sources whose run() returned unexpectedly
+        self._stalls: dict[str, _Stall] = {}  # source name -> since when Kafka confirms nothing
         self._signals = 0
 
     # -- control ---------------------------------------------------------------------------
@@ -184,10 +207,45 @@ class Bridge:
         if self._failed:
             log.error("bridge stopped after a failure of %s", ", ".join(self._failed))
             return EXIT_FAILED
+        if self._ended:
+            log.error("bridge stopped; %s had ended unexpectedly", ", ".join(self._ended))
+            return EXIT_FAILED
         if any(r.halted for r in self._components()):
             return EXIT_FAILED
         log.info("bridge stopped cleanly")
         return EXIT_OK
+
+    def _wait_for_kafka(self) -> None:
+        """Kafka must answer before anything touches a source database (a replication slot
+        created for a bridge that cannot deliver would only hold WAL). An ERROR names the
+        address within seconds; after ``[kafka] connect_timeout_s`` the start fails."""
+        cfg = self.config.kafka
+        if not self.config.sources and not self.config.routes:
+            return
+        client = {k: v for k, v in cfg.producer.items() if k.startswith(_SECURITY_PREFIXES)}
+        deadline = time.monotonic() + cfg.connect_timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            left = deadline - time.monotonic()
+            try:
+                wait = 2.0 if attempt == 1 else 5.0
+                probe_cluster(cfg.bootstrap_servers, client, timeout=max(1.0, min(wait, left)))
+            except RetriableError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FatalError(
+                        f"{exc} (gave up after [kafka] connect_timeout_s = "
+                        f"{cfg.connect_timeout_s:g}s; nothing was created on the sources)"
+                    ) from None
+                if attempt == 1:
+                    log.error("%s; retrying for %.0fs more", exc, left)
+                if self.stop_event.wait(min(1.0, left)):
+                    return  # stopped while waiting: a clean stop
+                continue
+            if attempt > 1:
+                log.info("Kafka at %s answers", cfg.bootstrap_servers)
+            return
 
     def _start(self) -> None:
         cfg = self.config
@@ -212,6 +270,17 @@ class Bridge:
             self._sources.append((running, source, ctx, producer))
             if self.monitor is not None:
                 self.monitor.watch_source(scfg, ctx)
+        # Producers are built (their config checked); no source database was contacted yet.
+        self._wait_for_kafka()
+        if self.stop_event.is_set():
+            return
+        idle = nothing_configured(cfg)
+        if idle is not None:
+            log.warning("%s", idle)
+            if isinstance(self.health, Health):
+                self.health.note("bridge", idle)
+        if self.monitor is not None:
+            self.monitor.watch_config(cfg)
         for worker in build_route_workers(cfg, self.store):
             name = str(getattr(worker, "name", type(worker).__name__))
             label = f"route={name}"
@@ -269,7 +338,7 @@ class Bridge:
             try:
                 source.run(ctx)
                 if not self.stop_event.is_set():
-                    log.info("source %s finished", source.name)
+                    self._source_returned(running, source)
             except BaseException as exc:
                 self._record_failure(running, exc)
             finally:
@@ -278,6 +347,23 @@ class Bridge:
                     source.close()
                 except Exception:
                     log.exception("closing source %s failed", source.name)
+
+    def _source_returned(self, running: _Running, source: Source) -> None:
+        """``run`` returned without being told to stop: done (``snapshot = "initial_only"``)
+        or -- for every other mode, whose stream never ends by itself -- a source that quit
+        capturing. The latter degrades the bridge loudly instead of idling as "ready"."""
+        if getattr(source.config, "snapshot", None) == "initial_only":
+            log.info("source %s finished (snapshot = initial_only)", source.name)
+            self._report(running, "finished")
+            return
+        message = (
+            f"source {source.name} ended unexpectedly: it stopped capturing changes without "
+            "an error. Restart the bridge (stop it, then `cdc-bridge start`): the source resumes "
+            "from its last saved position, nothing confirmed is lost"
+        )
+        log.error("%s", message)
+        self._ended.append(running.label)
+        self._report(running, "ended", message)
 
     def _run_worker(self, running: _Running, worker: Worker) -> None:
         with component(running.label):
@@ -321,12 +407,88 @@ class Bridge:
         components = self._components()
         while not self.stop_event.wait(self.checkpoint_interval):
             self._checkpoint_all()
+            self._watch_stalls()
             if components and all(r.finished for r in components):
                 if any(r.halted for r in components):
                     continue  # stay up, so /readyz and the log say what stopped and why
                 log.info("every source and route worker finished")
                 break
         self.stop()
+
+    def _watch_stalls(self) -> None:
+        """Report a source whose records Kafka has confirmed none of for
+        ``[kafka] stall_timeout_s`` (ERROR, state ``stalled``: /readyz 503), and clear it when
+        confirmations come back. A stalled producer waits for topics forever, so topics it
+        wrote that the cluster no longer has (deleted, or Kafka came back empty) are
+        re-created: capture resumes, and the log says what was lost with them."""
+        limit = self.config.kafka.stall_timeout_s
+        now = time.monotonic()
+        for running, _source, ctx, producer in self._sources:
+            if running.finished or running.error is not None:
+                continue
+            stalled = ctx.stalled_for()
+            stall = self._stalls.get(running.name)
+            if stall is None:
+                if stalled >= limit:
+                    state_of = getattr(self.health, "source_state", None)
+                    stall = self._stalls[running.name] = _Stall(
+                        state_of(running.name) if state_of is not None else None
+                    )
+                    self._stalled(running, ctx, producer, stalled, stall)
+            elif stalled == 0.0:
+                del self._stalls[running.name]
+                with component(running.label):
+                    log.info(
+                        "Kafka confirms the records of source %s again (stalled %.0fs)",
+                        running.name,
+                        now - stall.since,
+                    )
+                self._report(running, stall.previous or "streaming")
+            elif now - stall.checked >= 10.0:
+                self._stalled(running, ctx, producer, stalled, stall)
+
+    def _stalled(
+        self,
+        running: _Running,
+        ctx: SourceContext,
+        producer: EventProducer,
+        stalled: float,
+        stall: _Stall,
+    ) -> None:
+        stall.checked = time.monotonic()
+        waiting = producer.in_flight()
+        bootstrap = self.config.kafka.bootstrap_servers
+        try:
+            lost = producer.admin.lost(timeout=3.0)
+        except BridgeError:
+            reason = f"Kafka at {bootstrap} does not answer"
+            lost = []
+        else:
+            reason = "Kafka answers but does not confirm them"
+        if lost:
+            reason = (
+                f"topic(s) {', '.join(lost)} no longer exist on Kafka (deleted, or the cluster "
+                "lost its data); re-creating them. If the stall does not clear, restart the "
+                "bridge: the source re-sends everything after its last confirmed position. "
+                "Events Kafka had confirmed on those topics are gone with them: "
+                f"{_resnapshot_hint(self.config, running.name)}"
+            )
+        detail = (
+            f"source stalled: {waiting} record(s) sent to Kafka, none confirmed for "
+            f"{stalled:.0f}s ([kafka] stall_timeout_s = {self.config.kafka.stall_timeout_s:g}); "
+            f"{reason}. The source's position does not move meanwhile (nothing unconfirmed is "
+            "acknowledged)"
+        )
+        with component(running.label):
+            if detail != stall.detail or lost:
+                log.error("%s", detail)
+            if lost:
+                try:
+                    producer.admin.recreate(lost)
+                except BridgeError as exc:
+                    log.error("cannot re-create topic(s) %s: %s", ", ".join(lost), exc)
+        stall.detail = detail
+        self._report(running, "stalled", detail)
 
     def _checkpoint_all(self) -> None:
         for running, _source, ctx, _producer in self._sources:
@@ -353,7 +515,9 @@ class Bridge:
                     )
         for running, _source, ctx, producer in self._sources:
             with component(running.label):
-                if not producer.flush(max(1.0, deadline - time.monotonic())):
+                # A stalled source's records will not be confirmed now: do not wait long.
+                wait = 2.0 if running.name in self._stalls else deadline - time.monotonic()
+                if not producer.flush(max(1.0, wait)):
                     log.warning("%d record(s) not confirmed by Kafka at shutdown", len(producer))
                 try:
                     offset = ctx.checkpoint()

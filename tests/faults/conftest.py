@@ -72,8 +72,10 @@ def bridge_process(tmp_path: Path) -> Iterator[Callable[..., BridgeProcess]]:
     still running at the end of the test is killed."""
     made: list[BridgeProcess] = []
 
-    def make(conf: Mapping[str, Any], name: str = "bridge", start: bool = True) -> BridgeProcess:
-        bp = BridgeProcess(conf, tmp_path, name)
+    def make(
+        conf: Mapping[str, Any], name: str = "bridge", start: bool = True, **kw: Any
+    ) -> BridgeProcess:
+        bp = BridgeProcess(conf, tmp_path, name, **kw)
         made.append(bp)
         return bp.start() if start else bp
 

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +34,7 @@ from cdc_bridge._tomlout import dumps as toml_dumps
 
 __all__ = [
     "BridgeProcess",
+    "Writer",
     "assert_rows",
     "bridge_config",
     "cli",
@@ -43,6 +45,7 @@ __all__ = [
     "http_get",
     "key_of",
     "read_topic",
+    "table_rows",
     "wait_for",
     "write_config",
 ]
@@ -119,10 +122,23 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
 
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _launcher(fake_kinds: bool) -> list[str]:
+    if not fake_kinds:
+        return [sys.executable, "-m", "cdc_bridge"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from tests import fakekinds; fakekinds.register(); "
+        "from cdc_bridge.cli import main; main(sys.argv[1:])",
+    ]
+
+
+def cli(
+    *args: str, timeout: float = 120, fake_kinds: bool = False
+) -> subprocess.CompletedProcess[str]:
     """``cdc-bridge ARGS`` in its own process, as an operator runs it next to the bridge."""
     return subprocess.run(
-        [sys.executable, "-m", "cdc_bridge", *args],
+        [*_launcher(fake_kinds), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -149,8 +165,16 @@ class BridgeProcess:
     SIGTERM and returns the exit code; ``kill()`` is a SIGKILL (a crash).
     """
 
-    def __init__(self, conf: Mapping[str, Any], tmp_path: Path, name: str = "bridge") -> None:
+    def __init__(
+        self,
+        conf: Mapping[str, Any],
+        tmp_path: Path,
+        name: str = "bridge",
+        *,
+        fake_kinds: bool = False,
+    ) -> None:
         self.conf = dict(conf)
+        self.fake_kinds = fake_kinds  # also register tests/fakekinds.py (kind = "fake")
         self.config_path = write_config(tmp_path / f"{name}.toml", conf)
         self.log_path = tmp_path / f"{name}.log"
         self.metrics = f"http://{conf['bridge']['metrics']}"
@@ -160,9 +184,7 @@ class BridgeProcess:
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(
                 [
-                    sys.executable,
-                    "-m",
-                    "cdc_bridge",
+                    *_launcher(self.fake_kinds),
                     "--log-level",
                     "INFO",
                     "start",
@@ -236,7 +258,15 @@ class BridgeProcess:
 
     def status(self, timeout: float = 10) -> tuple[int, dict[str, Any]]:
         """``cdc-bridge status --json`` against this bridge's config: (exit code, document)."""
-        done = cli("status", "--config", str(self.config_path), "--json", "--timeout", "5")
+        done = cli(
+            "status",
+            "--config",
+            str(self.config_path),
+            "--json",
+            "--timeout",
+            str(timeout),
+            fake_kinds=self.fake_kinds,
+        )
         try:
             doc = json.loads(done.stdout)
         except ValueError:
@@ -347,6 +377,11 @@ def key_of(key: Any) -> Any:
 def final_rows(records: list[tuple[Any, Any]]) -> dict[Any, dict[str, Any]]:
     """Apply change events in order: key -> row (``after``), deleted keys removed."""
     rows: dict[Any, dict[str, Any]] = {}
+    _apply(rows, records)
+    return rows
+
+
+def _apply(rows: dict[Any, dict[str, Any]], records: list[tuple[Any, Any]]) -> None:
     for key, value in records:
         if value is None:  # tombstone
             continue
@@ -355,7 +390,6 @@ def final_rows(records: list[tuple[Any, Any]]) -> dict[Any, dict[str, Any]]:
             rows.pop(k, None)
         elif value.get("after") is not None:
             rows[k] = value["after"]
-    return rows
 
 
 def assert_rows(
@@ -393,5 +427,92 @@ def _diff(
 def converged(
     expected: Mapping[Any, Mapping[str, Any]],
 ) -> Callable[[list[tuple[Any, Any]]], bool]:
-    """An ``until`` for :func:`read_topic`: the topic's final rows equal ``expected``."""
-    return lambda recs: _diff(final_rows(recs), expected) == ([], [], [])
+    """An ``until`` for :func:`read_topic`: the topic's final rows equal ``expected``
+    (incremental: each call applies only the records read since the last one)."""
+    rows: dict[Any, dict[str, Any]] = {}
+    done = [0]
+
+    def check(recs: list[tuple[Any, Any]]) -> bool:
+        _apply(rows, recs[done[0] :])
+        done[0] = len(recs)
+        return len(rows) == len(expected) and _diff(rows, expected) == ([], [], [])
+
+    return check
+
+
+class Writer:
+    """Commits one row per transaction into ``items (id, v)`` until stopped, riding out
+    server restarts (a commit whose outcome is unknown moves on to a new id); every 7th
+    row also updates an earlier one. The source table is the truth the topic is compared
+    with at the end (:func:`table_rows`), so an ambiguous commit needs no bookkeeping.
+
+    ``connect()`` returns a DB-API connection in autocommit mode; ``errors`` are the
+    driver's exception classes that mean "the server went away".
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Any],
+        errors: tuple[type[BaseException], ...],
+        *,
+        first_id: int = 1000,
+        pause: float = 0.003,
+    ) -> None:
+        self.connect = connect
+        self.errors = errors
+        self.pause = pause
+        self.next_id = first_id
+        self.stop = threading.Event()
+        self.committed = 0
+        self.failures = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        conn: Any = None
+        while not self.stop.is_set():
+            try:
+                if conn is None:
+                    conn = self.connect()
+                cur = conn.cursor()
+                rid = self.next_id
+                cur.execute("INSERT INTO items (id, v) VALUES (%s, %s)", (rid, f"v{rid}"))
+                if rid % 7 == 0:
+                    cur.execute("UPDATE items SET v = CONCAT(v, '+') WHERE id = %s", (rid - 3,))
+                cur.close()
+                self.committed += 1
+                self.next_id += 1
+                time.sleep(self.pause)
+            except self.errors:
+                self.failures += 1
+                self.next_id += 1  # the interrupted commit may or may not have happened
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                conn = None
+                time.sleep(0.05)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def wait_more(self, n: int, timeout: float, what: str) -> None:
+        """Wait until ``n`` more rows were committed (the database is back)."""
+        target = self.committed + n
+        wait_for(lambda: self.committed >= target, timeout, f"{n} more commits {what}")
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def table_rows(conn: Any, table: str = "items") -> dict[Any, dict[str, Any]]:
+    """``id -> {"id", "v"}`` of every row of ``table`` (DB-API connection; closed after)."""
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT id, v FROM {table}")
+        return {r[0]: {"id": r[0], "v": r[1]} for r in cur.fetchall()}
+    finally:
+        conn.close()

@@ -116,6 +116,9 @@ class MySqlSource(Source):
         self.reconnects = 0
         self._info_cache: dict[tuple[str, str], Any] = {}
         self._wanted: set[tuple[str, str]] = set()
+        # How the binlog connection registers with the server (SHOW SLAVE HOSTS): names the
+        # source, so a restarted bridge recognises its own dead connection.
+        self.report_host = f"cdc-bridge/{config.name}"
 
     # -- Source interface ----------------------------------------------------------------
 
@@ -126,7 +129,12 @@ class MySqlSource(Source):
         """Run the setup checks; returns what they learned about the server."""
         cfg = self.config
         self.info = check_server(
-            cfg.connect_args(), cfg.tables, cfg.server_id, f"sources.{cfg.name}", cfg.gtid
+            cfg.connect_args(),
+            cfg.tables,
+            cfg.server_id,
+            f"sources.{cfg.name}",
+            cfg.gtid,
+            report_host=self.report_host,
         )
         if not self.info.row_metadata_full:
             log.warning(
@@ -170,7 +178,11 @@ class MySqlSource(Source):
             progress_mark = self.emitted
             try:
                 self._stream(ctx, info, self.emitted or offset)
-                return
+                if ctx.stopping.is_set():
+                    return
+                # A blocking stream only ends when told to stop; anything else is a
+                # disconnect: resume from what was handed over.
+                raise BinlogError(2013, "the binlog stream ended")
             except PositionPurgedError as exc:
                 where = self.emitted or offset
                 if mode == "when_needed":
@@ -193,8 +205,9 @@ class MySqlSource(Source):
                     "is no longer on the server: its binlogs were purged (binlog_expire_logs_"
                     "seconds / expire_logs_days), so changes since then cannot be read. To "
                     'recover, set snapshot = "when_needed" on this source (it re-snapshots '
-                    "the tables and continues), or delete the stored position of source "
-                    f"{cfg.name!r} and restart; keep binlogs longer than the bridge can be down."
+                    "the tables and continues), or run `cdc-bridge resnapshot --source "
+                    f"{cfg.name} --config <routes.toml>` and start again; keep binlogs longer "
+                    "than the bridge can be down."
                 ) from None
             except UnsupportedBinlogError as exc:
                 raise FatalError(f"source {cfg.name}: {exc.message}") from None
@@ -363,6 +376,7 @@ class MySqlSource(Source):
             want_table=self._want,
             zero_dates=cfg.zero_dates,
             annotate=cfg.include_query,
+            report_host=self.report_host,
         )
         self.stream = stream
         stream.connect()

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from cdc_bridge.errors import ConfigError, FatalError, RetriableError
+from cdc_bridge.errors import ConfigError, ConfigProblem, FatalError, RetriableError
 from cdc_bridge.events import (
     OP_CREATE,
     OP_DELETE,
@@ -34,6 +34,7 @@ from cdc_bridge.sources.postgres.replication import (
 from cdc_bridge.sources.postgres.slot import (
     TableInfo,
     check_prerequisites,
+    drop_problems,
     drop_publication,
     drop_slot,
     ensure_publication,
@@ -96,6 +97,7 @@ class PostgresSource(Source):
         self.relation_msgs: dict[int, po.Relation] = {}
         self.snapshot_reader: SnapshotReader | None = None
         self.streamed = False
+        self.streams_started = 0  # successful START_REPLICATIONs (resets reconnect backoff)
         self.stats: dict[str, Any] = {
             "slot_lag_bytes": None,
             "events": 0,
@@ -150,9 +152,22 @@ class PostgresSource(Source):
         return resolve_tables(self._meta(), self.cfg.tables)
 
     def check(self) -> None:
+        """What ``start`` needs, checked the same way: server settings, privileges, the slot,
+        and creating or changing the publication (unless the source only snapshots)."""
         conn = self._meta()
         tables = self._tables()
-        check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
+        check_prerequisites(
+            conn,
+            slot=self.cfg.slot,
+            tables=tables,
+            source=self.name,
+            **self._publication_args(),
+        )
+
+    def _publication_args(self) -> dict[str, Any]:
+        if self.cfg.snapshot == "initial_only":
+            return {}
+        return {"publication": self.cfg.publication, "all_tables": self.cfg.tables is None}
 
     def run(self, ctx: SourceContext) -> None:
         """Snapshot if needed, then stream. Once streaming ran, a broken connection (server
@@ -160,12 +175,15 @@ class PostgresSource(Source):
         confirmed position; failures before that are raised at once (likely a setup error)."""
         attempt = 0
         while True:
+            streams_before = self.streams_started
             try:
                 self._run_once(ctx)
                 return
             except RetriableError as exc:
                 if not self.streamed or ctx.stopping.is_set():
                     raise
+                if self.streams_started != streams_before:
+                    attempt = 0  # it streamed again since the last failure: a new outage
                 attempt += 1
                 delay = min(30.0, 0.25 * 2**attempt)
                 ctx.log.warning("%s; reconnecting in %.1fs (attempt %d)", exc, delay, attempt)
@@ -186,7 +204,9 @@ class PostgresSource(Source):
             and not ctx.stopping.wait(0.25)
         ):
             pass
-        check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
+        check_prerequisites(
+            conn, slot=self.cfg.slot, tables=tables, source=self.name, **self._publication_args()
+        )
         mode = self.cfg.snapshot
         stored_raw = ctx.load_offset()
         stored = PostgresOffset.from_dict(stored_raw) if stored_raw else None
@@ -200,6 +220,9 @@ class PostgresSource(Source):
 
         ensure_publication(conn, self.cfg.publication, None if self.cfg.tables is None else tables)
         state = slot_state(conn, self.cfg.slot)
+        if state is not None and state.invalidated:
+            self._invalidated_slot(ctx, conn, mode)
+            state = None
         repl = self.repl = self._repl()
         start_lsn = LSN(0)
         if state is None:
@@ -255,6 +278,26 @@ class PostgresSource(Source):
             if isinstance(safe, PostgresOffset) and safe.snapshot_done and safe.lsn > start_lsn:
                 start_lsn = LSN(safe.lsn)
         self._stream(ctx, repl, start_lsn)
+
+    def _invalidated_slot(self, ctx: SourceContext, conn: psycopg.Connection, mode: str) -> None:
+        """The slot lost WAL it needs (``wal_status = lost``, max_slot_wal_keep_size): changes
+        since its position are gone. ``when_needed`` drops it and takes a new snapshot (the
+        caller then creates a new slot); other modes stop with the recovery command."""
+        slot = self.cfg.slot
+        what = (
+            f"replication slot {slot!r} was invalidated: the server removed WAL it still "
+            "needed (max_slot_wal_keep_size), so changes made since its position cannot be read"
+        )
+        if mode != "when_needed":
+            raise FatalError(
+                f"source {self.name!r}: {what}. To recover, stop the bridge, run `cdc-bridge "
+                f"postgres drop-slot --source {self.name} --config <routes.toml>` and start it "
+                'again (with snapshot = "initial" or "when_needed" it takes a new snapshot), '
+                'or set snapshot = "when_needed" on this source to do that by itself; raise '
+                "max_slot_wal_keep_size so the slot survives longer outages"
+            )
+        ctx.log.warning("%s; dropping it and taking a new snapshot (snapshot = when_needed)", what)
+        drop_slot(conn, slot)
 
     def close(self) -> None:
         for c in (self.repl,):
@@ -395,6 +438,7 @@ class PostgresSource(Source):
         except psycopg.Error as exc:
             raise FatalError(f"START_REPLICATION failed: {str(exc).strip()}") from exc
         self.streamed = True
+        self.streams_started += 1
         ctx.log.info(
             "streaming from slot %s at %s (pgoutput v%d%s)",
             cfg.slot,
@@ -433,8 +477,15 @@ class PostgresSource(Source):
         }
 
     def drop_slot_and_publication(self) -> tuple[bool, bool]:
-        """Explicit cleanup (CLI): drop the slot and the publication; returns what existed."""
+        """Explicit cleanup (CLI): drop the slot and the publication; returns what existed.
+        Checks first that it can drop both: it drops both or neither."""
         conn = self._meta()
+        problems = drop_problems(conn, self.cfg.slot, self.cfg.publication)
+        if problems:
+            raise ConfigError(
+                f"nothing was dropped for source {self.name!r}:",
+                [ConfigProblem("", p) for p in problems],
+            )
         return drop_slot(conn, self.cfg.slot), drop_publication(conn, self.cfg.publication)
 
 
