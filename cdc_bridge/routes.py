@@ -295,6 +295,12 @@ class RouteWorker:
             log.info("route %s: stopped while retrying; the open batch will be replayed", self.name)
             self._pending.clear()
             self._failed = True
+        except RouteHalted:
+            # Nothing more is applied or committed (closing the consumer revokes partitions,
+            # which would otherwise flush what is pending).
+            self._pending.clear()
+            self._failed = True
+            raise
 
     def stop(self) -> None:
         self._stop.set()

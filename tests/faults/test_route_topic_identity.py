@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from cdc_bridge.routes import identity_problems
 from tests.faults._routes import (
     assert_target,
     dead_letters,
@@ -101,3 +102,19 @@ def _create(bootstrap: str, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for fut in admin.create_topics([NewTopic(topic, 1)]).values():
         fut.result()
+
+
+def test_without_topic_ids_a_partition_ending_below_the_stored_offset_is_detected() -> None:
+    """Brokers that report no topic ids: the offset-range check decides (pure function)."""
+    stored = {("a", 0): 5, ("a", 1): 3, ("b", 0): 7}
+    ends = {("a", 0): 2, ("a", 1): 9, ("b", 0): 7}
+    problems = identity_problems(stored, {}, {}, lambda t, p: ends[(t, p)])
+    assert len(problems) == 1 and problems[0].startswith(
+        "a[0] ends at offset 2, below the offset 5"
+    )
+    # with ids, the ids decide: same id -> fine whatever the watermark says; new id -> halted
+    assert identity_problems(stored, {("b", 0): "X"}, {"b": "X"}, lambda t, p: 0) == [
+        p for p in identity_problems(stored, {}, {}, lambda t, p: 0) if not p.startswith("b")
+    ]
+    (changed,) = identity_problems({("b", 0): 7}, {("b", 0): "X"}, {"b": "Y"}, lambda t, p: 99)
+    assert "re-created" in changed and "was X, is Y" in changed
