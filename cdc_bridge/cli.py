@@ -318,6 +318,10 @@ from cdc_bridge.dlq_cli import dlq_app  # noqa: E402  (cdc-bridge dlq list / rep
 
 app.add_typer(dlq_app, name="dlq")
 
+from cdc_bridge.routes_cli import routes_app  # noqa: E402  (cdc-bridge routes reset)
+
+app.add_typer(routes_app, name="routes")
+
 from cdc_bridge.sources.postgres.cli import app as _postgres_app  # noqa: E402
 
 app.add_typer(_postgres_app, name="postgres")

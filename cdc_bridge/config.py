@@ -239,7 +239,17 @@ class RouteConfigBase(Section):
     filter: str | None = Field(
         None,
         description="Expression over before/after/op/source; only matching records are applied.",
-        examples=['after.country == "US" and op != "d"'],
+        examples=['after.country == "US"'],
+    )
+    on_filter_exit: Literal["delete", "keep"] = Field(
+        "delete",
+        description="Table-mirroring sinks (database, salesforce): `delete` keeps the target "
+        "equal to the source rows that match `filter` -- a row updated so that it no longer "
+        "matches is deleted (or soft-deleted, per the route's delete mode) and deletes are "
+        "not filtered; `keep`: the filter selects events, as for topics written by the kafka "
+        "sink (a row leaving it keeps its last matching values; pass deletes with "
+        '`or op == "d"`).',
+        examples=["delete"],
     )
     group_id: str | None = Field(
         None,

@@ -18,11 +18,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from cdc_bridge.errors import FatalError, RetriableError
-from cdc_bridge.kafka import TopicAdmin, TopicSettings, with_logger
+from cdc_bridge.kafka import DEFAULT_PRODUCER_CONFIG, TopicAdmin, TopicSettings, with_logger
 
 __all__ = ["DeadLetter", "DeadLetterWriter", "dlq_topic", "read_dead_letters"]
 
 log = logging.getLogger(__name__)
+
+# Headroom above the largest record for the dead letter's headers (reason, origin).
+_HEADER_ROOM = 1_048_576
 
 
 def dlq_topic(bridge: str, route: str) -> str:
@@ -75,11 +78,21 @@ class DeadLetterWriter:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 5,
+            "compression.type": "lz4",
         }
         conf.update(producer_config or {})
+        # Any record a route can read must be dead-letterable: allow what the sources'
+        # producer allows (16 MB unless [kafka.producer] says more), plus room for headers.
+        limit = max(
+            int(conf.get("message.max.bytes", 0)), int(DEFAULT_PRODUCER_CONFIG["message.max.bytes"])
+        )
+        conf["message.max.bytes"] = limit + _HEADER_ROOM
         self.topic = topic
         self._producer = Producer(with_logger(conf, "cdc_bridge.kafka.dlq"))
-        self._admin = TopicAdmin({"bootstrap.servers": bootstrap_servers}, topic_settings)
+        settings = topic_settings or TopicSettings()
+        # ...and the broker must take such a record on the dead-letter topic too.
+        settings.config.setdefault("max.message.bytes", str(limit + _HEADER_ROOM))
+        self._admin = TopicAdmin({"bootstrap.servers": bootstrap_servers}, settings)
         self.count = 0
 
     def send(self, letters: Sequence[DeadLetter], timeout: float = 60.0) -> None:

@@ -46,8 +46,9 @@ def list_(
     config: ConfigOpt = Path("routes.toml"),
     route: Annotated[str | None, typer.Option("--route", "-r", help="Only this route.")] = None,
 ) -> None:
-    """Show the dead letters of every route (or of one), one per line:
-    route, origin (topic[partition]@offset), time, code, error."""
+    """Show the dead letters of every route (or of one), one per line: route, origin
+    (topic[partition]@offset), time, what `dlq replay` did with it (pending, replayed,
+    superseded, failed, skipped), code, error."""
     from cdc_bridge.dlq import dlq_topic, read_dead_letters
     from cdc_bridge.routes import route_name
 
@@ -57,9 +58,11 @@ def list_(
         names = [route_name(r) for r in cfg.routes]
         if route is not None and route not in names:
             raise ConfigError(f"no route named {route!r} (routes: {', '.join(names) or 'none'})")
+        outcomes = _outcomes(cfg)
         for name in names:
             if route is not None and name != route:
                 continue
+            index = outcomes.get(name, {})
             for d in read_dead_letters(
                 cfg.kafka.bootstrap_servers,
                 dlq_topic(cfg.bridge.name, name),
@@ -73,8 +76,11 @@ def list_(
                     if d.timestamp
                     else "-"
                 )
+                seen = index.get((d.topic, d.partition, d.offset))
+                outcome = seen.pop(0) if seen else "pending"
                 typer.echo(
-                    f"{name}  {d.topic}[{d.partition}]@{d.offset}  {when}  {d.code}  {d.error}"
+                    f"{name}  {d.topic}[{d.partition}]@{d.offset}  {when}  {outcome}  "
+                    f"{d.code}  {d.error}"
                 )
     except BridgeError as exc:
         _fail(exc)
@@ -82,22 +88,46 @@ def list_(
     typer.echo(f"{total} dead letter(s)")
 
 
+def _outcomes(cfg: Any) -> dict[str, dict[tuple[str, int, int], list[str]]]:
+    """route -> origin -> outcomes of its indexed letters, oldest first (copies of a letter
+    re-appended by a replay share an origin); {} without a readable state store."""
+    from cdc_bridge.state import StateStore
+
+    out: dict[str, dict[tuple[str, int, int], list[str]]] = {}
+    try:
+        store = StateStore(cfg.bridge.state)
+    except BridgeError:
+        return out
+    try:
+        for d in store.dead_letters(include_replayed=True, limit=1_000_000):
+            out.setdefault(d.route, {}).setdefault((d.topic, d.partition, d.offset), []).append(
+                d.outcome or ("replayed" if d.replayed_at else "pending")
+            )
+    except Exception:
+        return {}
+    finally:
+        store.close()
+    return out
+
+
 @dlq_app.command("replay")
 def replay(
     route: Annotated[str, typer.Option("--route", "-r", help="The route whose letters to replay.")],
     config: ConfigOpt = Path("routes.toml"),
 ) -> None:
-    """Re-apply a route's dead letters (e.g. after fixing the target); failures stay dead."""
+    """Re-apply a route's dead letters (e.g. after fixing the target), each once. A letter
+    is skipped as superseded when the route already applied a later change of its key;
+    records the sink rejects again go back to the dead-letter topic with the new reason."""
     from cdc_bridge.routes import replay_dead_letters
 
     try:
         cfg = _load(config)
         state = _state(cfg)
         try:
-            applied, failed = replay_dead_letters(cfg, route, state)
+            result = replay_dead_letters(cfg, route, state)
         finally:
             state.close()
     except BridgeError as exc:
         _fail(exc)
         return
-    typer.echo(f"route {route}: {applied} dead letter(s) applied, {failed} failed again")
+    typer.echo(f"route {route}: {result}")

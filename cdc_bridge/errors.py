@@ -2,6 +2,8 @@
 
 - ``ConfigError``: the user's configuration or setup is wrong; stop and say how to fix it.
 - ``RetriableError``: a passing condition (network, lock, throttling); retry with backoff.
+  ``SetupError`` is the kind that needs a person (a password or privilege changed while
+  running): still retried, since it can be fixed outside, but reported as an error.
 - ``FatalError``: the component cannot go on (lost position, fatal producer error); stop it
   without acknowledging anything that was not delivered.
 - ``RecordError``: one record cannot be applied; send it to the dead-letter topic, go on.
@@ -18,6 +20,8 @@ __all__ = [
     "FatalError",
     "RecordError",
     "RetriableError",
+    "RouteHalted",
+    "SetupError",
 ]
 
 
@@ -64,8 +68,20 @@ class RetriableError(BridgeError):
     """A passing failure: the same operation may succeed later."""
 
 
+class SetupError(RetriableError):
+    """Credentials, privileges or a path that stopped working while running: retried (it can
+    be fixed outside), but logged as an error and reported by ``/readyz``. At start the same
+    problem is a :class:`ConfigError`."""
+
+
 class FatalError(BridgeError):
     """The component must stop; nothing undelivered may be acknowledged."""
+
+
+class RouteHalted(FatalError):
+    """One route cannot go on safely (its topic was re-created or truncated below the offsets
+    it stored): that route stops -- loudly, reported by ``/readyz`` and ``status`` -- while the
+    rest of the bridge runs on. The message names the recovery command."""
 
 
 class RecordError(BridgeError):

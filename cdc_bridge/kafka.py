@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cdc_bridge import metrics
@@ -35,6 +35,7 @@ __all__ = [
     "TopicSettings",
     "make_consumer",
     "probe_cluster",
+    "topic_ids",
     "with_logger",
 ]
 
@@ -474,3 +475,51 @@ def make_consumer(
         return Consumer(conf)
     except KafkaException as exc:
         raise ConfigError(f"invalid Kafka consumer configuration: {exc}") from exc
+
+
+_NO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # the all-zero UUID: the broker gave none
+
+
+def topic_ids(admin: AdminClient, topics: Iterable[str], timeout: float = 10.0) -> dict[str, str]:
+    """Topic name -> the broker's topic id (a new id when a topic is deleted and re-created).
+
+    Topics that do not exist, and brokers that do not report ids, are left out. Raises
+    RetriableError when Kafka does not answer.
+    """
+    wanted = sorted(set(topics))
+    if not wanted:
+        return {}
+    try:
+        futures = admin.describe_topics(TopicCollection(wanted), request_timeout=timeout)
+    except KafkaException as exc:
+        if _unsupported(exc):
+            return {}
+        raise RetriableError(f"cannot describe topics {wanted}: {exc}") from exc
+    out: dict[str, str] = {}
+    for name, fut in futures.items():
+        try:
+            desc = fut.result()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() in (
+                KafkaError.UNKNOWN_TOPIC_OR_PART,
+                KafkaError._UNKNOWN_TOPIC,
+            ):
+                continue
+            if _unsupported(exc):
+                return {}
+            raise RetriableError(f"cannot describe topic {name!r}: {exc}") from exc
+        tid = str(desc.topic_id) if desc.topic_id is not None else ""
+        if tid and tid != _NO_TOPIC_ID:
+            out[name] = tid
+    return out
+
+
+def _unsupported(exc: KafkaException) -> bool:
+    """The broker cannot describe topics with ids (too old): no ids, not an outage."""
+    err = exc.args[0] if exc.args else None
+    return isinstance(err, KafkaError) and err.code() in (
+        KafkaError._UNSUPPORTED_FEATURE,
+        KafkaError.UNSUPPORTED_VERSION,
+        KafkaError.INVALID_REQUEST,
+    )

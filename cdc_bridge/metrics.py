@@ -322,8 +322,10 @@ class Health:
 
     Source states: ``starting``, ``snapshot``, ``streaming``, ``retrying``, ``failed``,
     ``stopped``, ``stalled`` (Kafka confirms none of its records), ``ended`` (it stopped
-    capturing unexpectedly), ``finished`` (``snapshot = "initial_only"`` done). Route states: ``starting``, ``assigned`` (joined its group), ``retrying``,
-    ``failed``, ``stopped``. The monitor reports separately whether each source's database
+    capturing unexpectedly), ``finished`` (``snapshot = "initial_only"`` done). Route states:
+    ``starting``, ``assigned`` (joined its group), ``retrying``, ``halted`` (stopped on its
+    own, e.g. its topic was re-created), ``failed``, ``stopped``. The monitor reports
+    separately whether each source's database
     answers (:meth:`source_reachable`), so a source that retries inside ``run`` still flips
     readiness when it loses its database.
     """

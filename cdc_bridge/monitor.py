@@ -218,12 +218,17 @@ class Monitor:
         """Route readiness from the workers: joined their group (an assignment arrived)."""
         for watch in self._routes:
             worker = watch.worker
-            if self.health.route_state(worker.name) in ("failed", "stopped"):
+            if self.health.route_state(worker.name) in ("failed", "halted", "stopped"):
                 continue
-            joined = getattr(worker, "joined", None)
-            if joined is None:  # a worker without the attribute: running counts as joined
-                joined = True
-            self.health.route(worker.name, "assigned" if joined else "starting")
+            problem = getattr(worker, "problem", None)
+            if problem:
+                # Retrying the sink (unreachable, or refusing the credentials): not ready.
+                self.health.route(worker.name, "retrying", problem)
+            else:
+                joined = getattr(worker, "joined", None)
+                if joined is None:  # a worker without the attribute: running counts as joined
+                    joined = True
+                self.health.route(worker.name, "assigned" if joined else "starting")
             owned = getattr(worker, "assignment", None)
             if owned is not None:
                 metrics.route_assigned_partitions.labels(route=worker.name).set(len(owned))

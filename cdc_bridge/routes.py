@@ -37,18 +37,28 @@ from cdc_bridge import metrics
 from cdc_bridge.config import RouteConfigBase
 from cdc_bridge.decode import EnvelopeDecoder, SupersededChange
 from cdc_bridge.dlq import DeadLetter, DeadLetterWriter, dlq_topic, read_dead_letters
-from cdc_bridge.errors import ConfigError, FatalError, RecordError, RetriableError
+from cdc_bridge.errors import (
+    ConfigError,
+    FatalError,
+    RecordError,
+    RetriableError,
+    RouteHalted,
+    SetupError,
+)
 from cdc_bridge.expressions import Expression, compile_expression
-from cdc_bridge.kafka import make_consumer
+from cdc_bridge.kafka import make_consumer, topic_ids, with_logger
 from cdc_bridge.mapping import Mapper
 from cdc_bridge.sinks.base import FencedError, Sink, SinkContext, SinkRecord, TopicPartition
 
 __all__ = [
     "CompiledRoute",
+    "ReplayResult",
     "RouteWorker",
     "build_workers",
     "compile_route",
+    "identity_problems",
     "replay_dead_letters",
+    "reset_route",
     "route_name",
 ]
 
@@ -88,6 +98,10 @@ class CompiledRoute:
     filter: Expression | None
     mapper: Mapper
     config: RouteConfigBase
+    #: The sink mirrors rows (database, Salesforce) and ``on_filter_exit = "delete"``: the
+    #: target holds the source rows that match the filter, so a row that stops matching is
+    #: deleted (per the route's delete mode) and deletes are not filtered.
+    mirror: bool = False
 
     def prepare(self, rec: SinkRecord) -> SinkRecord | None:
         """Apply ops selection, filter and mapping; None when the route skips the record."""
@@ -105,8 +119,12 @@ class CompiledRoute:
             "key": rec.key,
             "topic": rec.topic,
         }
-        if flt is not None and not flt.matches(env):
-            return None
+        if flt is not None and not (self.mirror and rec.op in ("d", "t")) and not flt.matches(env):
+            if not self.mirror or not _may_be_in_target(rec, env, flt):
+                return None
+            # The row left the filter: remove it from the target like a delete of its key.
+            rec.op, rec.before, rec.after = "d", rec.after, None
+            env["op"], env["before"], env["after"] = "d", rec.before, None
         if not mapper.identity:
             rec.after = mapper.map_row(rec.after, env)
             rec.before = mapper.map_row(rec.before, env, add=False)
@@ -114,6 +132,18 @@ class CompiledRoute:
             rec.key_fields = mapper.map_key_fields(rec.key_fields)
             rec.fields = mapper.map_fields(rec.fields)
         return rec
+
+
+def _may_be_in_target(rec: SinkRecord, env: dict[str, Any], flt: Expression) -> bool:
+    """Whether a row that does not match the filter now may have matched before (so the
+    target may hold it): an insert never; an update when its old state matched or is not in
+    the event (Postgres sends it only with REPLICA IDENTITY FULL); a snapshot read always
+    (the target may hold an older state of the row)."""
+    if rec.op == "c":
+        return False
+    if rec.op == "u" and rec.before is not None:
+        return flt.matches({**env, "after": rec.before})
+    return True
 
 
 def compile_route(route: RouteConfigBase, bridge: str) -> CompiledRoute:
@@ -180,6 +210,12 @@ class RouteWorker:
         # For cdc_bridge.monitor: partitions owned, and whether the group was joined.
         self.assignment: set[TopicPartition] = set()
         self.joined = False
+        # Why the worker is retrying right now (None: it is not); read by the monitor.
+        self.problem: str | None = None
+        # Topic identity (transactional sinks): the admin client asking for topic ids, and
+        # when to look again whether an assigned topic was re-created under the route.
+        self._admin: Any = None
+        self._next_identity_check = 0.0
         self._m_applied = metrics.route_records_applied.labels(route=route.name)
         self._m_filtered = metrics.route_records_filtered.labels(route=route.name)
         self._m_dead = metrics.route_records_dead_lettered.labels(route=route.name)
@@ -196,7 +232,12 @@ class RouteWorker:
         """Consume until ``stop_event`` is set; raise FatalError/ConfigError when it cannot go on."""
         stop = stop_event or self._stop
         self._stop = stop
-        self._retrying(self.sink.open, "open the sink")
+        try:
+            self._retrying(self.sink.open, "open the sink")
+        except _Stopped:
+            # Shutting down while the sink is unreachable is a normal stop.
+            log.info("route %s: stopped before the sink could be opened", self.name)
+            return
         self._opened = True
         conf: dict[str, Any] = {
             "max.poll.interval.ms": 600_000,
@@ -228,6 +269,8 @@ class RouteWorker:
             while not stop.is_set():
                 if self._inflight is not None and self._inflight.done():
                     self._drain()
+                if self.transactional and time.monotonic() >= self._next_identity_check:
+                    self._recheck_identity()
                 room = batch_size - len(self._pending)
                 wait = 0.2
                 if self._pending:
@@ -252,6 +295,12 @@ class RouteWorker:
             log.info("route %s: stopped while retrying; the open batch will be replayed", self.name)
             self._pending.clear()
             self._failed = True
+        except RouteHalted:
+            # Nothing more is applied or committed (closing the consumer revokes partitions,
+            # which would otherwise flush what is pending).
+            self._pending.clear()
+            self._failed = True
+            raise
 
     def stop(self) -> None:
         self._stop.set()
@@ -287,6 +336,7 @@ class RouteWorker:
         stored = self._retrying(
             lambda: self.sink.committed_offsets(self.route.group_id, tps), "read stored offsets"
         )
+        self._check_identity(consumer, tps, stored)
         for p in partitions:
             off = stored.get((p.topic, p.partition))
             self._expected[(p.topic, p.partition)] = off
@@ -295,6 +345,70 @@ class RouteWorker:
             consumer.incremental_assign(partitions)
         else:
             consumer.assign(partitions)
+
+    # -- topic identity (transactional sinks) ------------------------------------------------
+
+    def _topic_ids(self, topics: Iterable[str]) -> dict[str, str]:
+        if self._admin is None:
+            from confluent_kafka.admin import AdminClient
+
+            conf = {
+                k: v
+                for k, v in self.consumer_config.items()
+                if k.startswith(("security.", "sasl.", "ssl."))
+            }
+            conf["bootstrap.servers"] = self.bootstrap_servers
+            self._admin = AdminClient(with_logger(conf, "cdc_bridge.kafka.admin"))
+        return topic_ids(self._admin, topics)
+
+    def _check_identity(
+        self, consumer: Any, tps: list[TopicPartition], stored: dict[TopicPartition, int]
+    ) -> None:
+        """Stop the route (RouteHalted) when offsets stored in the target count in another
+        incarnation of the topic: re-created (new topic id) or truncated below them."""
+        ids = self._retrying(lambda: self._topic_ids({t for t, _ in tps}), "describe topics")
+        self.sink.context.topic_ids.update(ids)
+        self._next_identity_check = time.monotonic() + IDENTITY_CHECK_INTERVAL
+        if not stored:
+            return
+        stored_ids = self._retrying(
+            lambda: self.sink.stored_topic_ids(self.route.group_id, list(stored)),
+            "read stored topic ids",
+        )
+
+        def high(topic: str, partition: int) -> int | None:
+            try:
+                _low, hi = consumer.get_watermark_offsets(
+                    KafkaTopicPartition(topic, partition), timeout=10, cached=False
+                )
+            except Exception:
+                return None
+            return int(hi)
+
+        problems = identity_problems(stored, stored_ids, ids, high)
+        if problems:
+            raise RouteHalted(halt_message(self.name, problems))
+
+    def _recheck_identity(self) -> None:
+        """Every few seconds: has an assigned topic been re-created under the route?"""
+        self._next_identity_check = time.monotonic() + IDENTITY_CHECK_INTERVAL
+        known = self.sink.context.topic_ids
+        topics = {t for t, _ in self.assignment if t in known}
+        if not topics:
+            return
+        try:
+            now = self._topic_ids(topics)
+        except RetriableError as exc:
+            log.debug("route %s: %s", self.name, exc)
+            return
+        changed = [
+            f"{t}: the topic was deleted and re-created while the route consumed it "
+            f"(its id was {known[t]}, is {now[t]})"
+            for t in sorted(topics)
+            if t in now and now[t] != known[t]
+        ]
+        if changed:
+            raise RouteHalted(halt_message(self.name, changed))
 
     def _on_revoke(self, consumer: Any, partitions: list[KafkaTopicPartition]) -> None:
         log.info("route %s: revoking %s", self.name, _fmt(partitions))
@@ -332,14 +446,26 @@ class RouteWorker:
         delay = 0.5
         while True:
             try:
-                return fn()
+                result = fn()
             except RetriableError as exc:
-                log.warning(
-                    "route %s: cannot %s (%s); retrying in %.1fs", self.name, what, exc, delay
+                # Seen by the monitor: /readyz reports the route "retrying" with this reason.
+                self.problem = f"cannot {what}: {exc}"
+                # A setup problem (credentials, privileges) needs a person: an error.
+                level = logging.ERROR if isinstance(exc, SetupError) else logging.WARNING
+                log.log(
+                    level,
+                    "route %s: cannot %s (%s); retrying in %.1fs",
+                    self.name,
+                    what,
+                    exc,
+                    delay,
                 )
                 if self._stop.wait(delay):
                     raise _Stopped() from exc
                 delay = min(delay * 2, 30.0)
+            else:
+                self.problem = None
+                return result
 
     def _flush(self) -> None:
         """Hand the pending messages to the applier (after the previous batch finished).
@@ -457,8 +583,15 @@ class RouteWorker:
         positions: dict[TopicPartition, int],
         dead: list[DeadLetter] | None = None,
     ) -> None:
-        """Apply ``records`` with bounded retries of failing ones; dead-letter the rest."""
-        dead = list(dead or [])
+        """Apply ``records`` with bounded retries of failing ones; dead-letter the rest.
+
+        Records that could not be decoded (``dead``) are dead-lettered -- and confirmed by
+        Kafka -- first: a sink that stores offsets in the target commits past them with the
+        batch, so a crash in between must find them on the dead-letter topic already.
+        """
+        if dead:
+            self._send_dead(list(dead))
+        dead = []
         cfg = self.route.config
         backoff = cfg.retry_backoff_ms / 1000.0
         todo = list(range(len(records)))
@@ -581,22 +714,50 @@ class RouteWorker:
             )
 
 
-def _mark_replayed(state: Any, route: str, replayed: list[tuple[str, int, int]]) -> None:
-    """Mark replayed dead letters in the state store's index, when there is one."""
-    lookup = getattr(state, "dead_letters", None)
-    mark = getattr(state, "mark_replayed", None)
-    if lookup is None or mark is None or not replayed:
-        return
-    done = set(replayed)
-    try:
-        ids = [
-            d.id for d in lookup(route, limit=1_000_000) if (d.topic, d.partition, d.offset) in done
-        ]
-        mark(ids)
-    except Exception as exc:
-        log.warning(
-            "route %s: cannot mark replayed dead letters in the state store: %s", route, exc
-        )
+IDENTITY_CHECK_INTERVAL = 5.0  # seconds between checks that assigned topics were not re-created
+
+
+def identity_problems(
+    stored: dict[TopicPartition, int],
+    stored_ids: dict[TopicPartition, str],
+    ids: dict[str, str],
+    high: Callable[[str, int], int | None],
+) -> list[str]:
+    """Partitions whose stored offsets do not count in the topic as it is now.
+
+    With topic ids (the broker reports them): the id stored with the offsets differs from
+    the topic's id -- it was deleted and re-created. Without ids: the partition ends below the
+    stored offset -- re-created or truncated. ``high(topic, partition)``: the end offset.
+    """
+    out = []
+    for (topic, partition), offset in sorted(stored.items()):
+        sid, cid = stored_ids.get((topic, partition)), ids.get(topic)
+        if cid is not None:
+            if sid is not None and sid != cid:
+                out.append(
+                    f"{topic}: the topic was deleted and re-created (its id was {sid}, is "
+                    f"{cid}); the offsets stored for it (partition {partition}: next "
+                    f"{offset}) count in the old topic"
+                )
+            continue
+        end = high(topic, partition)
+        if end is not None and end < offset:
+            out.append(
+                f"{topic}[{partition}] ends at offset {end}, below the offset {offset} the "
+                "route stored: the topic was re-created or truncated"
+            )
+    return out
+
+
+def halt_message(route: str, problems: list[str]) -> str:
+    """Why ``route`` stopped and the command that recovers it."""
+    return (
+        f"route {route} stopped: {'; '.join(problems)}. Resuming would skip the records the "
+        "topic holds now. Recover with `cdc-bridge routes reset --route "
+        f"{route} --config <routes.toml>` (the route then reads its topics from the start; "
+        "the sink upserts by key, so records applied before are rewritten, not doubled) "
+        "and restart the bridge"
+    )
 
 
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:
@@ -629,6 +790,7 @@ def make_sink(config: Any, route: RouteConfigBase, state: Any = None) -> tuple[C
         )
     kind = SINK_KINDS[sink_config.kind]
     cls = kind.implementation()
+    compiled.mirror = bool(cls.mirrors_rows) and route.on_filter_exit == "delete"
     context = SinkContext(
         bridge=bridge, route=compiled.name, group_id=compiled.group_id, state=state
     )
@@ -654,12 +816,34 @@ def build_workers(config: Any, state: Any = None) -> list[RouteWorker]:
     return workers
 
 
-def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tuple[int, int]:
-    """Re-apply the dead letters of one route; returns (applied, failed again).
+@dataclass
+class ReplayResult:
+    """What ``dlq replay`` did with the letters it read (each letter once)."""
+
+    replayed: int = 0  # applied to the sink
+    superseded: int = 0  # the route already applied a later change of the key (or a copy)
+    failed: int = 0  # failed again: sink rejections go back to the DLQ with the new reason
+    skipped: int = 0  # the route's ops or filter no longer select the record
+
+    def __str__(self) -> str:
+        return (
+            f"{self.replayed} replayed, {self.superseded} superseded, "
+            f"{self.failed} failed again, {self.skipped} skipped"
+        )
+
+
+def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> ReplayResult:
+    """Re-apply the dead letters of one route, each once, never moving a row backwards.
 
     Replay progress is kept as the offsets of consumer group ``<group>.dlq-replay`` on the
-    dead-letter topic (in the target for transactional sinks), so each dead letter is replayed
-    once; records that fail again are appended to the dead-letter topic with the new reason.
+    dead-letter topic (in the target for transactional sinks), stored for every letter read
+    -- applied or not -- so a second run starts after the first. A letter is *superseded*
+    (skipped) when the route has already applied a later change of the same key (a later
+    record of the key in the same partition, before the route's committed position): the
+    target holds a newer version than the letter. Records the sink rejects again go back to
+    the dead-letter topic with the new reason (replayable after the next fix); letters that
+    still cannot be decoded stay where they are, marked failed. Outcomes are recorded in the
+    state store's dead-letter index (``dlq list`` shows them).
     """
     route_cfg = None
     for r in config.routes:
@@ -669,22 +853,25 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
         known = ", ".join(route_name(r) for r in config.routes) or "none"
         raise ConfigError(f"no route named {route_name_!r} (routes: {known})")
     compiled, sink = make_sink(config, route_cfg, state)
-    compiled.group_id = f"{compiled.group_id}.dlq-replay"
+    main_group = compiled.group_id
+    compiled.group_id = f"{main_group}.dlq-replay"
     sink.context.group_id = compiled.group_id
     bootstrap = config.kafka.bootstrap_servers
+    consumer_conf = dict(config.kafka.consumer)
     worker = RouteWorker(
         compiled,
         sink,
         bridge=config.bridge.name,
         bootstrap_servers=bootstrap,
-        consumer_config=dict(config.kafka.consumer),
+        consumer_config=consumer_conf,
         producer_config=dict(config.kafka.producer),
         state=state,
     )
     topic = dlq_topic(config.bridge.name, compiled.name)
     sink.open()
     worker._opened = True
-    consumer = make_consumer(bootstrap, compiled.group_id, dict(config.kafka.consumer))
+    consumer = make_consumer(bootstrap, compiled.group_id, consumer_conf)
+    result = ReplayResult()
     try:
         md = consumer.list_topics(topic, timeout=10)
         parts = list(md.topics[topic].partitions) if topic in md.topics else []
@@ -698,45 +885,59 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
             )
             start = {c.partition: c.offset for c in committed if c.offset >= 0}
         letters = list(
-            read_dead_letters(
-                bootstrap, topic, consumer_config=dict(config.kafka.consumer), start=start
-            )
+            read_dead_letters(bootstrap, topic, consumer_config=consumer_conf, start=start)
         )
-        before_dead = worker.dead
-        replayed: list[tuple[str, int, int]] = []
+        later = _later_changes(config, compiled, sink, main_group, letters)
+        pending = _pending_index(state, compiled.name)
+        outcomes: dict[str, list[int]] = {}
+        seen: set[tuple[str, int, int]] = set()
         for letter in letters:
+            origin = (letter.topic, letter.partition, letter.offset)
             positions = {(topic, letter.dlq_partition): letter.dlq_offset + 1}
-            try:
-                rec = worker.decoder.decode(
-                    letter.topic,
-                    letter.partition,
-                    letter.offset,
-                    letter.timestamp,
-                    letter.key,
-                    letter.value,
-                )
-                prepared = compiled.prepare(rec)
-                records = [prepared] if prepared is not None else []
-                dead_before = worker.dead
+            records: list[SinkRecord] = []
+            if origin in seen:
+                outcome = "superseded"  # another copy of a letter handled in this run
+            elif (
+                letter.key is not None
+                and later.get((letter.topic, letter.partition, letter.key), -1) > letter.offset
+            ):
+                outcome = "superseded"
+            else:
+                try:
+                    rec = worker.decoder.decode(
+                        letter.topic,
+                        letter.partition,
+                        letter.offset,
+                        letter.timestamp,
+                        letter.key,
+                        letter.value,
+                    )
+                    prepared = compiled.prepare(rec)
+                except SupersededChange:
+                    outcome = "superseded"
+                except RecordError as exc:
+                    outcome = "failed"
+                    log.warning(
+                        "route %s: dead letter %s[%d]@%d still fails: %s; it stays on %s",
+                        compiled.name,
+                        *origin,
+                        exc,
+                        topic,
+                    )
+                else:
+                    if prepared is None:
+                        outcome = "skipped"
+                    else:
+                        records = [prepared]
+                        outcome = "replayed"
+            seen.add(origin)
+            dead_before = worker.dead
+            if records or sink.transactional_offsets:
+                # Transactional sinks store the replay progress with the data, also when
+                # there is nothing to apply, so the letter is not read again.
                 worker.apply(records, positions)
-                if worker.dead == dead_before:
-                    replayed.append((letter.topic, letter.partition, letter.offset))
-            except SupersededChange:  # nothing left to apply: superseded by a later change
-                replayed.append((letter.topic, letter.partition, letter.offset))
-            except RecordError as exc:
-                worker._send_dead(
-                    [
-                        worker._letter(
-                            letter.topic,
-                            letter.partition,
-                            letter.offset,
-                            letter.timestamp,
-                            letter.key,
-                            letter.value,
-                            exc,
-                        )
-                    ]
-                )
+            if records and worker.dead != dead_before:
+                outcome = "failed"
             if not sink.transactional_offsets:
                 consumer.commit(
                     offsets=[
@@ -744,11 +945,172 @@ def replay_dead_letters(config: Any, route_name_: str, state: Any = None) -> tup
                     ],
                     asynchronous=False,
                 )
-        failed = worker.dead - before_dead
-        applied = len(letters) - failed
-        _mark_replayed(state, compiled.name, replayed)
-        return applied, failed
+            setattr(result, outcome, getattr(result, outcome) + 1)
+            ids = pending.get(origin)
+            if ids:
+                outcomes.setdefault(outcome, []).append(ids.pop(0))
+        _mark_outcomes(state, compiled.name, outcomes)
+        return result
     finally:
         consumer.close()
         worker.dlq.close()
         sink.close()
+
+
+def _pending_index(state: Any, route: str) -> dict[tuple[str, int, int], list[int]]:
+    """Index rows not replayed yet, by origin (copies of a letter: oldest first)."""
+    lookup = getattr(state, "dead_letters", None)
+    if lookup is None:
+        return {}
+    out: dict[tuple[str, int, int], list[int]] = {}
+    try:
+        for d in lookup(route, limit=1_000_000):
+            out.setdefault((d.topic, d.partition, d.offset), []).append(d.id)
+    except Exception as exc:
+        log.warning("route %s: cannot read the dead-letter index: %s", route, exc)
+    return out
+
+
+def _mark_outcomes(state: Any, route: str, outcomes: dict[str, list[int]]) -> None:
+    """Record what the replay did with each indexed letter, when there is an index."""
+    mark = getattr(state, "mark_replayed", None)
+    if mark is None:
+        return
+    try:
+        for outcome, ids in outcomes.items():
+            mark(ids, outcome)
+    except Exception as exc:
+        log.warning(
+            "route %s: cannot mark replayed dead letters in the state store: %s", route, exc
+        )
+
+
+def _later_changes(
+    config: Any,
+    compiled: CompiledRoute,
+    sink: Sink,
+    main_group: str,
+    letters: Sequence[DeadLetter],
+) -> dict[tuple[str, int, bytes], int]:
+    """(topic, partition, key) -> the offset of the latest change of that key the route has
+    applied after a letter of it (read from the source topic, up to the route's position)."""
+    from confluent_kafka import Consumer
+
+    wanted: dict[tuple[str, int], tuple[int, set[bytes]]] = {}
+    for d in letters:
+        if d.key is None or d.offset < 0:
+            continue
+        low, keys = wanted.get((d.topic, d.partition), (d.offset, set()))
+        keys.add(d.key)
+        wanted[(d.topic, d.partition)] = (min(low, d.offset), keys)
+    if not wanted:
+        return {}
+    tps = list(wanted)
+    if sink.transactional_offsets:
+        passed = sink.committed_offsets(main_group, tps)
+    else:
+        probe = make_consumer(
+            config.kafka.bootstrap_servers, main_group, dict(config.kafka.consumer)
+        )
+        try:
+            got = probe.committed([KafkaTopicPartition(t, p) for t, p in tps], timeout=10)
+            passed = {(c.topic, c.partition): c.offset for c in got if c.offset >= 0}
+        finally:
+            probe.close()
+    conf: dict[str, Any] = {
+        **dict(config.kafka.consumer),
+        "bootstrap.servers": config.kafka.bootstrap_servers,
+        "group.id": f"{main_group}.dlq-replay-scan",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    }
+    reader = Consumer(with_logger(conf, "cdc_bridge.kafka.dlq"))
+    decoder = EnvelopeDecoder()
+    latest: dict[tuple[str, int, bytes], int] = {}
+    try:
+        for (t, p), (low, keys) in wanted.items():
+            end = passed.get((t, p))
+            if end is None or end <= low + 1:
+                continue
+            reader.assign([KafkaTopicPartition(t, p, low + 1)])
+            while True:
+                msg = reader.poll(10)
+                if msg is None:
+                    break
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        break
+                    raise RetriableError(f"cannot read {t}[{p}] to check dead letters: {err.str()}")
+                off = int(msg.offset() or 0)
+                if off >= end:
+                    break
+                key = msg.key()
+                if key not in keys:
+                    continue
+                try:
+                    rec = decoder.decode(t, p, off, 0, key, msg.value())
+                    applied = compiled.prepare(rec) is not None
+                except SupersededChange:
+                    applied = True  # a change a later one overrides: the key moved on
+                except RecordError:
+                    applied = False  # dead-lettered too, not applied
+                if applied and key is not None:
+                    latest[(t, p, key)] = off
+            reader.unassign()
+    finally:
+        reader.close()
+    return latest
+
+
+def reset_route(
+    config: Any, route_name_: str, topics: Sequence[str] | None = None, timeout: float = 10.0
+) -> list[str]:
+    """Forget where a route stands, so it reads its topics from the start: the offsets its
+    sink stored in the target (database sinks) and its consumer group's offsets in Kafka.
+    The recovery after a topic was re-created or truncated. Returns what was done, one line
+    each; raises ConfigError when the group still has members (stop the bridge first)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    route_cfg = next((r for r in config.routes if route_name(r) == route_name_), None)
+    if route_cfg is None:
+        known = ", ".join(route_name(r) for r in config.routes) or "none"
+        raise ConfigError(f"no route named {route_name_!r} (routes: {known})")
+    compiled, sink = make_sink(config, route_cfg)
+    group = compiled.group_id
+    done = []
+    try:
+        if sink.transactional_offsets:
+            n = sink.reset_offsets(group, topics)
+            done.append(f"forgot the offsets of {n} partition(s) stored in the target")
+    finally:
+        sink.close()
+    conf = {
+        k: v
+        for k, v in config.kafka.consumer.items()
+        if k.startswith(("security.", "sasl.", "ssl."))
+    }
+    conf["bootstrap.servers"] = config.kafka.bootstrap_servers
+    admin = AdminClient(with_logger(conf, "cdc_bridge.kafka.admin"))
+    futures = admin.delete_consumer_groups([group], request_timeout=timeout)
+    for fut in futures.values():
+        try:
+            fut.result()
+            done.append(f"deleted consumer group {group!r} (its offsets in Kafka)")
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            code = err.code() if isinstance(err, KafkaError) else None
+            if code in (KafkaError.GROUP_ID_NOT_FOUND,):
+                done.append(f"consumer group {group!r} has no offsets in Kafka")
+            elif code == KafkaError.NON_EMPTY_GROUP and sink.transactional_offsets:
+                # The target's offsets rule; Kafka's copy is informational for such sinks.
+                done.append(f"consumer group {group!r} is in use; its offsets were kept")
+            elif code == KafkaError.NON_EMPTY_GROUP:
+                raise ConfigError(
+                    f"consumer group {group!r} of route {route_name_!r} still has members: "
+                    "stop the bridge, then run `cdc-bridge routes reset` again"
+                ) from None
+            else:
+                raise RetriableError(f"cannot delete consumer group {group!r}: {exc}") from exc
+    return done

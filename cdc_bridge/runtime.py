@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from cdc_bridge.config import BridgeConfig, SourceConfigBase
 from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.errors import BridgeError, ConfigError, FatalError, RetriableError
+from cdc_bridge.errors import BridgeError, ConfigError, FatalError, RetriableError, RouteHalted
 from cdc_bridge.idle import nothing_configured
 from cdc_bridge.kafka import EventProducer, LibrdkafkaLog, TopicSettings, probe_cluster
 from cdc_bridge.logs import component
@@ -61,7 +61,7 @@ class HealthSink(Protocol):
     Source states used here: ``starting``, ``failed``, ``stopped``, ``stalled`` (Kafka
     confirms nothing), ``ended`` (run returned unexpectedly), ``finished`` (initial_only
     done); the monitor reports ``streaming``; route states: ``starting``, ``failed``,
-    ``stopped``.
+    ``halted`` (that route stopped, the bridge runs on), ``stopped``.
     """
 
     def source(self, name: str, state: str, detail: str = "") -> None: ...
@@ -81,6 +81,7 @@ class _Running:
     thread: threading.Thread | None = None
     error: BaseException | None = None
     finished: bool = False
+    halted: bool = False  # a route stopped on its own (RouteHalted); the bridge runs on
 
 
 @dataclass
@@ -217,6 +218,8 @@ class Bridge:
             return EXIT_FAILED
         if self._ended:
             log.error("bridge stopped; %s had ended unexpectedly", ", ".join(self._ended))
+            return EXIT_FAILED
+        if any(r.halted for r in self._components()):
             return EXIT_FAILED
         log.info("bridge stopped cleanly")
         return EXIT_OK
@@ -375,10 +378,24 @@ class Bridge:
         with component(running.label):
             try:
                 worker.run(self.stop_event)
+            except RouteHalted as exc:
+                self._halt(running, worker, exc)
             except BaseException as exc:
                 self._record_failure(running, exc)
             finally:
                 running.finished = True
+
+    def _halt(self, running: _Running, worker: Worker, exc: RouteHalted) -> None:
+        """Only this route stops (it cannot go on safely); the rest of the bridge runs on,
+        and /readyz reports the route ``halted`` with the reason and the recovery command."""
+        running.error = exc
+        running.halted = True
+        log.error("%s", exc)
+        self._report(running, "halted", str(exc))
+        try:
+            worker.close()  # leave the consumer group: the recovery command needs it empty
+        except Exception:
+            log.exception("closing %s failed", running.label)
 
     def _record_failure(self, running: _Running, exc: BaseException) -> None:
         running.error = exc
@@ -401,6 +418,8 @@ class Bridge:
             self._checkpoint_all()
             self._watch_stalls()
             if components and all(r.finished for r in components):
+                if any(r.halted for r in components):
+                    continue  # stay up, so /readyz and the log say what stopped and why
                 log.info("every source and route worker finished")
                 break
         self.stop()
@@ -527,6 +546,9 @@ class Bridge:
         for running in self._components():
             if running.error is None:
                 self._report(running, "stopped")
+        halted = [r.label for r in self._components() if r.halted]
+        if halted:
+            log.error("stopped with halted route(s) %s: see above for the recovery", halted)
         if self.store is not None:
             self.store.close()
         if self.metrics_server is not None:

@@ -101,6 +101,8 @@ dead_letters = sa.Table(
     sa.Column("error", sa.Text(), nullable=False),
     sa.Column("created_at", _TS, nullable=False),
     sa.Column("replayed_at", _TS, nullable=True),
+    # what `dlq replay` did: replayed, superseded, failed, skipped (migration 0002)
+    sa.Column("outcome", sa.String(20), nullable=True),
     sa.Index("ix_dead_letters_route_pending", "route", "replayed_at"),
 )
 snapshot_progress = sa.Table(
@@ -128,6 +130,7 @@ class DeadLetter:
     error: str
     created_at: datetime
     replayed_at: datetime | None
+    outcome: str | None = None  # replayed, superseded, failed, skipped (None: pending)
 
 
 @dataclass(frozen=True)
@@ -454,7 +457,10 @@ class StateStore:
         with self._connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def mark_replayed(self, ids: Iterable[int]) -> int:
+    def mark_replayed(self, ids: Iterable[int], outcome: str = "replayed") -> int:
+        """Record that ``dlq replay`` handled these letters, and how (``replayed``: applied;
+        ``superseded``: the target already holds a later change of the key; ``failed``: it
+        failed again; ``skipped``: the route no longer selects it). Each letter once."""
         ids = list(ids)
         if not ids:
             return 0
@@ -463,7 +469,7 @@ class StateStore:
                 conn.execute(
                     dead_letters.update()
                     .where(dead_letters.c.id.in_(ids), dead_letters.c.replayed_at.is_(None))
-                    .values(replayed_at=_now())
+                    .values(replayed_at=_now(), outcome=outcome)
                 ).rowcount
             )
 

@@ -555,10 +555,10 @@ def _routes(cfg: Any, store: Any, timeout: float) -> list[RouteStatus]:
         try:
             if topics is None:
                 topics = list(consumer.list_topics(timeout=timeout).topics)
-            rs.partitions = route_lag(
-                consumer, matching_topics(topics, _patterns(route)), timeout=timeout
-            )
+            matched = matching_topics(topics, _patterns(route))
+            rs.partitions = route_lag(consumer, matched, timeout=timeout)
             rs.dlq_records = _topic_size(consumer, rs.dlq_topic, timeout)
+            rs.error = _topic_identity(cfg, route, name, group, consumer, matched, timeout)
         except Exception as exc:
             rs.error = f"cannot read the consumer group from Kafka: {exc}"
         finally:
@@ -570,6 +570,62 @@ def _routes(cfg: Any, store: Any, timeout: float) -> list[RouteStatus]:
                 log.debug("dead letters of %s: %s", name, exc)
         out.append(rs)
     return out
+
+
+def _topic_identity(
+    cfg: Any, route: Any, name: str, group: str, consumer: Any, topics: list[str], timeout: float
+) -> str | None:
+    """For routes whose sink stores offsets in the target: the same check the route makes
+    when it starts (were its topics re-created or truncated below those offsets?), so
+    ``status`` reports a halted route whether or not the bridge runs."""
+    if not topics:
+        return None
+    try:
+        from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import AdminClient
+
+        from cdc_bridge.kafka import topic_ids
+        from cdc_bridge.routes import halt_message, identity_problems, make_sink
+
+        _compiled, sink = make_sink(cfg, route)
+    except Exception as exc:
+        log.debug("route %s: cannot build its sink: %s", name, exc)
+        return None
+    try:
+        if not sink.transactional_offsets:
+            return None
+        md = consumer.list_topics(timeout=timeout)
+        tps = [(t, p) for t in topics if t in md.topics for p in md.topics[t].partitions]
+        stored = sink.committed_offsets(group, tps)
+        if not stored:
+            return None
+        security = {
+            k: v
+            for k, v in cfg.kafka.consumer.items()
+            if k.startswith(("security.", "sasl.", "ssl."))
+        }
+        admin = AdminClient(
+            with_logger(
+                {**security, "bootstrap.servers": cfg.kafka.bootstrap_servers},
+                "cdc_bridge.kafka.status",
+            )
+        )
+        ids = topic_ids(admin, {t for t, _ in stored}, timeout=timeout)
+        stored_ids = sink.stored_topic_ids(group, list(stored))
+
+        def high(topic: str, partition: int) -> int | None:
+            _low, hi = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout, cached=False
+            )
+            return int(hi)
+
+        problems = identity_problems(stored, stored_ids, ids, high)
+        return halt_message(name, problems) if problems else None
+    except Exception as exc:  # the target may be away: status reports what it can
+        log.debug("route %s: cannot check its stored offsets: %s", name, exc)
+        return None
+    finally:
+        sink.close()
 
 
 # -- state store -------------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def test_dlq_list_and_replay(tmp_path: Path, kafka: Any, topic_name: Any) -> Non
         conn.exec_driver_sql("INSERT INTO customers VALUES (0, 0), (1, 4), (2, 8)")
     replayed = runner.invoke(app, ["dlq", "replay", "--route", "cust", "--config", str(path)])
     assert replayed.exit_code == 0, replayed.output
-    assert "1 dead letter(s) applied, 0 failed again" in replayed.output
+    assert "1 replayed, 0 superseded, 0 failed again, 0 skipped" in replayed.output
     with engine.connect() as conn:
         assert list(conn.exec_driver_sql("SELECT id, n FROM customers ORDER BY id")) == [
             (0, 0),

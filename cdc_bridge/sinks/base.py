@@ -116,6 +116,9 @@ class SinkContext:
     route: str
     group_id: str
     state: Any = None  # the bridge's state store, when the runtime has one
+    #: topic -> the broker's topic id, kept current by the route engine; sinks that store
+    #: offsets store it with them (a re-created topic has a new id).
+    topic_ids: dict[str, str] = field(default_factory=dict)
 
 
 class Sink:
@@ -123,6 +126,9 @@ class Sink:
 
     #: True when the sink stores consumer offsets in the same transaction as its writes.
     transactional_offsets: ClassVar[bool] = False
+    #: True when the target mirrors source rows (a table, SObjects) rather than keeping
+    #: events: a row leaving the route's filter is then deleted (``on_filter_exit``).
+    mirrors_rows: ClassVar[bool] = False
 
     def __init__(
         self, config: SinkConfigBase, route: RouteConfigBase, context: SinkContext
@@ -157,6 +163,18 @@ class Sink:
     ) -> dict[TopicPartition, int]:
         """Next offsets stored by the sink for ``partitions`` (missing: nothing stored)."""
         return {}
+
+    def stored_topic_ids(
+        self, group: str, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, str]:
+        """The topic ids stored with the offsets (``transactional_offsets`` sinks): which
+        incarnation of each topic those offsets count in. Missing: not known."""
+        return {}
+
+    def reset_offsets(self, group: str, topics: Iterable[str] | None = None) -> int:
+        """Forget the offsets stored in the target for ``group`` (all its topics, or these);
+        the number of partitions forgotten. For ``cdc-bridge routes reset``."""
+        return 0
 
     def check(self) -> list[str]:
         """Problems found connecting to the target (empty: fine). For ``check --connect``."""

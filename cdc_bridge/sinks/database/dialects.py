@@ -24,7 +24,7 @@ from sqlalchemy.dialects import sqlite as sa_sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import TableClause
 
-from cdc_bridge.errors import RecordError, RetriableError
+from cdc_bridge.errors import RecordError, RetriableError, SetupError
 from cdc_bridge.sinks.database.types import Converter, logical_kind
 
 __all__ = ["MySqlDialect", "PostgresDialect", "SqlDialect", "SqliteDialect", "dialect_for"]
@@ -189,8 +189,47 @@ class SqlDialect:
     retriable_sqlstate_classes: ClassVar[tuple[str, ...]] = ("08", "40", "53", "57", "58")
     retriable_errnos: ClassVar[frozenset[int]] = frozenset()
 
+    #: SQLSTATE classes / codes and driver errnos that mean "fix the setup": wrong
+    #: credentials (28), no such database (3D000), no privilege (42501); MySQL access
+    #: denied (1044, 1045, 1698), unknown database (1049).
+    setup_sqlstates: ClassVar[tuple[str, ...]] = ("28", "3D000", "42501")
+    setup_errnos: ClassVar[frozenset[int]] = frozenset({1044, 1045, 1049, 1698})
+    _setup_phrases: ClassVar[tuple[str, ...]] = (
+        "password authentication failed",
+        "authentication failed",
+        "no pg_hba.conf entry",
+        "does not exist",
+        "access denied",
+        "permission denied",
+        "unable to open database file",
+    )
+
+    def setup_problem(self, exc: BaseException) -> str | None:
+        """The reason when ``exc`` says the sink's setup is wrong (credentials, database,
+        privileges, path) rather than that the target is away for a moment."""
+        orig = getattr(exc, "orig", exc)
+        state = str(getattr(orig, "sqlstate", "") or getattr(orig, "pgcode", "") or "")
+        errno = _errno(orig)
+        text = _first_line(orig)
+        if state and any(state.startswith(s) for s in self.setup_sqlstates):
+            return text
+        if errno is not None and errno in self.setup_errnos:
+            return text
+        if (
+            not state
+            and errno is None
+            and isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            and any(p in text.lower() for p in self._setup_phrases)
+        ):
+            return text
+        return None
+
     def classify(self, exc: BaseException) -> Exception:
-        """A driver error -> RetriableError (passing) or RecordError (this data)."""
+        """A driver error -> RetriableError (passing; SetupError when a person must fix the
+        setup) or RecordError (this data)."""
+        problem = self.setup_problem(exc)
+        if problem is not None:
+            return SetupError(f"target database refused the sink: {problem}")
         if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
             return RetriableError(f"lost the connection to the target database: {exc.orig}")
         orig = getattr(exc, "orig", exc)
@@ -317,6 +356,28 @@ class PostgresDialect(SqlDialect):
         """
         if len(rows) < self.copy_threshold:
             return False
+        import psycopg
+
+        try:
+            self._copy_upsert(conn, table, columns, keys, rows, upsert=upsert)
+        except psycopg.Error as exc:
+            # psycopg's own errors (a value COPY cannot take raises DataError) as SQLAlchemy's,
+            # so the sink classifies them like every other statement's: record or passing.
+            raise sa_exc.DBAPIError.instance(
+                "COPY", None, exc, psycopg.Error, dialect=conn.dialect
+            ) from exc
+        return True
+
+    def _copy_upsert(
+        self,
+        conn: Connection,
+        table: TableClause,
+        columns: Sequence[str],
+        keys: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        upsert: bool,
+    ) -> None:
         from psycopg import sql
 
         ident = sql.Identifier
@@ -351,7 +412,6 @@ class PostgresDialect(SqlDialect):
                     query += sql.SQL(" ON CONFLICT ({}) DO NOTHING").format(key_list)
             cur.execute(query)
             cur.execute(sql.SQL("DROP TABLE pg_temp.{}").format(stage))
-        return True
 
 
 class MySqlDialect(SqlDialect):
@@ -517,6 +577,8 @@ class SqliteDialect(SqlDialect):
 
     def classify(self, exc: BaseException) -> Exception:
         orig = getattr(exc, "orig", exc)
+        if isinstance(exc, sa_exc.OperationalError) and "unable to open" in str(orig):
+            return SetupError(f"target database: {orig}")
         # SQLITE_BUSY (5) / SQLITE_LOCKED (6): another writer holds the database.
         if getattr(orig, "sqlite_errorcode", None) in (5, 6) or "locked" in str(orig):
             return RetriableError(f"target database: {orig}")

@@ -6,9 +6,10 @@ columns are created when ``schema_evolution = "basic"`` (never dropped or retype
 then writes, run in one transaction together with the route's consumer offsets in
 ``cdc_bridge_offsets`` -- so a crash never applies a record twice and never skips one.
 
-When the transaction fails because of data (a constraint, a value that does not fit), the
-batch is rolled back and replayed record by record under savepoints -- and rolled back again
--- only to find which records fail; they are reported by index and the route engine dead-letters
+When the transaction fails because of data (a constraint, a value that does not fit -- on
+any path, the bulk COPY included), the batch is rolled back and written again under
+savepoints, halving failing groups down to single records -- and rolled back again -- only to
+find which records fail; they are reported by index and the route engine dead-letters
 them and applies the rest.
 """
 
@@ -23,6 +24,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -31,7 +33,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, make_url
 
-from cdc_bridge.errors import ConfigError, RecordError, RetriableError
+from cdc_bridge.errors import ConfigError, RecordError, RetriableError, SetupError
 from cdc_bridge.sinks.base import (
     BatchResult,
     FencedError,
@@ -181,6 +183,7 @@ class DatabaseSink(Sink):
     """Writes one route's records into a SQL database (see module docs)."""
 
     transactional_offsets = True
+    mirrors_rows = True
 
     def __init__(
         self, config: DatabaseSinkConfig, route: DatabaseRouteConfig, context: SinkContext
@@ -206,6 +209,8 @@ class DatabaseSink(Sink):
             sa.Column("partition", sa.Integer, primary_key=True),
             sa.Column("next_offset", sa.BigInteger, nullable=False),
             sa.Column("applied", sa.BigInteger, nullable=False),
+            # the topic's id when the offsets were stored: a re-created topic has a new one
+            sa.Column("topic_id", sa.String(64), nullable=True),
         )
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -233,15 +238,42 @@ class DatabaseSink(Sink):
 
         return engine
 
+    def _where(self) -> str:
+        """The target as the user wrote it, password masked (for messages)."""
+        url = normalize_url(self.cfg.url)
+        if url.get_backend_name() == "sqlite":
+            return f"SQLite file {url.database!r}"
+        return url.render_as_string(hide_password=True)
+
     def open(self) -> None:
+        """Connect and create the offsets table. Wrong credentials, a missing database or
+        directory are a ConfigError at once (naming the sink and the target); an unreachable
+        server is retried."""
         if self.engine is None:
             self.engine = self._make_engine()
             self.dialect = dialect_for(self.engine)
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            folder = Path(url.database).expanduser().absolute().parent
+            if not url.database.startswith("file:") and not folder.is_dir():
+                raise ConfigError(
+                    f"sink {self.cfg.name!r}: cannot create the SQLite database "
+                    f"{url.database!r}: the directory {str(folder)!r} does not exist; "
+                    "create it or fix the sink's `url`"
+                )
         try:
             _create_table(self.engine, self.offsets)
+            self._add_topic_id_column()
         except sa_exc.OperationalError as exc:
+            problem = self.dialect.setup_problem(exc)
+            if problem is not None:
+                raise ConfigError(
+                    f"sink {self.cfg.name!r}: the target database {self._where()} refused the "
+                    f"sink: {problem}; fix the user, password or database in the sink's `url`"
+                ) from None
             raise RetriableError(
-                f"sink {self.cfg.name!r}: cannot reach the target database: {_first(exc)}"
+                f"sink {self.cfg.name!r}: cannot reach the target database "
+                f"{self._where()}: {_first(exc)}"
             ) from None
         except sa_exc.DBAPIError as exc:
             if not _has_table(self.engine, self.offsets):
@@ -249,6 +281,31 @@ class DatabaseSink(Sink):
                     f"sink {self.cfg.name!r}: cannot create table {self.offsets.name!r} in the "
                     f"target ({_first(exc)}); grant CREATE or create it yourself"
                 ) from None
+
+    def _add_topic_id_column(self) -> None:
+        """Offsets tables of earlier versions have no ``topic_id`` column: add it."""
+        assert self.engine is not None
+        t = self.offsets
+        with self.engine.connect() as conn:
+            known = self.dialect.existing_columns(conn, t.name, t.schema) or []
+        if "topic_id" in known:
+            return
+        try:
+            with self.engine.begin() as conn:
+                prep = conn.dialect.identifier_preparer
+                typ = sa.String(64).compile(dialect=conn.dialect)
+                log.info("adding column topic_id to %s", t.name)
+                conn.exec_driver_sql(
+                    f"ALTER TABLE {prep.format_table(t)} ADD COLUMN {prep.quote('topic_id')} {typ}"
+                )
+        except sa_exc.OperationalError:
+            raise
+        except sa_exc.DBAPIError as exc:
+            raise ConfigError(
+                f"sink {self.cfg.name!r}: cannot add column topic_id to {t.name!r} in "
+                f"{self._where()} ({_first(exc)}); grant ALTER on it or add the column "
+                "(varchar(64), nullable) yourself"
+            ) from None
 
     def check(self) -> list[str]:
         try:
@@ -271,19 +328,58 @@ class DatabaseSink(Sink):
     def committed_offsets(
         self, group: str, partitions: Iterable[TopicPartition]
     ) -> dict[TopicPartition, int]:
+        return {tp: int(v[0]) for tp, v in self._stored(group, partitions).items()}
+
+    def stored_topic_ids(
+        self, group: str, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, str]:
+        return {tp: v[1] for tp, v in self._stored(group, partitions).items() if v[1]}
+
+    def reset_offsets(self, group: str, topics: Iterable[str] | None = None) -> int:
+        if self.engine is None:
+            self.engine = self._make_engine()
+            self.dialect = dialect_for(self.engine)
+        t = self.offsets
+        where = t.c.group_id == group
+        if topics is not None:
+            where = sa.and_(where, t.c.topic.in_(list(topics)))
+        try:
+            with self.engine.begin() as conn:
+                return int(conn.execute(sa.delete(t).where(where)).rowcount)
+        except sa_exc.SQLAlchemyError as exc:
+            raise RetriableError(
+                f"sink {self.cfg.name!r}: cannot reset offsets in {self._where()}: {_first(exc)}"
+            ) from None
+
+    def _stored(
+        self, group: str, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, tuple[int, str | None]]:
+        """(next offset, topic id) stored for ``group``'s ``partitions``."""
         wanted = set(partitions)
-        assert self.engine is not None
+        if self.engine is None:  # read-only use (cdc-bridge status) without open()
+            self.engine = self._make_engine()
+            self.dialect = dialect_for(self.engine)
         t = self.offsets
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(t.c.topic, t.c.partition, t.c.next_offset).where(
-                        t.c.group_id == group
-                    )
-                ).all()
+                if not _has_table(self.engine, t):
+                    return {}
+                cols = [t.c.topic, t.c.partition, t.c.next_offset]
+                if "topic_id" in (
+                    self.dialect.existing_columns(conn, t.name, t.schema) or ["topic_id"]
+                ):
+                    cols.append(t.c.topic_id)
+                rows = conn.execute(sa.select(*cols).where(t.c.group_id == group)).all()
         except sa_exc.SQLAlchemyError as exc:
+            err = self.dialect.classify(exc)
+            if isinstance(err, SetupError):
+                raise SetupError(f"sink {self.cfg.name!r} ({self._where()}): {err}") from None
             raise RetriableError(f"cannot read stored offsets: {_first(exc)}") from None
-        return {(r[0], r[1]): r[2] for r in rows if (r[0], r[1]) in wanted}
+        return {
+            (r[0], r[1]): (r[2], r[3] if len(r) > 3 else None)
+            for r in rows
+            if (r[0], r[1]) in wanted
+        }
 
     def _store_offsets(
         self,
@@ -296,6 +392,7 @@ class DatabaseSink(Sink):
         (else FencedError: another consumer applied the partition since we read them)."""
         t = self.offsets
         group = self.context.group_id
+        ids = self.context.topic_ids
         for (topic, partition), nxt in positions.items():
             tp = (topic, partition)
             n = counts.get(tp, 0)
@@ -306,7 +403,9 @@ class DatabaseSink(Sink):
                 where = sa.and_(where, t.c.next_offset == prev)
             if not fenced or prev is not None:
                 res = conn.execute(
-                    sa.update(t).where(where).values(next_offset=nxt, applied=t.c.applied + n)
+                    sa.update(t)
+                    .where(where)
+                    .values(next_offset=nxt, applied=t.c.applied + n, topic_id=ids.get(topic))
                 )
                 if res.rowcount == 1:
                     continue
@@ -323,6 +422,7 @@ class DatabaseSink(Sink):
                             partition=partition,
                             next_offset=nxt,
                             applied=n,
+                            topic_id=ids.get(topic),
                         )
                     )
             except sa_exc.IntegrityError:
@@ -758,6 +858,8 @@ class DatabaseSink(Sink):
             return BatchResult()
         except (sa_exc.SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
             err = self.dialect.classify(exc) if isinstance(exc, sa_exc.SQLAlchemyError) else None
+            if isinstance(err, SetupError):
+                raise SetupError(f"sink {self.cfg.name!r} ({self._where()}): {err}") from None
             if isinstance(err, RetriableError):
                 raise err from None
             self._tables.clear()  # the failure may come from a table changed under us
@@ -768,7 +870,9 @@ class DatabaseSink(Sink):
         return BatchResult(failed)
 
     def _isolate(self, plans: dict[str, _TablePlan]) -> dict[int, RecordError]:
-        """Replay the batch unit by unit under savepoints, roll back, return what fails."""
+        """Find the records that fail, then roll everything back: the batch is written again
+        under savepoints, halving the groups that fail until single records are left
+        (a few statements for one bad row in a large batch, not one per row)."""
         assert self.engine is not None
         failed: dict[int, RecordError] = {}
         with self.engine.connect() as conn:
@@ -779,32 +883,41 @@ class DatabaseSink(Sink):
                         continue
                     if plan.truncate:
                         conn.execute(sa.delete(sa.table(plan.name, schema=self.rcfg.target_schema)))
-                    for unit in plan.all_units():
-                        sp = conn.begin_nested()
-                        try:
-                            self._write_table(conn, plan, [unit], bulk=False)
-                            sp.commit()
-                        except (
-                            sa_exc.SQLAlchemyError,
-                            ValueError,
-                            TypeError,
-                            OverflowError,
-                        ) as exc:
-                            sp.rollback()
-                            if isinstance(exc, sa_exc.SQLAlchemyError):
-                                err = self.dialect.classify(exc)
-                                if isinstance(err, RetriableError):
-                                    raise err from None
-                                assert isinstance(err, RecordError)
-                                failed[unit.index] = err
-                            else:
-                                failed[unit.index] = RecordError(
-                                    f"value does not fit the target column: {exc}",
-                                    code=type(exc).__name__,
-                                )
+                    todo = [plan.all_units()]
+                    while todo:
+                        units = todo.pop()
+                        exc = self._try_write(conn, plan, units)
+                        if exc is None:
+                            continue
+                        if len(units) > 1:
+                            half = len(units) // 2
+                            todo += [units[half:], units[:half]]  # first half first
+                            continue
+                        failed[units[0].index] = exc
             finally:
                 tx.rollback()
         return failed
+
+    def _try_write(
+        self, conn: Connection, plan: _TablePlan, units: list[_Unit]
+    ) -> RecordError | None:
+        """Write ``units`` under a savepoint; the record error if it fails (rolled back)."""
+        sp = conn.begin_nested()
+        try:
+            self._write_table(conn, plan, units, bulk=False)
+            sp.commit()
+            return None
+        except (sa_exc.SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
+            sp.rollback()
+            if isinstance(exc, sa_exc.SQLAlchemyError):
+                err = self.dialect.classify(exc)
+                if isinstance(err, RetriableError):
+                    raise err from None
+                assert isinstance(err, RecordError)
+                return err
+            return RecordError(
+                f"value does not fit the target column: {exc}", code=type(exc).__name__
+            )
 
 
 _topic = operator.attrgetter("topic")

@@ -19,6 +19,7 @@ from requests.adapters import HTTPAdapter
 
 from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 from cdc_bridge.sinks.salesforce.config import SalesforceSinkConfig
+from cdc_bridge.sinks.salesforce.errors import tls_verification_failed
 
 __all__ = ["Authenticator", "Token", "http_session"]
 
@@ -129,6 +130,10 @@ class Authenticator:
         try:
             resp = self.http.post(url, data=form, timeout=c.timeout_s)
         except requests.exceptions.SSLError as exc:
+            if not tls_verification_failed(exc):  # reset or EOF mid-handshake: passing
+                raise RetriableError(
+                    f"TLS handshake with Salesforce login {c.login_url} was cut: {exc}"
+                ) from exc
             raise ConfigError(
                 f"sink {c.name!r}: TLS verification of {c.login_url} failed ({exc}); "
                 "set ca_bundle to the CA file that signed its certificate"

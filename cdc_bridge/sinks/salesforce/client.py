@@ -24,7 +24,12 @@ from pydantic import SecretStr
 from cdc_bridge.errors import ConfigError, RetriableError
 from cdc_bridge.sinks.salesforce.auth import Authenticator, Token, http_session
 from cdc_bridge.sinks.salesforce.config import SalesforceSinkConfig
-from cdc_bridge.sinks.salesforce.errors import Action, SalesforceApiError, raise_for_response
+from cdc_bridge.sinks.salesforce.errors import (
+    Action,
+    SalesforceApiError,
+    raise_for_response,
+    tls_verification_failed,
+)
 from cdc_bridge.sinks.salesforce.quota import API_CALLS, QuotaGuard
 
 __all__ = ["SalesforceClient", "backoff"]
@@ -168,12 +173,16 @@ class SalesforceClient:
                     method, path, body=body, headers=headers, params=params, kind=kind
                 )
             except requests.exceptions.SSLError as exc:
-                raise ConfigError(
-                    f"sink {self.config.name!r}: TLS verification failed for the Salesforce "
-                    f"instance ({exc}); set ca_bundle"
-                ) from exc
-            except requests.RequestException as exc:
+                if tls_verification_failed(exc):
+                    raise ConfigError(
+                        f"sink {self.config.name!r}: TLS verification failed for the "
+                        f"Salesforce instance ({exc}); set ca_bundle"
+                    ) from exc
+                # reset or EOF during the handshake: a network failure, retried below
                 err: SalesforceApiError = SalesforceApiError(599, "NETWORK", str(exc), method, path)
+                err.action = Action.RETRY
+            except requests.RequestException as exc:
+                err = SalesforceApiError(599, "NETWORK", str(exc), method, path)
                 err.action = Action.RETRY
             else:
                 if resp.status_code < 300:

@@ -115,6 +115,8 @@ def soql_literal(value: str, numeric: bool = False) -> str:
 class SalesforceSink(Sink):
     """Upserts and deletes SObject records by external ID for one route."""
 
+    mirrors_rows = True
+
     def __init__(
         self,
         config: SalesforceSinkConfig,

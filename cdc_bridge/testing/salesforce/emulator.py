@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+import socket
 import ssl
+import struct
 import tempfile
 import threading
 import time
@@ -78,6 +80,44 @@ def _kind(path: str, method: str) -> str:
     return "data"
 
 
+class _TlsServer(ThreadingHTTPServer):
+    """HTTPS: accepts TCP, then runs the TLS handshake -- or cuts it when the fault injector
+    says so (a reset or an EOF after the ClientHello, as a flaky network or proxy does)."""
+
+    tls: ssl.SSLContext
+
+    def __init__(self, address: tuple[str, int], handler: Any, faults: FaultInjector) -> None:
+        super().__init__(address, handler)
+        self.faults = faults
+
+    def get_request(self) -> tuple[Any, Any]:
+        conn, addr = self.socket.accept()
+        cut = self.faults.handshake_reset()
+        if cut is not None:
+            try:
+                conn.settimeout(5)
+                # The ClientHello arrives: the handshake is under way. An EOF needs all of
+                # it read (unread bytes make the kernel send a reset instead).
+                hello = conn.recv(65536)
+                if cut == "rst":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                elif len(hello) >= 5:
+                    length = 5 + int.from_bytes(hello[3:5], "big")
+                    while len(hello) < length:
+                        more = conn.recv(65536)
+                        if not more:
+                            break
+                        hello += more
+            finally:
+                conn.close()
+            raise OSError(f"handshake {cut} injected")  # socketserver drops this request
+        try:
+            return self.tls.wrap_socket(conn, server_side=True), addr
+        except BaseException:
+            conn.close()
+            raise
+
+
 class SalesforceEmulator:
     """A local, faithful double of the Salesforce REST API for tests, benchmarks and demos.
 
@@ -142,9 +182,13 @@ class SalesforceEmulator:
 
     def start(self) -> SalesforceEmulator:
         handler = _make_handler(self)
-        server = ThreadingHTTPServer((self.host, self._port), handler)
+        server = (
+            _TlsServer((self.host, self._port), handler, self.faults)
+            if self._tls
+            else ThreadingHTTPServer((self.host, self._port), handler)
+        )
         server.daemon_threads = True
-        if self._tls:
+        if isinstance(server, _TlsServer):
             self._tmp = None if self._cert_dir else tempfile.mkdtemp(prefix="sfemu-")
             hosts = (
                 "localhost",
@@ -155,7 +199,7 @@ class SalesforceEmulator:
             files = tls.generate(self._cert_dir or self._tmp or ".", hosts)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(files.cert_file, files.key_file)
-            server.socket = ctx.wrap_socket(server.socket, server_side=True)
+            server.tls = ctx
             self.ca_file = files.ca_file
         self._server = server
         self._thread = threading.Thread(

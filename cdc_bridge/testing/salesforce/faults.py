@@ -19,6 +19,8 @@ class FaultConfig:
     session_expire_after: a session dies after serving this many calls (then 401).
     latency: seconds added to every call.
     daily_limit: when set, replaces the emulator's daily API request quota (usage is kept).
+    handshake_resets: the next N TLS connections are cut during the handshake (after the
+        ClientHello arrives): odd ones with a TCP reset, even ones with a plain close (EOF).
     """
 
     lock_row_probability: float = 0.0
@@ -28,6 +30,7 @@ class FaultConfig:
     session_expire_after: int | None = None
     latency: float = 0.0
     daily_limit: int | None = None
+    handshake_resets: int = 0
     seed: int = 0
 
 
@@ -43,6 +46,15 @@ class FaultInjector:
             self.config = config
             self._rng = random.Random(config.seed)
             self._calls = 0
+            self._resets = 0
+
+    def handshake_reset(self) -> str | None:
+        """For a new TLS connection: ``"rst"`` or ``"eof"`` to cut its handshake, else None."""
+        with self._lock:
+            if self._resets >= self.config.handshake_resets:
+                return None
+            self._resets += 1
+            return "rst" if self._resets % 2 else "eof"
 
     def on_call(self) -> ApiError | None:
         """Called once per API call (not auth); returns the 503 to answer, if any."""
