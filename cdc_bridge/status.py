@@ -238,7 +238,8 @@ def _postgres(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> So
             st.risk += f"; {_human(int(safe_size))} left before max_slot_wal_keep_size"
     if offset:
         st.saved_position = str(offset.get("lsn"))
-        st.snapshot = "done" if offset.get("snapshot_done", True) else "running"
+        running = offset.get("snapshot") is not None or offset.get("snapshot_done") is False
+        st.snapshot = "running" if running else "done"
     else:
         st.snapshot = "not started"
     return st
