@@ -538,7 +538,7 @@ class Coordinator:
             next_log = time.monotonic() + self.progress_interval_s
             for chunk in reader.read(table, after):
                 if ctx.stopping.is_set():
-                    return False
+                    break
                 events = chunk.events
                 if not events:
                     continue
@@ -558,6 +558,8 @@ class Coordinator:
                     ctx.log.info("%s", prog.line())
                     next_log = now + self.progress_interval_s
             if ctx.stopping.is_set():
+                if held:  # hand over what was read: the restart continues after it
+                    emit(held, held_cursor)
                 return False
             ctx.log.info("%s (done)", prog.line())
             cursor = cursor.finished(table)
