@@ -465,12 +465,14 @@ class Coordinator:
             "cannot be read from the server"
         )
         if self.on_lost != "resnapshot":
-            raise FatalError(
+            # The adapter's own class (HistoryLost, ...) with the one message every kind gives.
+            lost.args = (
                 f'{what}. To recover: set on_position_lost = "resnapshot" on this source '
                 '(or snapshot = "when_needed") to take a new snapshot and continue, or delete '
-                f"the stored position of source {adapter.name!r} (cdc-bridge state) and restart"
-                + (f". {lost.hint}" if lost.hint else "")
-            ) from None
+                f"the stored position of source {adapter.name!r} from the state store and "
+                "restart" + (f". {lost.hint}" if lost.hint else ""),
+            )
+            raise lost from None
         ctx.log.warning("%s; taking a new snapshot (on_position_lost = resnapshot)", what)
         adapter.close()
         adapter.prepare(ctx)
