@@ -152,12 +152,12 @@ def main(argv: list[str]) -> None:
     config = MongoSourceConfig(
         name=name,
         kind="mongodb",
-        uri=uri,
+        dsn=uri,
         databases=[database],
         snapshot=snapshot,
         snapshot_batch_size=100,
         stream_batch_size=100,
-        max_await_time_ms=100,
+        heartbeat_interval_ms=100,
     )
     running = RunningSource(config, bootstrap, FileOffsetStore(Path(state)))
     stop = threading.Event()

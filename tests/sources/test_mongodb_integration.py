@@ -67,9 +67,9 @@ def database(mongo: MongoClient[dict[str, Any]]) -> Iterator[str]:
 
 def source_config(uri: str, database: str, **kw: Any) -> MongoSourceConfig:
     name = kw.pop("name", f"m{uuid.uuid4().hex[:8]}")
-    defaults: dict[str, Any] = {"max_await_time_ms": 100, "snapshot_batch_size": 200}
+    defaults: dict[str, Any] = {"heartbeat_interval_ms": 100, "snapshot_batch_size": 200}
     defaults.update(kw)
-    return MongoSourceConfig(name=name, kind="mongodb", uri=uri, databases=[database], **defaults)
+    return MongoSourceConfig(name=name, kind="mongodb", dsn=uri, databases=[database], **defaults)
 
 
 def handed_off(running: RunningSource) -> bool:
@@ -357,7 +357,7 @@ def test_check_reports_unknown_collections(
     cfg = MongoSourceConfig(
         name="chk",
         kind="mongodb",
-        uri=mongodb_uri,
+        dsn=mongodb_uri,
         collections=[f"{database}.items", f"{database}.nope"],
     )
     source = MongoSource(cfg)

@@ -24,7 +24,7 @@ TOKEN = {
 
 def cfg(**kw: Any) -> MongoSourceConfig:
     return MongoSourceConfig(
-        name="m", kind="mongodb", uri="mongodb://u:secret@h:27017/?replicaSet=rs0", **kw
+        name="m", kind="mongodb", dsn="mongodb://u:secret@h:27017/?replicaSet=rs0", **kw
     )
 
 
@@ -204,10 +204,10 @@ def test_unreachable_server_is_retriable_with_a_clear_message() -> None:
 
     uri = f"mongodb://127.0.0.1:{_free_port()}/?directConnection=true"
     source = MongoSource(
-        MongoSourceConfig(name="down", kind="mongodb", uri=uri, server_selection_timeout_ms=300)
+        MongoSourceConfig(name="down", kind="mongodb", dsn=uri, server_selection_timeout_ms=300)
     )
     try:
-        with pytest.raises(RetriableError, match=r"sources\.down\.uri: cannot reach MongoDB"):
+        with pytest.raises(RetriableError, match=r"sources\.down\.dsn: cannot reach MongoDB"):
             source.check()
     finally:
         source.close()
@@ -217,6 +217,6 @@ def test_bad_uri_is_a_config_error() -> None:
     from cdc_bridge.errors import ConfigError
     from cdc_bridge.sources.mongodb.source import MongoSource
 
-    source = MongoSource(MongoSourceConfig(name="bad", kind="mongodb", uri="mongodb://h:notaport"))
-    with pytest.raises(ConfigError, match=r"sources\.bad\.uri: invalid MongoDB connection string"):
+    source = MongoSource(MongoSourceConfig(name="bad", kind="mongodb", dsn="mongodb://h:notaport"))
+    with pytest.raises(ConfigError, match=r"sources\.bad\.dsn: invalid MongoDB connection string"):
         source.check()

@@ -114,7 +114,7 @@ def test_large_transaction_is_split_with_safe_offsets(
     _exec(db, "CREATE TABLE big (id INT PRIMARY KEY)")
     name = topic_name("my")
     store = MemoryOffsetStore()
-    cfg = make_config(db, name, [f"{db.name}.big"], snapshot="never", max_batch_rows=100)
+    cfg = make_config(db, name, [f"{db.name}.big"], snapshot="never", stream_batch_size=100)
     with Running(cfg, kafka.bootstrap, store) as r:
         r.wait_streaming()
         conn = pymysql.connect(**db.connect_kwargs())
@@ -200,7 +200,7 @@ def test_interrupted_snapshot_resumes_after_the_last_confirmed_key(
     )
     name = topic_name("my")
     store = MemoryOffsetStore()
-    cfg = make_config(db, name, [f"{db.name}.s1", f"{db.name}.s2"], snapshot_batch_rows=100)
+    cfg = make_config(db, name, [f"{db.name}.s1", f"{db.name}.s2"], snapshot_batch_size=100)
     r = Running(cfg, kafka.bootstrap, store)
     with r:
         deadline = time.monotonic() + 30
@@ -244,7 +244,7 @@ def test_server_crash_and_restart_while_streaming(
     db = mariadb_database
     _exec(db, "CREATE TABLE k (id INT PRIMARY KEY)")
     name = topic_name("my")
-    cfg = make_config(db, name, [f"{db.name}.k"], snapshot="never", heartbeat_s=1.0)
+    cfg = make_config(db, name, [f"{db.name}.k"], snapshot="never", heartbeat_interval_ms=1000)
     with Running(cfg, kafka.bootstrap) as r:
         r.wait_streaming()
         _exec(db, "INSERT INTO k VALUES (1), (2)")

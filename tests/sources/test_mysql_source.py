@@ -92,7 +92,7 @@ def test_snapshot_then_stream_with_concurrent_writer_has_no_gap(
             written.append(i)
             i += 1
 
-    cfg = make_config(db, name, [f"{db.name}.s"], snapshot_batch_rows=500)
+    cfg = make_config(db, name, [f"{db.name}.s"], snapshot_batch_size=500)
     w = threading.Thread(target=writer)
     w.start()
     time.sleep(0.05)
@@ -205,7 +205,7 @@ def test_table_without_key_snapshots_in_batches_and_streams_with_null_keys(
     db = mariadb_database
     _exec(db, "CREATE TABLE nk (v INT)", "INSERT INTO nk SELECT seq FROM seq_1_to_350")
     name = topic_name("my")
-    cfg = make_config(db, name, [f"{db.name}.nk"], snapshot_batch_rows=100)
+    cfg = make_config(db, name, [f"{db.name}.nk"], snapshot_batch_size=100)
     with Running(cfg, kafka.bootstrap) as r:
         r.wait_streaming()
         _exec(db, "INSERT INTO nk VALUES (351)", "DELETE FROM nk WHERE v = 1")

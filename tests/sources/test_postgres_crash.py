@@ -56,7 +56,7 @@ def test_sigkill_three_times_loses_nothing(
                     "tables": ["public.crash"],
                     "snapshot": "initial",
                     "status_interval_ms": 100,
-                    "snapshot_fetch_size": 200,
+                    "snapshot_batch_size": 200,
                 },
             }
         )

@@ -40,7 +40,7 @@ def test_snapshot_then_stream_with_concurrent_writer(pg_database: str, kafka: Ka
     t = threading.Thread(target=writer)
     t.start()
     cfg = make_config(
-        pg_database, "snap", tables=["public.s", "public.s2"], snapshot_fetch_size=3000
+        pg_database, "snap", tables=["public.s", "public.s2"], snapshot_batch_size=3000
     )
     try:
         with run_source(kafka.bootstrap, cfg, wait_streaming=False) as running:
@@ -82,7 +82,7 @@ def test_interrupted_snapshot_resumes_where_it_stopped(
     with psycopg.connect(pg_database, autocommit=True) as c:
         c.execute("CREATE TABLE big (id int PRIMARY KEY)")
         c.execute("INSERT INTO big SELECT generate_series(1, 50000)")
-    cfg = make_config(pg_database, "resume", tables=["public.big"], snapshot_fetch_size=1000)
+    cfg = make_config(pg_database, "resume", tables=["public.big"], snapshot_batch_size=1000)
     store = MemoryStore()
     with run_source(kafka.bootstrap, cfg, store, wait_streaming=False) as running:
         wait_for(lambda: running.ctx.events_emitted >= 5000, 30)

@@ -69,13 +69,13 @@ class MongoSource(CaptureAdapter):
         if self._client is None:
             try:
                 self._client = MongoClient(
-                    self.config.uri.get_secret_value(),
+                    self.config.dsn.get_secret_value(),
                     serverSelectionTimeoutMS=self.config.server_selection_timeout_ms,
                     appname=f"cdc-bridge/{self.name}",
                 )
             except (ConfigurationError, ValueError) as exc:
                 raise ConfigError(
-                    f"sources.{self.name}.uri: invalid MongoDB connection string: {exc}"
+                    f"sources.{self.name}.dsn: invalid MongoDB connection string: {exc}"
                 ) from exc
         return self._client
 
@@ -91,12 +91,12 @@ class MongoSource(CaptureAdapter):
             run_checks(self.client, self.config)
         except OperationFailure as exc:
             raise ConfigError(
-                f"sources.{self.name}.uri: MongoDB refused a setup check ({_errmsg(exc)}); the user "
+                f"sources.{self.name}.dsn: MongoDB refused a setup check ({_errmsg(exc)}); the user "
                 "needs the `read` role on the captured databases (readAnyDatabase for a whole "
                 "deployment)"
             ) from exc
         except PyMongoError as exc:
-            raise RetriableError(f"sources.{self.name}.uri: cannot reach MongoDB: {exc}") from exc
+            raise RetriableError(f"sources.{self.name}.dsn: cannot reach MongoDB: {exc}") from exc
 
     def position_now(self, ctx: SourceContext) -> MongoOffset:
         return self._note_resume_point()
@@ -207,7 +207,7 @@ class MongoSource(CaptureAdapter):
             )
         if exc.code in (13, 18):  # Unauthorized, AuthenticationFailed
             return ConfigError(
-                f"sources.{self.name}.uri: MongoDB refused the change stream ({_errmsg(exc)}); grant the "
+                f"sources.{self.name}.dsn: MongoDB refused the change stream ({_errmsg(exc)}); grant the "
                 "user the `read` role on the captured databases (find + changeStream)"
             )
         return FatalError(f"source {self.name}: change stream failed: {exc.code}: {_errmsg(exc)}")

@@ -24,7 +24,7 @@ def probe(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> Source
     st = SourceStatus(cfg.name, "mongodb")
     wait_ms = min(5000, int(cfg.server_selection_timeout_ms or 5000))
     client: Any = MongoClient(
-        cfg.uri.get_secret_value(), serverSelectionTimeoutMS=wait_ms, connect=True
+        cfg.dsn.get_secret_value(), serverSelectionTimeoutMS=wait_ms, connect=True
     )
     try:
         hello = client.admin.command("hello")

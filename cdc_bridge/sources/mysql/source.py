@@ -2,7 +2,7 @@
 
 Streaming groups events by transaction (GTID / BEGIN ... XID / COMMIT) and hands them to
 Kafka in batches, each with the ``MySqlOffset`` that is safe once the batch is confirmed: the
-end of the last whole transaction, or -- for a transaction larger than ``max_batch_rows`` --
+end of the last whole transaction, or -- for a transaction larger than ``stream_batch_size`` --
 its start plus the number of row events already delivered. After any error the stream
 reconnects from the last offset it handed over, so nothing is skipped and nothing is emitted
 twice by one process; only a crash replays (what Kafka confirmed after the last checkpoint).
@@ -152,7 +152,7 @@ class MySqlSource(CaptureAdapter):
             mariadb=info.mariadb,
             gtid_on=info.gtid_on,
             opts=self.opts,
-            batch_rows=cfg.snapshot_batch_rows,
+            batch_rows=cfg.snapshot_batch_size,
             resume=resume,
         )
 
@@ -312,7 +312,7 @@ class _BinlogStreamer:
         self.start = start
         self.mariadb = info.mariadb
         self.include_query = cfg.include_query
-        self.max_batch = cfg.max_batch_rows
+        self.max_batch = cfg.stream_batch_size
         self.skip_ops = frozenset(cfg.skip_ops)
         self.gtids = GtidTracker(start.gtids, info.mariadb)
         self.file = start.file
@@ -339,7 +339,7 @@ class _BinlogStreamer:
             pos=start.pos,
             gtid=start.gtids if use_gtid else None,
             mariadb=info.mariadb,
-            heartbeat_s=cfg.heartbeat_s,
+            heartbeat_s=cfg.heartbeat_interval_ms / 1000,
             want_table=src._want,
             zero_dates=cfg.zero_dates,
             annotate=cfg.include_query,

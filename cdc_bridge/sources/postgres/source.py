@@ -266,7 +266,7 @@ class PostgresSource(CaptureAdapter):
             self._connect(),
             tables,
             make_codec,
-            fetch_size=self.cfg.snapshot_fetch_size,
+            fetch_size=self.cfg.snapshot_batch_size,
             hand_off=PostgresOffset(lsn),
             snapshot_name=snapshot_name,
         )
@@ -444,7 +444,7 @@ class _Streamer:
         self.commit_us = 0
         self.streams: dict[int, list[tuple[int, po.Message]]] = {}
         self.stream_xid: int | None = None
-        self.max_batch = source.cfg.max_batch_events
+        self.max_batch = source.cfg.stream_batch_size
 
     # emit ---------------------------------------------------------------------------------------
 
@@ -610,7 +610,7 @@ class _Streamer:
         stopping = ctx.stopping
         status_every = cfg.status_interval_ms / 1000
         heartbeat_every = cfg.heartbeat_interval_ms / 1000
-        lag_every = cfg.slot_lag_log_interval_s
+        lag_every = cfg.slot_lag_log_interval_ms / 1000
         now = time.monotonic()
         next_status = now + status_every
         next_heartbeat = now + heartbeat_every if heartbeat_every else float("inf")
