@@ -122,6 +122,12 @@ class KafkaSection(Section):
         description="Topic-level configs for created topics (e.g. cleanup.policy, retention.ms).",
         examples=[{"cleanup.policy": "compact,delete"}],
     )
+    stall_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="A source whose records Kafka has confirmed none of for this many seconds is reported stalled (ERROR log, /readyz 503, `cdc-bridge status`); it clears when Kafka confirms again. Topics found gone meanwhile are re-created.",
+        examples=[20.0],
+    )
     producer: dict[str, Any] = Field(
         default_factory=dict,
         description="librdkafka producer properties passed through (TLS, SASL, tuning).",

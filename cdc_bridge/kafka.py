@@ -172,6 +172,7 @@ class TopicAdmin:
         self._admin = AdminClient(with_logger(dict(client_config), "cdc_bridge.kafka.admin"))
         self.settings = settings or TopicSettings()
         self._known: set[str] = set()
+        self._ids: dict[str, str] = {}  # topic -> id when first seen (see lost())
         self._lock = threading.Lock()
 
     def list_topics(self, timeout: float = 10.0) -> dict[str, int]:
@@ -217,6 +218,69 @@ class TopicAdmin:
                             continue
                         raise FatalError(f"cannot create topic {name!r}: {exc}") from exc
             self._known.update(wanted)
+        self._remember_ids(wanted)
+
+    def topic_ids(self, topics: Iterable[str], timeout: float = 5.0) -> dict[str, str | None]:
+        """Topic -> its id (a topic re-created under the same name gets a new one); None for
+        a topic the cluster does not have. Brokers without topic ids give no entry. Raises
+        RetriableError when Kafka does not answer."""
+        from confluent_kafka import TopicCollection
+
+        names = sorted(set(topics))
+        if not names:
+            return {}
+        try:
+            futures = self._admin.describe_topics(TopicCollection(names), request_timeout=timeout)
+        except (KafkaException, TypeError, ValueError) as exc:
+            raise RetriableError(f"cannot describe topics on Kafka: {exc}") from exc
+        out: dict[str, str | None] = {}
+        for name, fut in futures.items():
+            try:
+                desc = fut.result()
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                if isinstance(err, KafkaError) and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    out[name] = None
+                    continue
+                raise RetriableError(f"cannot describe topic {name!r}: {exc}") from exc
+            topic_id = str(getattr(desc, "topic_id", "") or "")
+            if topic_id and topic_id.strip("A=") != "":  # all-zero uuid: no ids on this broker
+                out[name] = topic_id
+        return out
+
+    def _remember_ids(self, topics: Iterable[str]) -> None:
+        try:
+            ids = self.topic_ids(topics)
+        except RetriableError as exc:
+            log.debug("topic ids not recorded: %s", exc)
+            return
+        with self._lock:
+            self._ids.update({t: i for t, i in ids.items() if i is not None})
+
+    def lost(self, timeout: float = 5.0) -> list[str]:
+        """Topics this admin created or saw that the cluster no longer has: deleted, or
+        re-created under the same name (a new topic id: e.g. the cluster came back empty and
+        a producer's request auto-created it). Raises RetriableError when Kafka does not
+        answer."""
+        existing = self.list_topics(timeout)
+        with self._lock:
+            known = set(self._known)
+            ids = dict(self._ids)
+        gone = {t for t in known if t not in existing}
+        with_ids = sorted(t for t in known - gone if t in ids)
+        if with_ids:
+            now = self.topic_ids(with_ids, timeout)
+            gone.update(t for t in with_ids if t in now and now[t] != ids[t])
+        return sorted(gone)
+
+    def recreate(self, topics: Iterable[str]) -> None:
+        """Create ``topics`` again (after :meth:`lost` found them gone)."""
+        topics = list(topics)
+        with self._lock:
+            self._known.difference_update(topics)
+            for t in topics:
+                self._ids.pop(t, None)
+        self.ensure(topics)
 
     def delete(self, topics: Sequence[str]) -> None:
         futures = self._admin.delete_topics(list(topics), operation_timeout=30)

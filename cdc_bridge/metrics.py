@@ -313,7 +313,7 @@ def forget(label: str, value: str) -> None:
 # -- health ----------------------------------------------------------------------------------
 
 #: Source states that count as ready.
-SOURCE_READY = frozenset({"snapshot", "streaming"})
+SOURCE_READY = frozenset({"snapshot", "streaming", "finished"})
 
 
 @dataclass
@@ -328,7 +328,8 @@ class Health:
     """Thread-safe view of what runs: sources, routes, fatal errors; the input of /readyz.
 
     Source states: ``starting``, ``snapshot``, ``streaming``, ``retrying``, ``failed``,
-    ``stopped``. Route states: ``starting``, ``assigned`` (joined its group), ``retrying``,
+    ``stopped``, ``stalled`` (Kafka confirms none of its records), ``ended`` (it stopped
+    capturing unexpectedly), ``finished`` (``snapshot = "initial_only"`` done). Route states: ``starting``, ``assigned`` (joined its group), ``retrying``,
     ``failed``, ``stopped``. The monitor reports separately whether each source's database
     answers (:meth:`source_reachable`), so a source that retries inside ``run`` still flips
     readiness when it loses its database.

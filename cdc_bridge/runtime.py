@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol, runtime_checkable
 
@@ -57,8 +57,9 @@ class Worker(Protocol):
 class HealthSink(Protocol):
     """Where the runtime reports component states (``cdc_bridge.metrics.Health`` fits).
 
-    Source states used here: ``starting``, ``failed``, ``stopped`` (sources report
-    ``snapshot`` / ``streaming`` themselves); route states: ``starting``, ``failed``,
+    Source states used here: ``starting``, ``failed``, ``stopped``, ``stalled`` (Kafka
+    confirms nothing), ``ended`` (run returned unexpectedly), ``finished`` (initial_only
+    done); the monitor reports ``streaming``; route states: ``starting``, ``failed``,
     ``stopped``.
     """
 
@@ -79,6 +80,31 @@ class _Running:
     thread: threading.Thread | None = None
     error: BaseException | None = None
     finished: bool = False
+
+
+@dataclass
+class _Stall:
+    """A source whose records Kafka stopped confirming (see ``Bridge._watch_stalls``)."""
+
+    previous: str | None  # the health state to restore when confirmations resume
+    since: float = field(default_factory=time.monotonic)
+    checked: float = 0.0
+    detail: str = ""
+
+
+def _resnapshot_hint(config: BridgeConfig, source: str) -> str:
+    """How to take a new snapshot of ``source`` (to restore events Kafka lost)."""
+    conf = f" --config {config.source_file}" if config.source_file else ""
+    scfg = next((s for s in config.sources if s.name == source), None)
+    if scfg is not None and scfg.kind == "postgres":
+        return (
+            "to restore them, stop the bridge, run `cdc-bridge postgres drop-slot --source "
+            f"{source}{conf}` and start it again (a new slot means a new snapshot)"
+        )
+    return (
+        f"to restore them, take a new snapshot of source {source} (see the runbook "
+        "'Source stalled' in docs/operations/runbooks.md)"
+    )
 
 
 def producer_for(config: BridgeConfig, source: SourceConfigBase) -> EventProducer:
@@ -138,6 +164,8 @@ class Bridge:
         self._sources: list[tuple[_Running, Source, SourceContext, EventProducer]] = []
         self._workers: list[tuple[_Running, Worker]] = []
         self._failed: list[str] = []
+        self._ended: list[str] = []  # sources whose run() returned unexpectedly
+        self._stalls: dict[str, _Stall] = {}  # source name -> since when Kafka confirms nothing
         self._signals = 0
 
     # -- control ---------------------------------------------------------------------------
@@ -182,6 +210,9 @@ class Bridge:
                 signal.signal(sig, handler)
         if self._failed:
             log.error("bridge stopped after a failure of %s", ", ".join(self._failed))
+            return EXIT_FAILED
+        if self._ended:
+            log.error("bridge stopped; %s had ended unexpectedly", ", ".join(self._ended))
             return EXIT_FAILED
         log.info("bridge stopped cleanly")
         return EXIT_OK
@@ -265,7 +296,7 @@ class Bridge:
             try:
                 source.run(ctx)
                 if not self.stop_event.is_set():
-                    log.info("source %s finished", source.name)
+                    self._source_returned(running, source)
             except BaseException as exc:
                 self._record_failure(running, exc)
             finally:
@@ -274,6 +305,23 @@ class Bridge:
                     source.close()
                 except Exception:
                     log.exception("closing source %s failed", source.name)
+
+    def _source_returned(self, running: _Running, source: Source) -> None:
+        """``run`` returned without being told to stop: done (``snapshot = "initial_only"``)
+        or -- for every other mode, whose stream never ends by itself -- a source that quit
+        capturing. The latter degrades the bridge loudly instead of idling as "ready"."""
+        if getattr(source.config, "snapshot", None) == "initial_only":
+            log.info("source %s finished (snapshot = initial_only)", source.name)
+            self._report(running, "finished")
+            return
+        message = (
+            f"source {source.name} ended unexpectedly: it stopped capturing changes without "
+            "an error. Restart the bridge (stop it, then `cdc-bridge start`): the source resumes "
+            "from its last saved position, nothing confirmed is lost"
+        )
+        log.error("%s", message)
+        self._ended.append(running.label)
+        self._report(running, "ended", message)
 
     def _run_worker(self, running: _Running, worker: Worker) -> None:
         with component(running.label):
@@ -303,10 +351,86 @@ class Bridge:
         components = self._components()
         while not self.stop_event.wait(self.checkpoint_interval):
             self._checkpoint_all()
+            self._watch_stalls()
             if components and all(r.finished for r in components):
                 log.info("every source and route worker finished")
                 break
         self.stop()
+
+    def _watch_stalls(self) -> None:
+        """Report a source whose records Kafka has confirmed none of for
+        ``[kafka] stall_timeout_s`` (ERROR, state ``stalled``: /readyz 503), and clear it when
+        confirmations come back. A stalled producer waits for topics forever, so topics it
+        wrote that the cluster no longer has (deleted, or Kafka came back empty) are
+        re-created: capture resumes, and the log says what was lost with them."""
+        limit = self.config.kafka.stall_timeout_s
+        now = time.monotonic()
+        for running, _source, ctx, producer in self._sources:
+            if running.finished or running.error is not None:
+                continue
+            stalled = ctx.stalled_for()
+            stall = self._stalls.get(running.name)
+            if stall is None:
+                if stalled >= limit:
+                    state_of = getattr(self.health, "source_state", None)
+                    stall = self._stalls[running.name] = _Stall(
+                        state_of(running.name) if state_of is not None else None
+                    )
+                    self._stalled(running, ctx, producer, stalled, stall)
+            elif stalled == 0.0:
+                del self._stalls[running.name]
+                with component(running.label):
+                    log.info(
+                        "Kafka confirms the records of source %s again (stalled %.0fs)",
+                        running.name,
+                        now - stall.since,
+                    )
+                self._report(running, stall.previous or "streaming")
+            elif now - stall.checked >= 10.0:
+                self._stalled(running, ctx, producer, stalled, stall)
+
+    def _stalled(
+        self,
+        running: _Running,
+        ctx: SourceContext,
+        producer: EventProducer,
+        stalled: float,
+        stall: _Stall,
+    ) -> None:
+        stall.checked = time.monotonic()
+        waiting = producer.in_flight()
+        bootstrap = self.config.kafka.bootstrap_servers
+        try:
+            lost = producer.admin.lost(timeout=3.0)
+        except BridgeError:
+            reason = f"Kafka at {bootstrap} does not answer"
+            lost = []
+        else:
+            reason = "Kafka answers but does not confirm them"
+        if lost:
+            reason = (
+                f"topic(s) {', '.join(lost)} no longer exist on Kafka (deleted, or the cluster "
+                "lost its data); re-creating them. If the stall does not clear, restart the "
+                "bridge: the source re-sends everything after its last confirmed position. "
+                "Events Kafka had confirmed on those topics are gone with them: "
+                f"{_resnapshot_hint(self.config, running.name)}"
+            )
+        detail = (
+            f"source stalled: {waiting} record(s) sent to Kafka, none confirmed for "
+            f"{stalled:.0f}s ([kafka] stall_timeout_s = {self.config.kafka.stall_timeout_s:g}); "
+            f"{reason}. The source's position does not move meanwhile (nothing unconfirmed is "
+            "acknowledged)"
+        )
+        with component(running.label):
+            if detail != stall.detail or lost:
+                log.error("%s", detail)
+            if lost:
+                try:
+                    producer.admin.recreate(lost)
+                except BridgeError as exc:
+                    log.error("cannot re-create topic(s) %s: %s", ", ".join(lost), exc)
+        stall.detail = detail
+        self._report(running, "stalled", detail)
 
     def _checkpoint_all(self) -> None:
         for running, _source, ctx, _producer in self._sources:
@@ -333,7 +457,9 @@ class Bridge:
                     )
         for running, _source, ctx, producer in self._sources:
             with component(running.label):
-                if not producer.flush(max(1.0, deadline - time.monotonic())):
+                # A stalled source's records will not be confirmed now: do not wait long.
+                wait = 2.0 if running.name in self._stalls else deadline - time.monotonic()
+                if not producer.flush(max(1.0, wait)):
                     log.warning("%d record(s) not confirmed by Kafka at shutdown", len(producer))
                 try:
                     offset = ctx.checkpoint()

@@ -6,6 +6,11 @@ to the connector: ``sources/<kind>/status.py``) reads what the database keeps fo
 the Postgres slot, the MySQL binlogs against the saved position, the MongoDB oplog window. Routes: consumer lag per partition (high watermark - committed offset of the
 route's group) and the dead-letter topic's size. The runtime's monitor calls the same probes
 to keep the lag gauges of ``cdc_bridge.metrics`` current.
+
+What only the running bridge knows (a source stalled on Kafka, a source that ended, a route
+that stopped) comes from its ``/readyz`` at ``[bridge] metrics`` when a bridge answers there:
+each source and route then carries the bridge's state and detail, and a bridge that is not
+ready makes the status unhealthy.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ __all__ = [
     "OK",
     "UNREACHABLE",
     "BridgeStatus",
+    "LiveStatus",
     "PartitionLag",
     "RouteStatus",
     "SourceStatus",
@@ -37,6 +43,7 @@ __all__ = [
     "collect",
     "human_bytes",
     "mask",
+    "probe_bridge",
     "probe_source",
     "route_group",
     "route_lag",
@@ -74,6 +81,8 @@ class SourceStatus:
     snapshot: str = "unknown"  # done, running, not started
     risk: str | None = None
     detail: str = ""
+    bridge_state: str | None = None  # the running bridge's view (/readyz), if one answers
+    bridge_detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -108,6 +117,8 @@ class RouteStatus:
     dlq_records: int | None = None  # records on the dead-letter topic
     dlq_pending: int | None = None  # dead letters in the state store index not yet replayed
     error: str | None = None
+    bridge_state: str | None = None  # the running bridge's view (/readyz), if one answers
+    bridge_detail: str = ""
 
     @property
     def lag(self) -> int:
@@ -124,6 +135,8 @@ class RouteStatus:
             "dlq_records": self.dlq_records,
             "dlq_pending": self.dlq_pending,
             "error": self.error,
+            "bridge_state": self.bridge_state,
+            "bridge_detail": self.bridge_detail,
         }
 
 
@@ -143,21 +156,42 @@ class StateStatus:
 
 
 @dataclass
+class LiveStatus:
+    """The running bridge's own view, read from its ``/readyz`` (``[bridge] metrics``)."""
+
+    url: str
+    answered: bool = False
+    ready: bool | None = None
+    fatal: str | None = None
+    problems: list[str] = field(default_factory=list)  # "source x: stalled: ..." lines
+    error: str | None = None  # why nothing answered
+    document: dict[str, Any] = field(default_factory=dict, repr=False)  # /readyz as read
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["document"]
+        return out
+
+
+@dataclass
 class BridgeStatus:
     bridge: str
     sources: list[SourceStatus]
     routes: list[RouteStatus]
     state: StateStatus
     taken_at: float = field(default_factory=time.time)
+    live: LiveStatus | None = None
 
     @property
     def healthy(self) -> bool:
-        """False when a source is at risk, lost or unreachable, or something could not be read."""
+        """False when a source is at risk, lost or unreachable, something could not be read,
+        or the running bridge (when one answers) is not ready."""
         bad = {AT_RISK, LOST, UNREACHABLE}
         return (
             not any(s.state in bad for s in self.sources)
             and not any(r.error for r in self.routes)
             and self.state.error is None
+            and not (self.live is not None and self.live.answered and not self.live.ready)
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +202,7 @@ class BridgeStatus:
             "sources": [s.to_dict() for s in self.sources],
             "routes": [r.to_dict() for r in self.routes],
             "state": self.state.to_dict(),
+            "running": self.live.to_dict() if self.live is not None else None,
         }
 
 
@@ -351,6 +386,73 @@ def _open_state(url: str) -> tuple[Any, StateStatus]:
         return None, st
 
 
+def readyz_url(metrics: str) -> str | None:
+    """The /readyz URL of a bridge serving ``[bridge] metrics`` (wildcards -> loopback)."""
+    if not metrics:
+        return None
+    from cdc_bridge.metrics import parse_address
+
+    host, port = parse_address(metrics)
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}/readyz"
+
+
+def probe_bridge(metrics: str, timeout: float = 3.0) -> LiveStatus | None:
+    """Read the running bridge's ``/readyz``; None when metrics are switched off."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = readyz_url(metrics)
+    if url is None:
+        return None
+    live = LiveStatus(url)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:  # 503: not ready, same JSON body
+        body = exc.read()
+    except (OSError, ValueError) as exc:
+        live.error = f"no bridge answers at {url} ({getattr(exc, 'reason', exc)})"
+        return live
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        live.error = f"{url} did not answer with a cdc-bridge /readyz document"
+        return live
+    live.answered = True
+    live.ready = bool(doc.get("ready"))
+    live.fatal = doc.get("fatal")
+    for kind in ("sources", "routes"):
+        for name, comp in (doc.get(kind) or {}).items():
+            if not comp.get("ready", True):
+                detail = comp.get("detail") or ""
+                live.problems.append(
+                    f"{kind[:-1]} {name}: {comp.get('state')}" + (f": {detail}" if detail else "")
+                )
+    live.document = doc
+    return live
+
+
+def _merge_live(
+    live: LiveStatus | None, sources: list[SourceStatus], routes: list[RouteStatus]
+) -> None:
+    doc = live.document if live is not None else None
+    if not doc:
+        return
+    for s in sources:
+        comp = (doc.get("sources") or {}).get(s.name)
+        if comp:
+            s.bridge_state, s.bridge_detail = comp.get("state"), comp.get("detail") or ""
+    for r in routes:
+        comp = (doc.get("routes") or {}).get(r.name)
+        if comp:
+            r.bridge_state, r.bridge_detail = comp.get("state"), comp.get("detail") or ""
+
+
 def collect(
     cfg: Any, *, timeout: float = 10.0, warn_bytes: int = DEFAULT_RETAINED_WARN_BYTES
 ) -> BridgeStatus:
@@ -365,7 +467,9 @@ def collect(
     finally:
         if store is not None:
             store.close()
-    return BridgeStatus(cfg.bridge.name, sources, routes, state)
+    live = probe_bridge(getattr(cfg.bridge, "metrics", ""), timeout=min(timeout, 3.0))
+    _merge_live(live, sources, routes)
+    return BridgeStatus(cfg.bridge.name, sources, routes, state, live=live)
 
 
 # -- rendering -------------------------------------------------------------------------------
@@ -378,6 +482,10 @@ _STYLE = {
     LOST: "bold red",
     UNREACHABLE: "bold red",
 }
+
+
+#: Component states of a running bridge worth a note in the tables.
+_LIVE_BAD = frozenset({"stalled", "ended", "failed", "retrying", "stopped"})
 
 
 def render(status: BridgeStatus, console: Any) -> None:
@@ -395,6 +503,8 @@ def render(status: BridgeStatus, console: Any) -> None:
         if s.lag_seconds is not None:
             lag.append(f"{s.lag_seconds:.0f} s")
         notes = s.risk or s.detail
+        if s.bridge_state in _LIVE_BAD:
+            notes = f"bridge: {s.bridge_state}: {s.bridge_detail}" + (f"; {notes}" if notes else "")
         t.add_row(
             escape(s.name),
             s.kind,
@@ -424,11 +534,31 @@ def render(status: BridgeStatus, console: Any) -> None:
             str(len(rs.partitions)),
             f"[{lag_style}]{rs.lag}[/]",
             dead,
-            escape(rs.error or ""),
+            escape(
+                rs.error
+                or (
+                    f"bridge: {rs.bridge_state}: {rs.bridge_detail}"
+                    if rs.bridge_state in _LIVE_BAD
+                    else ""
+                )
+            ),
         )
     if not status.routes:
         r.add_row("(none)", "", "", "", "", "", "")
     console.print(r)
+
+    live = status.live
+    if live is not None:
+        if not live.answered:
+            console.print(f"running bridge: {escape(live.error or '-')}")
+        elif live.ready:
+            console.print(f"running bridge at {escape(live.url)}: [green]ready[/]")
+        else:
+            console.print(f"running bridge at {escape(live.url)}: [bold red]NOT READY[/]")
+            if live.fatal:
+                console.print(f"  [bold red]fatal:[/] {escape(live.fatal)}")
+            for problem in live.problems:
+                console.print(f"  [bold red]-[/] {escape(problem)}")
 
     st = status.state
     line = f"state store {escape(st.url)}: "

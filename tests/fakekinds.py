@@ -40,6 +40,11 @@ class FakeSourceConfig(SourceConfigBase):
     fail_check: bool = Field(False, description="Make check() fail.", examples=[False])
     fail_run: bool = Field(False, description="Raise FatalError after emitting.", examples=[False])
     batch_delay_ms: int = Field(0, ge=0, description="Pause after each batch.", examples=[50])
+    end_run: bool = Field(
+        False,
+        description="Return from run() after emitting (a source that quits).",
+        examples=[False],
+    )
 
 
 class FakeSinkConfig(SinkConfigBase):
@@ -92,6 +97,8 @@ class FakeSource(Source):
                 ctx.stopping.wait(self.config.batch_delay_ms / 1000)
         if self.config.fail_run:
             raise FatalError("fake source lost its position: start it again from a snapshot")
+        if self.config.end_run:
+            return
         while not ctx.stopping.wait(0.05):
             time.sleep(0)
 

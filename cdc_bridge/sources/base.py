@@ -82,6 +82,8 @@ class SourceContext:
         # Operations surface (cdc_bridge.metrics): counted per batch, sampled at scrape time.
         self.last_event_ts_us = 0  # commit time of the last emitted event
         self.acked_monotonic = time.monotonic()  # last time the safe offset moved / was idle
+        self._delivered_seen = 0  # stalled_for(): records Kafka confirmed at the last look
+        self._progress_monotonic = time.monotonic()
         self._op_counters: dict[str, Any] = {}
         self._snapshotting = False
         self._last_safe: Any = None
@@ -123,6 +125,19 @@ class SourceContext:
         if self.producer.in_flight() == 0:
             return 0.0
         return time.monotonic() - self.acked_monotonic
+
+    def stalled_for(self) -> float:
+        """Seconds during which Kafka confirmed none of the records waiting for it (0.0 when
+        nothing waits or a confirmation arrived since the last call). Sampled: the runtime
+        calls it every second; costs nothing on the hot path."""
+        now = time.monotonic()
+        in_flight = self.producer.in_flight()
+        delivered = self.producer.sent - in_flight
+        if in_flight == 0 or delivered != self._delivered_seen:
+            self._delivered_seen = delivered
+            self._progress_monotonic = now
+            return 0.0
+        return now - self._progress_monotonic
 
     def emit_records(self, records: Sequence[Record], offset: Offset | None = None) -> None:
         """Produce ready-made records (schema-change topic, heartbeats) under the same tracking."""

@@ -30,6 +30,7 @@ class KafkaService(Handle):
     external: bool = False
     _proc: subprocess.Popen[bytes] | None = None
     _workdir: Path | None = None
+    _args: list[str] = field(default_factory=list, repr=False)
     _container: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -50,6 +51,14 @@ class KafkaService(Handle):
             self._container.get_wrapped_container().unpause()
         else:
             raise ServiceError(f"cannot resume the external broker {self.bootstrap} ({ENV_KAFKA})")
+
+    def restart(self, timeout: float = 30) -> None:
+        """Kill the broker and start an empty one on the same address (tansu keeps topics in
+        memory: every topic, record and committed offset is gone -- a total Kafka loss)."""
+        if self._proc is None or self._workdir is None:
+            raise ServiceError(f"cannot restart the broker {self.bootstrap}: not a private one")
+        _process.kill_group(self._proc)
+        self._proc = _spawn_tansu(self._args, self._workdir, self.bootstrap, timeout)
 
     def _shutdown(self) -> None:
         if self._proc is not None:
@@ -127,28 +136,16 @@ def start_kafka(timeout: float = 30) -> KafkaService:
     raise last
 
 
-def _start_tansu(binary: str, timeout: float) -> KafkaService:
-    workdir = _process.make_workdir("kafka")
+def _spawn_tansu(
+    args: list[str], workdir: Path, bootstrap: str, timeout: float
+) -> subprocess.Popen[bytes]:
     log = workdir / "tansu.log"
-    port = _process.free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    args = [
-        binary,
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
-    ]
     try:
         proc = _process.spawn(args, user=None, log=log, cwd=workdir)
     except OSError as exc:
-        _process.remove_workdir(workdir)
-        raise ServiceError(f"cannot run the tansu broker {binary}: {exc}") from exc
+        raise ServiceError(f"cannot run the tansu broker {args[0]}: {exc}") from exc
     _process.record_server_pid(workdir, proc.pid)
-    bootstrap = f"127.0.0.1:{port}"
+    port = int(bootstrap.rsplit(":", 1)[1])
     try:
         # Probe the port first (silent), then ask for metadata in short rounds so a broker
         # that dies (e.g. the port was taken meanwhile) is noticed at once.
@@ -161,9 +158,31 @@ def _start_tansu(binary: str, timeout: float) -> KafkaService:
         )
     except BaseException:
         _process.terminate(proc, timeout=2)
+        raise
+    return proc
+
+
+def _start_tansu(binary: str, timeout: float) -> KafkaService:
+    workdir = _process.make_workdir("kafka")
+    port = _process.free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    args = [
+        binary,
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    bootstrap = f"127.0.0.1:{port}"
+    try:
+        proc = _spawn_tansu(args, workdir, bootstrap, timeout)
+    except BaseException:
         _process.remove_workdir(workdir)
         raise
-    service = KafkaService(bootstrap=bootstrap, _proc=proc, _workdir=workdir)
+    service = KafkaService(bootstrap=bootstrap, _proc=proc, _workdir=workdir, _args=args)
     track(service)
     return service
 

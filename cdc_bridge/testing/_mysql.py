@@ -128,9 +128,21 @@ class MariaDBService(Handle):
 
     def restart(self, timeout: float = 60) -> None:
         """Start the server again on the same port and data (after `kill()`, or a clean stop)."""
+        self.down()
+        self.up(timeout)
+
+    def down(self) -> None:
+        """A clean shutdown (SIGTERM, as ``mysqladmin shutdown``): clients get end-of-stream."""
         if self._proc is None or self._workdir is None:
-            raise ServiceError("restart() needs a private server, not an external one")
+            raise ServiceError("down() needs a private server, not an external one")
         _process.terminate(self._proc, timeout=30)
+
+    def up(self, timeout: float = 60) -> None:
+        """Start the server again on the same port and data (after `down()` or `kill()`)."""
+        if self._proc is None or self._workdir is None:
+            raise ServiceError("up() needs a private server, not an external one")
+        if self._proc.poll() is None:
+            raise ServiceError("the server still runs: call down() or kill() first")
         self._proc = _spawn_mariadb(self._args, self._workdir, self.port, timeout)
 
     def _shutdown(self) -> None:

@@ -89,11 +89,27 @@ class PostgresService(Handle):
             raise ServiceError("kill() needs a private server, not an external one")
         _process.kill_group(self._proc)
 
-    def restart(self, timeout: float = 60) -> None:
-        """Start the server again on the same port and data (after `kill()`, or a fast stop)."""
+    def restart(self, timeout: float = 60, mode: str = "fast") -> None:
+        """Stop the server (``mode``: smart, fast or immediate; nothing to do after `kill()`)
+        and start it again on the same port and data."""
+        self.down(mode)
+        self.up(timeout)
+
+    def down(self, mode: str = "fast") -> None:
+        """Shut the server down like ``pg_ctl stop -m MODE`` (smart, fast, immediate)."""
         if self._proc is None or self._workdir is None:
-            raise ServiceError("restart() needs a private server, not an external one")
-        _process.terminate(self._proc, sig=signal.SIGINT, timeout=30)
+            raise ServiceError("down() needs a private server, not an external one")
+        sig = _STOP_SIGNALS.get(mode)
+        if sig is None:
+            raise ValueError(f"mode must be one of {sorted(_STOP_SIGNALS)}, not {mode!r}")
+        _process.terminate(self._proc, sig=sig, timeout=30)
+
+    def up(self, timeout: float = 60) -> None:
+        """Start the server again on the same port and data (after `down()` or `kill()`)."""
+        if self._proc is None or self._workdir is None:
+            raise ServiceError("up() needs a private server, not an external one")
+        if self._proc.poll() is None:
+            raise ServiceError("the server still runs: call down() or kill() first")
         self._proc = _spawn_postgres(self._args, self._workdir, self.dsn, self.port, timeout)
 
     def _shutdown(self) -> None:
@@ -104,6 +120,10 @@ class PostgresService(Handle):
                 self._container.stop()
         if self._workdir is not None:
             _process.remove_workdir(self._workdir)
+
+
+#: pg_ctl's shutdown modes and the postmaster signal each one sends.
+_STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 
 def postgres_bindir() -> Path:

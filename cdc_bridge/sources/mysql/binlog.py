@@ -394,8 +394,10 @@ class BinlogStream:
         want_table: Callable[[str, str], bool] | None = None,
         zero_dates: str = "auto",
         annotate: bool = True,
+        report_host: str = "cdc-bridge",
     ) -> None:
         self.connect_args = dict(connect_args)
+        self.report_host = report_host
         self.server_id = server_id
         self.file = file or ""
         self.pos = pos
@@ -465,9 +467,10 @@ class BinlogStream:
         cur.close()
 
     def _register(self) -> None:
-        """COM_REGISTER_SLAVE: list this bridge in SHOW SLAVE HOSTS / SHOW REPLICAS, so a
-        second replica with the same server_id can be detected before it kicks us off."""
-        host = b"cdc-bridge"
+        """COM_REGISTER_SLAVE: list this bridge in SHOW SLAVE HOSTS / SHOW REPLICAS (as
+        ``report_host``), so a second replica with the same server_id can be detected before
+        it kicks us off -- and our own dead connection told apart from it after a crash."""
+        host = self.report_host.encode()[:255]
         payload = (
             bytes([COM_REGISTER_SLAVE])
             + struct.pack("<I", self.server_id)
@@ -617,6 +620,10 @@ class BinlogStream:
                     msg = msg[6:]
                 raise _classify(pymysql.err.OperationalError(errno, msg.decode("utf-8", "replace")))
             if first == 0xFE and len(payload) < 9:
+                if self.blocking:
+                    # A blocking dump never ends by itself: the server is shutting down
+                    # (`mysqladmin shutdown`) or dropped us. A disconnect, not the end.
+                    raise BinlogError(2013, "the server ended the binlog stream (shutdown?)")
                 return
             yield payload
 

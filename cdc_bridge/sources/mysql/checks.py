@@ -6,6 +6,7 @@ Each failed check raises ``ConfigError`` with one message naming what is wrong a
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,8 @@ import pymysql
 from cdc_bridge.errors import ConfigError, RetriableError
 
 __all__ = ["ServerInfo", "binlog_status", "check_server", "connect"]
+
+log = logging.getLogger(__name__)
 
 ER_TABLEACCESS_DENIED = 1142
 ER_NO_SUCH_TABLE = 1146
@@ -62,14 +65,15 @@ def binlog_status(cur: Any) -> Any:
     return cur.fetchone()
 
 
-def _replica_ids(cur: Any) -> list[int]:
-    """Server ids of the replicas registered with this server (empty if not allowed)."""
+def _replicas(cur: Any) -> list[tuple[int, str]]:
+    """(server id, reported host) of the replicas registered with this server (empty if not
+    allowed)."""
     for statement in ("SHOW REPLICAS", "SHOW SLAVE HOSTS"):
         try:
             cur.execute(statement)
         except pymysql.err.MySQLError:
             continue
-        return [int(r[0]) for r in cur.fetchall()]
+        return [(int(r[0]), str(r[1] or "")) for r in cur.fetchall()]
     return []
 
 
@@ -90,8 +94,14 @@ def check_server(
     server_id: int,
     where: str = "sources.mysql",
     gtid: str = "auto",
+    report_host: str | None = None,
 ) -> ServerInfo:
-    """Verify the prerequisites; returns facts about the server (and the resolved tables)."""
+    """Verify the prerequisites; returns facts about the server (and the resolved tables).
+
+    ``report_host``: the host this source registers its binlog connection as; a replica
+    listed with the same server_id *and* this host is the source's own earlier connection
+    (e.g. of a killed process), not a clash.
+    """
     conn = connect(connect_args, where)
     try:
         cur = conn.cursor()
@@ -156,8 +166,17 @@ def check_server(
                 f"{where}.server_id = {server_id} is the server's own server_id: choose a "
                 "number no other server or replica of this server uses"
             )
-        for replica_id in _replica_ids(cur):
-            if replica_id == server_id:
+        for replica_id, host in _replicas(cur):
+            if replica_id == server_id and report_host is not None and host == report_host:
+                # Our own previous connection (a crashed or killed bridge): the server still
+                # lists it until a write to it fails, and drops it when we register.
+                log.info(
+                    "%s: the server still lists this source's previous binlog connection "
+                    "(server_id %s); it is replaced when this one registers",
+                    where,
+                    server_id,
+                )
+            elif replica_id == server_id:
                 raise ConfigError(
                     f"{where}.server_id = {server_id} is already used by another replica "
                     "connected to this server (SHOW SLAVE HOSTS): choose a server_id no "

@@ -103,6 +103,9 @@ class MySqlSource(CaptureAdapter):
         self.reconnects = 0
         self._info_cache: dict[tuple[str, str], Any] = {}
         self._wanted: set[tuple[str, str]] = set()
+        # How the binlog connection registers with the server (SHOW SLAVE HOSTS): names the
+        # source, so a restarted bridge recognises its own dead connection.
+        self.report_host = f"cdc-bridge/{config.name}"
 
     # -- Source interface ----------------------------------------------------------------
 
@@ -113,7 +116,12 @@ class MySqlSource(CaptureAdapter):
         """Run the setup checks; returns what they learned about the server."""
         cfg = self.config
         self.info = check_server(
-            cfg.connect_args(), cfg.tables, cfg.server_id, f"sources.{cfg.name}", cfg.gtid
+            cfg.connect_args(),
+            cfg.tables,
+            cfg.server_id,
+            f"sources.{cfg.name}",
+            cfg.gtid,
+            report_host=self.report_host,
         )
         if not self.info.row_metadata_full:
             log.warning(
@@ -165,6 +173,10 @@ class MySqlSource(CaptureAdapter):
         cfg = self.config
         try:
             _BinlogStreamer(self, ctx, self._info(), start).run()
+            if not ctx.stopping.is_set():
+                # A blocking stream only ends when told to stop; anything else (a server's
+                # clean shutdown) is a disconnect: resume from what was handed over.
+                raise BinlogError(2013, "the binlog stream ended")
         except PositionPurgedError as exc:
             where = self.emitted or start
             gt = f" (GTIDs {where.gtids})" if where.gtids else ""
@@ -343,6 +355,7 @@ class _BinlogStreamer:
             want_table=src._want,
             zero_dates=cfg.zero_dates,
             annotate=cfg.include_query,
+            report_host=src.report_host,
         )
         src.binlog = stream
         stream.connect()

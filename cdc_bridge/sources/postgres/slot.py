@@ -36,6 +36,12 @@ class SlotState:
     confirmed_flush: LSN | None
     restart_lsn: LSN | None
     temporary: bool
+    wal_status: str | None = None  # reserved, extended, unreserved, lost (PostgreSQL 13+)
+
+    @property
+    def invalidated(self) -> bool:
+        """The server removed WAL the slot needs (max_slot_wal_keep_size): it cannot stream."""
+        return self.wal_status == "lost"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +62,25 @@ def _lsn(v: str | None) -> LSN | None:
 
 
 def slot_state(conn: psycopg.Connection, slot: str) -> SlotState | None:
+    wal_status = "wal_status" if conn.info.server_version >= 130000 else "NULL"
     row = conn.execute(
         "SELECT slot_name, plugin, database, active, active_pid, confirmed_flush_lsn::text,"
-        " restart_lsn::text, temporary FROM pg_replication_slots WHERE slot_name = %s",
+        f" restart_lsn::text, temporary, {wal_status}"
+        " FROM pg_replication_slots WHERE slot_name = %s",
         (slot,),
     ).fetchone()
     if row is None:
         return None
     return SlotState(
-        row[0], row[1], row[2], bool(row[3]), row[4], _lsn(row[5]), _lsn(row[6]), bool(row[7])
+        row[0],
+        row[1],
+        row[2],
+        bool(row[3]),
+        row[4],
+        _lsn(row[5]),
+        _lsn(row[6]),
+        bool(row[7]),
+        row[8],
     )
 
 

@@ -190,7 +190,7 @@ class PostgresSource(CaptureAdapter):
         """The slot's position; a new slot (without a snapshot) when there is none."""
         self._publication()
         state = slot_state(self._meta(), self.cfg.slot)
-        if state is not None and state.restart_lsn is not None:
+        if state is not None and not state.invalidated and state.restart_lsn is not None:
             ctx.log.warning(
                 "slot %s exists but no stored position was found: streaming from the slot",
                 self.cfg.slot,
@@ -209,12 +209,15 @@ class PostgresSource(CaptureAdapter):
                 f"was {LSN(stored.lsn)})",
                 hint="Do not drop the slot while the bridge is stopped.",
             )
-        if state.restart_lsn is None:
+        if state.invalidated or state.restart_lsn is None:
             raise PositionLost(
                 f"replication slot {self.cfg.slot!r} was invalidated: the server removed WAL it "
-                f"still needed (the stored position was {LSN(stored.lsn)})",
-                hint="Raise max_slot_wal_keep_size above what accumulates while the bridge is "
-                "down.",
+                f"still needed (max_slot_wal_keep_size; the stored position was "
+                f"{LSN(stored.lsn)})",
+                hint="To take the new snapshot by hand instead: stop the bridge, run "
+                f"`cdc-bridge postgres drop-slot --source {self.name} --config <routes.toml>` "
+                "and start it again. Raise max_slot_wal_keep_size so the slot survives longer "
+                "outages.",
             )
         return state
 
@@ -228,7 +231,7 @@ class PostgresSource(CaptureAdapter):
         """Drop the slot if it exists but is invalidated (it can never be read again)."""
         conn = self._meta()
         state = slot_state(conn, self.cfg.slot)
-        if state is not None and state.restart_lsn is None:
+        if state is not None and (state.invalidated or state.restart_lsn is None):
             ctx.log.warning("dropping invalidated replication slot %s", self.cfg.slot)
             drop_slot(conn, self.cfg.slot)
 

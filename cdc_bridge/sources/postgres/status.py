@@ -48,7 +48,10 @@ def probe(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> Source
         st.state = LOST
         st.risk = (
             f"slot {slot}: the WAL it needs was removed (max_slot_wal_keep_size); "
-            "the source must take a new snapshot"
+            'the source must take a new snapshot: with snapshot = "when_needed" (or '
+            'on_position_lost = "resnapshot") it does so at its next start, otherwise stop the '
+            f"bridge and run `cdc-bridge postgres drop-slot --source {cfg.name} --config "
+            "<routes.toml>` before starting it"
         )
     elif wal_status == "unreserved":
         st.state = AT_RISK
