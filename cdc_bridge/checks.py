@@ -160,8 +160,8 @@ def check_sink(config: BridgeConfig, cfg: Any) -> list[CheckResult]:
     for route in routes:
         context = SinkContext(
             bridge=config.bridge.name,
-            route=route.name or "",
-            group_id=route.group_id or f"{config.bridge.name}.{route.name}",
+            route=route.route_name,
+            group_id=route.consumer_group(config.bridge.name),
         )
         results.append(
             _run_check(

@@ -381,6 +381,19 @@ class RouteConfigBase(Section):
         """``from`` as a list of topic globs."""
         return [self.from_] if isinstance(self.from_, str) else list(self.from_)
 
+    @property
+    def route_name(self) -> str:
+        """The route's name: ``name``, or derived from ``from`` and ``to`` (the one place the
+        rule lives: route workers, the loader, status, checks and the dashboard use it)."""
+        if self.name:
+            return self.name
+        raw = "+".join(self.patterns).replace("*", "all") + "-to-" + self.to
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_") or "route"
+
+    def consumer_group(self, bridge: str) -> str:
+        """The route's Kafka consumer group: ``group_id``, else ``<bridge>.<route name>``."""
+        return self.group_id or f"{bridge}.{self.route_name}"
+
 
 # -- helpers for kind models ---------------------------------------------------------------
 

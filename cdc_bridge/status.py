@@ -250,13 +250,7 @@ def probe_source(
 
 def route_group(route: Any, bridge: str) -> tuple[str, str]:
     """(route name, consumer group) as the route engine derives them."""
-    try:
-        from cdc_bridge.routes import route_name
-
-        name = route_name(route)
-    except ImportError:
-        name = route.name or f"{route.from_}-to-{route.to}"
-    return name, route.group_id or f"{bridge}.{name}"
+    return route.route_name, route.consumer_group(bridge)
 
 
 def _patterns(route: Any) -> list[str]:

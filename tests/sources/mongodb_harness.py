@@ -18,11 +18,12 @@ from bson import json_util
 from bson.json_util import JSONMode, JSONOptions
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from cdc_bridge.envelope import EnvelopeEncoder, decode_json_record
+from cdc_bridge.envelope import EnvelopeEncoder
 from cdc_bridge.kafka import EventProducer, TopicSettings
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.source import MongoSource
+from tests.connect_schema import decode_json_record
 
 LEGACY = JSONOptions(json_mode=JSONMode.LEGACY)
 
