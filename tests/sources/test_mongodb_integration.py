@@ -26,6 +26,7 @@ from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.offset import MongoOffset
 from cdc_bridge.sources.mongodb.source import HistoryLost, MongoSource
 from cdc_bridge.testing.services import KafkaService
+from cdc_bridge.testing.sources import OffsetStoreDouble
 from tests.sources.mongodb_harness import (
     RunningSource,
     TopicReader,
@@ -38,17 +39,6 @@ from tests.sources.mongodb_harness import (
 pytestmark = pytest.mark.mongodb
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.offsets: dict[str, dict[str, Any]] = {}
-
-    def load_offset(self, source: str) -> dict[str, Any] | None:
-        return self.offsets.get(source)
-
-    def save_offset(self, source: str, offset: dict[str, Any]) -> None:
-        self.offsets[source] = offset
 
 
 @pytest.fixture
@@ -95,7 +85,7 @@ def test_streams_insert_update_replace_delete(
     coll = mongo[database]["items"]
     coll.insert_one({"_id": "seed"})
     cfg = source_config(mongodb_uri, database, snapshot="never")
-    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error
@@ -133,7 +123,7 @@ def test_resume_after_restart_misses_nothing(
 ) -> None:
     coll = mongo[database]["items"]
     coll.insert_many([{"_id": i} for i in range(100)])
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     cfg = source_config(mongodb_uri, database)
     topic = f"{cfg.name}.{database}.items"
     first = RunningSource(cfg, kafka.bootstrap, store)
@@ -234,7 +224,7 @@ def test_snapshot_hand_off_with_concurrent_writer(
     coll = mongo[database]["items"]
     coll.insert_many([{"_id": i, "v": 0} for i in range(4000)])
     cfg = source_config(mongodb_uri, database, snapshot_batch_size=50)
-    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
     stop_writing = threading.Event()
 
     progress = [0]
@@ -286,7 +276,7 @@ def _forged_old_token(mongo: MongoClient[dict[str, Any]], database: str) -> dict
 def test_history_lost_stops_with_recovery_steps(
     mongodb_uri: str, kafka: KafkaService, mongo: MongoClient[dict[str, Any]], database: str
 ) -> None:
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     cfg = source_config(mongodb_uri, database, snapshot="initial")
     store.offsets[cfg.name] = MongoOffset.at(_forged_old_token(mongo, database)).to_dict()
     running = RunningSource(cfg, kafka.bootstrap, store)
@@ -302,7 +292,7 @@ def test_history_lost_stops_with_recovery_steps(
 def test_history_lost_resnapshots_when_needed(
     mongodb_uri: str, kafka: KafkaService, mongo: MongoClient[dict[str, Any]], database: str
 ) -> None:
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     cfg = source_config(mongodb_uri, database, snapshot="when_needed")
     store.offsets[cfg.name] = MongoOffset.at(_forged_old_token(mongo, database)).to_dict()
     mongo[database]["items"].insert_many([{"_id": i} for i in range(50)])
@@ -324,7 +314,7 @@ def test_drop_rename_drop_database_and_invalidate_do_not_stop_the_source(
     db = mongo[database]
     db["items"].insert_one({"_id": 0})
     cfg = source_config(mongodb_uri, database, snapshot="never")
-    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error
@@ -380,7 +370,7 @@ def test_pre_images_fill_before(
         snapshot="never",
         capture_mode="change_streams_update_full_with_pre_image",
     )
-    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error

@@ -10,7 +10,7 @@ import psycopg
 
 from cdc_bridge.testing.services import KafkaService
 from tests.sources.pg_harness import (
-    MemoryStore,
+    OffsetStoreDouble,
     make_config,
     payload,
     read_topic,
@@ -83,7 +83,7 @@ def test_interrupted_snapshot_resumes_where_it_stopped(
         c.execute("CREATE TABLE big (id int PRIMARY KEY)")
         c.execute("INSERT INTO big SELECT generate_series(1, 50000)")
     cfg = make_config(pg_database, "resume", tables=["public.big"], snapshot_batch_size=1000)
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     with run_source(kafka.bootstrap, cfg, store, wait_streaming=False) as running:
         wait_for(lambda: running.ctx.events_emitted >= 5000, 30)
         running.ctx.stopping.set()
@@ -113,7 +113,7 @@ def test_stop_right_after_slot_creation_still_snapshots_on_restart(
         c.execute("CREATE TABLE early (id int PRIMARY KEY)")
         c.execute("INSERT INTO early SELECT generate_series(1, 500)")
     cfg = make_config(pg_database, "early", tables=["public.early"])
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     with run_source(kafka.bootstrap, cfg, store, wait_streaming=False, stop_at_start=True) as r:
         r.thread.join(10)
     with psycopg.connect(pg_database) as c:  # the slot exists, no snapshot row was delivered

@@ -185,13 +185,13 @@ def test_alter_table_mid_stream_and_multi_table_transaction(
 
 
 def test_restart_resumes_without_loss(pg_database: str, kafka: KafkaService) -> None:
-    from tests.sources.pg_harness import MemoryStore
+    from tests.sources.pg_harness import OffsetStoreDouble
 
     sql(pg_database, "CREATE TABLE r (id int PRIMARY KEY)")
     name = src_name()
     cfg = make_config(pg_database, name, tables=["public.r"], snapshot="never",
                       status_interval_ms=100)  # fmt: skip
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     with run_source(kafka.bootstrap, cfg, store):
         sql(pg_database, "INSERT INTO r SELECT generate_series(1, 100)")
         read_topic(kafka.bootstrap, f"{name}.public.r", 100)
