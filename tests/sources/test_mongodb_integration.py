@@ -7,10 +7,6 @@ as skipped with the reason (the ``mongodb_uri`` fixture), never silently passed.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,7 +22,7 @@ from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.offset import MongoOffset
 from cdc_bridge.sources.mongodb.source import HistoryLost, MongoSource
 from cdc_bridge.testing.services import KafkaService
-from cdc_bridge.testing.sources import OffsetStoreDouble
+from cdc_bridge.testing.sources import OffsetStoreDouble, SourceProcess
 from tests.sources.mongodb_harness import (
     RunningSource,
     TopicReader,
@@ -150,28 +146,18 @@ def test_resume_after_restart_misses_nothing(
         reader.close()
 
 
-def _runner(
-    uri: str, database: str, bootstrap: str, state: Path, name: str
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.sources.mongodb_harness",
-            uri,
-            database,
-            bootstrap,
-            str(state),
-            name,
-            "initial",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"running"
-    return proc
+def _runner(uri: str, database: str, bootstrap: str, workdir: Path, name: str) -> SourceProcess:
+    config = {
+        "name": name,
+        "kind": "mongodb",
+        "dsn": uri,
+        "databases": [database],
+        "snapshot": "initial",
+        "snapshot_batch_size": 100,
+        "stream_batch_size": 100,
+        "heartbeat_interval_ms": 100,
+    }
+    return SourceProcess(workdir, config, bootstrap).start()
 
 
 @pytest.mark.slow
@@ -185,7 +171,6 @@ def test_sigkill_and_restart_misses_nothing(
     coll = mongo[database]["items"]
     coll.insert_many([{"_id": i, "v": 0} for i in range(500)])
     name = f"k{uuid.uuid4().hex[:8]}"
-    state = tmp_path / "state.json"
     total = 3000
     written = threading.Event()
 
@@ -196,26 +181,24 @@ def test_sigkill_and_restart_misses_nothing(
                 coll.update_one({"_id": i - 300}, {"$inc": {"v": 1}})
         written.set()
 
-    proc = _runner(mongodb_uri, database, kafka.bootstrap, state, name)
+    proc = _runner(mongodb_uri, database, kafka.bootstrap, tmp_path, name)
     reader = TopicReader(kafka.bootstrap, f"{name}.{database}.items")
     t = threading.Thread(target=writer)
     t.start()
     try:
         assert reader.until(lambda r: len(ids_with(r)) >= 1200, 60)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        assert state.exists(), "no offset was checkpointed before the kill"
+        proc.kill()
+        assert proc.state.exists(), "no offset was checkpointed before the kill"
         time.sleep(0.5)
-        proc = _runner(mongodb_uri, database, kafka.bootstrap, state, name)
+        proc.start()
         t.join(120)
         assert written.is_set()
         assert reader.until(lambda r: ids_with(r) >= set(range(total)), 120)
         assert reader.until(lambda r: replay(r) == {d["_id"]: d for d in coll.find()}, 60)
     finally:
         reader.close()
-        proc.terminate()
-        proc.wait(30)
-    assert proc.returncode == 0
+        code = proc.stop()
+    assert code == 0, proc.log_tail()
 
 
 def test_snapshot_hand_off_with_concurrent_writer(
