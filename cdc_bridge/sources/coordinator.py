@@ -496,6 +496,9 @@ class Coordinator:
             ctx.checkpoint()
             tables = list(reader.tables())
             todo = [t for t in tables if t not in cursor.done]
+            if cursor.table in todo:  # the interrupted table first: its cursor stays valid
+                todo.remove(cursor.table)
+                todo.insert(0, cursor.table)
             self.snapshots += 1
             ctx.log.info(
                 "source %s: snapshot of %d table(s) started%s",

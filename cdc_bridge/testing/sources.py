@@ -81,12 +81,13 @@ class SourceThread:
 
     def __init__(
         self,
-        config: dict[str, Any],
+        config: dict[str, Any] | Source,
         bootstrap: str,
         store: OffsetStoreDouble | None = None,
         producer: dict[str, Any] | None = None,
     ) -> None:
-        self.source = build_source(config)
+        """``config``: a ``[[sources]]`` entry of a registered kind, or a ready source."""
+        self.source = config if isinstance(config, Source) else build_source(config)
         self.store = store if store is not None else OffsetStoreDouble()
         self.producer = EventProducer(bootstrap, {"linger.ms": 2, **(producer or {})})
         cfg = self.source.config
