@@ -225,8 +225,9 @@ class SourceConfigBase(Section):
         description="initial: snapshot once, then stream; never: stream only; initial_only: snapshot and stop; when_needed: snapshot whenever no usable position exists.",
         examples=["initial"],
     )
-    dsn: SecretStr = Field(
-        description="Connection string of the database to capture (never logged).",
+    dsn: SecretStr | None = Field(
+        None,
+        description="Connection string of the database to capture (never logged); required by the kinds that connect by URL.",
         examples=["postgresql://cdc:${PG_PASSWORD}@db1:5432/shop"],
     )
     snapshot_batch_size: int = Field(
