@@ -351,7 +351,7 @@ class Coordinator:
         self.mode: str = cfg.snapshot
         self.on_lost: str = effective_on_position_lost(cfg)
         self.retry = RetryPolicy.from_config(cfg)
-        self.publish_reads = "r" not in (getattr(cfg, "skip_ops", None) or ())
+        self.publish_reads = "r" not in cfg.skip_ops
         ctx.checkpoint_interval_s = cfg.checkpoint_interval_ms / 1000
         self.progress: dict[str, SnapshotProgress] = {}
         self.progress_interval_s = 5.0
@@ -590,7 +590,6 @@ class Coordinator:
 
 def effective_on_position_lost(cfg: Any) -> str:
     """``on_position_lost`` of a source config, defaulted from its snapshot mode."""
-    explicit = getattr(cfg, "on_position_lost", None)
-    if explicit:
-        return str(explicit)
+    if cfg.on_position_lost:
+        return str(cfg.on_position_lost)
     return "resnapshot" if cfg.snapshot == "when_needed" else "fail"
