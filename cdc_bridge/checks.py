@@ -180,3 +180,28 @@ def run_checks(config: BridgeConfig, kafka_timeout: float = 10.0) -> list[CheckR
     for sink in config.sinks:
         results += check_sink(config, sink)
     return results
+
+
+def route_warnings(config: BridgeConfig, timeout: float = 10.0) -> list[str]:
+    """Routes that have nothing to read: no topic on Kafka matches them and no configured
+    source writes one (``cdc_bridge.idle``). Empty when Kafka does not answer (its check
+    row already says so)."""
+    from cdc_bridge.idle import unfed_routes
+    from cdc_bridge.kafka import TopicAdmin
+
+    if not config.routes:
+        return []
+    conf: dict[str, Any] = {
+        "bootstrap.servers": config.kafka.bootstrap_servers,
+        "logger": _KAFKA_LOG,
+        **{
+            k: v
+            for k, v in config.kafka.producer.items()
+            if k.startswith(("security.", "sasl.", "ssl."))
+        },
+    }
+    try:
+        topics = TopicAdmin(conf).list_topics(timeout=timeout)
+    except Exception:
+        return []
+    return list(unfed_routes(config, topics).values())

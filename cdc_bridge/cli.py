@@ -115,8 +115,13 @@ def check(
     cfg = _load(config)
     out = Console(highlight=False, soft_wrap=True)
     err = _err_console()
-    for warning in cfg.warnings:
-        err.print(f"[yellow]warning:[/] {escape(str(warning))}", markup=True)
+    from cdc_bridge.idle import nothing_configured
+
+    warnings = [str(w) for w in cfg.warnings]
+    if (idle := nothing_configured(cfg)) is not None:
+        warnings.append(idle)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
     if show_config:
         from cdc_bridge._tomlout import dumps
 
@@ -125,9 +130,11 @@ def check(
     summary = f"{len(cfg.sources)} source(s), {len(cfg.sinks)} sink(s), {len(cfg.routes)} route(s)"
     out.print(f"config OK: {config} ({summary})", markup=False)
     if connect:
-        from cdc_bridge.checks import run_checks
+        from cdc_bridge.checks import route_warnings, run_checks
 
         results = run_checks(cfg, kafka_timeout=timeout)
+        for warning in route_warnings(cfg, timeout=timeout):
+            err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True)
         table = Table(title="connectivity")
         for col in ("component", "kind", "result", "message"):
             table.add_column(col, overflow="fold")
@@ -200,6 +207,52 @@ def status(
         render(result, Console(highlight=False))
     if not result.healthy:
         raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+@user_errors
+def resnapshot(
+    config: ConfigOption,
+    source: Annotated[str, typer.Option("--source", "-s", help="Name of the source.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Make a source take a new snapshot at its next start (after Kafka lost its topics, or
+    a lost position): forget its saved position; for Postgres also drop its replication slot
+    and publication (checked first: both or neither). Stop the bridge first."""
+    from cdc_bridge.state import StateStore
+
+    cfg = _load(config)
+    try:
+        scfg = cfg.source(source)
+    except KeyError:
+        names = ", ".join(s.name for s in cfg.sources) or "none"
+        raise ConfigError(f"{config}: no source named {source!r} (sources: {names})") from None
+    if not yes:
+        typer.confirm(
+            f"Forget the position of source {source!r}"
+            + (" and drop its replication slot and publication" if scfg.kind == "postgres" else "")
+            + "?",
+            abort=True,
+        )
+    if scfg.kind == "postgres":
+        from cdc_bridge.sources.postgres.cli import drop_slot
+
+        typer.echo(drop_slot(scfg))
+    store = StateStore(cfg.bridge.state, migrate=True)
+    try:
+        forgot = store.delete_offset(source)
+        store.clear_snapshot_progress(source)
+    finally:
+        store.close()
+    mode = getattr(scfg, "snapshot", "initial")
+    then = (
+        "the next `cdc-bridge start` takes a new snapshot"
+        if mode != "never"
+        else 'snapshot = "never": the next start streams from the current position without one'
+    )
+    typer.echo(
+        f"source {source}: {'saved position forgotten' if forgot else 'no saved position'}; {then}"
+    )
 
 
 docs_app = typer.Typer(help="Generate reference documentation.", no_args_is_help=True)

@@ -122,6 +122,12 @@ class KafkaSection(Section):
         description="Topic-level configs for created topics (e.g. cleanup.policy, retention.ms).",
         examples=[{"cleanup.policy": "compact,delete"}],
     )
+    connect_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long `start` waits for the Kafka cluster to answer before giving up (exit 1); nothing is created on any source database before Kafka answers.",
+        examples=[30.0],
+    )
     stall_timeout_s: float = Field(
         20.0,
         gt=0,

@@ -34,6 +34,7 @@ __all__ = [
     "TopicAdmin",
     "TopicSettings",
     "make_consumer",
+    "probe_cluster",
     "with_logger",
 ]
 
@@ -291,6 +292,28 @@ class TopicAdmin:
                 pass
         with self._lock:
             self._known.difference_update(topics)
+
+
+def probe_cluster(
+    bootstrap_servers: str, client_config: Mapping[str, Any] | None = None, timeout: float = 5.0
+) -> int:
+    """Ask the cluster for its metadata; the number of brokers. Raises RetriableError naming
+    the address and ``[kafka] bootstrap_servers`` when it does not answer in ``timeout``."""
+    quiet = logging.getLogger("cdc_bridge.kafka.probe")
+    conf: dict[str, Any] = {**(client_config or {}), "bootstrap.servers": bootstrap_servers}
+    conf["logger"] = quiet  # refused connections are the probe's answer, not log noise
+    try:
+        admin = AdminClient(conf)
+        md = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else exc
+        text = err.str() if isinstance(err, KafkaError) else str(err)
+        raise RetriableError(
+            f"cannot reach Kafka at {bootstrap_servers} ([kafka] bootstrap_servers) within "
+            f"{timeout:g}s: {text}; check the address and that the brokers run and accept "
+            "connections from here (`cdc-bridge check --connect` tests it)"
+        ) from None
+    return len(md.brokers)
 
 
 class EventProducer:

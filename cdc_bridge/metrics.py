@@ -340,6 +340,16 @@ class Health:
         self._sources: dict[str, _Component] = {}
         self._routes: dict[str, _Component] = {}
         self._fatal: str | None = None
+        self._notes: dict[str, str] = {}
+
+    def note(self, key: str, message: str | None) -> None:
+        """Set (or with None clear) a note shown in /readyz ``notes``: something worth
+        knowing that does not make the bridge unready (e.g. a route with nothing to read)."""
+        with self._lock:
+            if message is None:
+                self._notes.pop(key, None)
+            else:
+                self._notes[key] = message
 
     def source(self, name: str, state: str, detail: str = "") -> None:
         with self._lock:
@@ -384,7 +394,8 @@ class Health:
         bridge_fatal.set(1)
 
     def snapshot(self) -> dict[str, Any]:
-        """``{"ready": bool, "fatal": str|None, "sources": {...}, "routes": {...}}``."""
+        """``{"ready": bool, "fatal": str|None, "sources": {...}, "routes": {...},
+        "notes": [str]}``."""
         with self._lock:
             sources = {
                 n: {
@@ -406,13 +417,20 @@ class Health:
                 for n, c in self._routes.items()
             }
             fatal = self._fatal
+            notes = [self._notes[k] for k in sorted(self._notes)]
         ready = (
             fatal is None
             and all(s["ready"] for s in sources.values())
             and all(r["ready"] for r in routes.values())
         )
         bridge_ready.set(1 if ready else 0)
-        return {"ready": ready, "fatal": fatal, "sources": sources, "routes": routes}
+        return {
+            "ready": ready,
+            "fatal": fatal,
+            "sources": sources,
+            "routes": routes,
+            "notes": notes,
+        }
 
     def ready(self) -> bool:
         return bool(self.snapshot()["ready"])

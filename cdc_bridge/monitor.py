@@ -56,6 +56,9 @@ class Monitor:
         self.timeout = timeout
         self._sources: list[tuple[Any, Any]] = []
         self._routes: list[_RouteWatch] = []
+        self._config: Any = None
+        self._admin: Any = None
+        self._unfed: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -64,6 +67,37 @@ class Monitor:
     def watch_source(self, config: Any, ctx: Any) -> None:
         """A ``[[sources]]`` entry and the SourceContext it runs with."""
         self._sources.append((config, ctx))
+
+    def watch_config(self, config: Any) -> None:
+        """The bridge config: each round, routes with nothing to read (no matching topic on
+        Kafka, no configured source writing one) become /readyz notes."""
+        self._config = config
+
+    def _probe_unfed(self) -> None:
+        config = self._config
+        if config is None or not config.routes or not self.bootstrap_servers:
+            return
+        from cdc_bridge.idle import unfed_routes
+        from cdc_bridge.kafka import TopicAdmin
+
+        if self._admin is None:
+            security = {
+                k: v
+                for k, v in self.consumer_config.items()
+                if k.startswith(("security.", "sasl.", "ssl."))
+            }
+            self._admin = TopicAdmin({**security, "bootstrap.servers": self.bootstrap_servers})
+        topics = self._admin.list_topics(timeout=self.timeout)
+        unfed = unfed_routes(config, topics)
+        for route in config.routes:
+            name, _group = status.route_group(route, config.bridge.name)
+            message = unfed.get(name)
+            if message is None:
+                self._unfed.discard(name)
+            elif name not in self._unfed:
+                self._unfed.add(name)
+                log.warning("%s", message, extra={"component": f"route={name}"})
+            self.health.note(f"route={name}", message)
 
     def watch_route(self, worker: Any) -> None:
         """A route worker (``.name``, ``.route.group_id``, ``.route.config``; optionally
@@ -118,6 +152,10 @@ class Monitor:
                     config.name,
                     extra={"component": f"source={config.name}"},
                 )
+        try:
+            self._probe_unfed()
+        except Exception as exc:
+            log.debug("monitor: listing topics for idle routes: %s", exc)
         for watch in self._routes:
             if self._stop.is_set():
                 return

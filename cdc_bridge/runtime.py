@@ -21,8 +21,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from cdc_bridge.config import BridgeConfig, SourceConfigBase
 from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.errors import BridgeError, ConfigError, FatalError
-from cdc_bridge.kafka import EventProducer, LibrdkafkaLog, TopicSettings
+from cdc_bridge.errors import BridgeError, ConfigError, FatalError, RetriableError
+from cdc_bridge.idle import nothing_configured
+from cdc_bridge.kafka import EventProducer, LibrdkafkaLog, TopicSettings, probe_cluster
 from cdc_bridge.logs import component
 from cdc_bridge.metrics import Health, MetricsServer
 from cdc_bridge.monitor import Monitor
@@ -95,15 +96,9 @@ class _Stall:
 def _resnapshot_hint(config: BridgeConfig, source: str) -> str:
     """How to take a new snapshot of ``source`` (to restore events Kafka lost)."""
     conf = f" --config {config.source_file}" if config.source_file else ""
-    scfg = next((s for s in config.sources if s.name == source), None)
-    if scfg is not None and scfg.kind == "postgres":
-        return (
-            "to restore them, stop the bridge, run `cdc-bridge postgres drop-slot --source "
-            f"{source}{conf}` and start it again (a new slot means a new snapshot)"
-        )
     return (
-        f"to restore them, take a new snapshot of source {source} (see the runbook "
-        "'Source stalled' in docs/operations/runbooks.md)"
+        "to restore them, stop the bridge, run `cdc-bridge resnapshot --source "
+        f"{source}{conf}` and start it again"
     )
 
 
@@ -217,6 +212,38 @@ class Bridge:
         log.info("bridge stopped cleanly")
         return EXIT_OK
 
+    def _wait_for_kafka(self) -> None:
+        """Kafka must answer before anything touches a source database (a replication slot
+        created for a bridge that cannot deliver would only hold WAL). An ERROR names the
+        address within seconds; after ``[kafka] connect_timeout_s`` the start fails."""
+        cfg = self.config.kafka
+        if not self.config.sources and not self.config.routes:
+            return
+        client = {k: v for k, v in cfg.producer.items() if k.startswith(_SECURITY_PREFIXES)}
+        deadline = time.monotonic() + cfg.connect_timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            left = deadline - time.monotonic()
+            try:
+                wait = 2.0 if attempt == 1 else 5.0
+                probe_cluster(cfg.bootstrap_servers, client, timeout=max(1.0, min(wait, left)))
+            except RetriableError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise FatalError(
+                        f"{exc} (gave up after [kafka] connect_timeout_s = "
+                        f"{cfg.connect_timeout_s:g}s; nothing was created on the sources)"
+                    ) from None
+                if attempt == 1:
+                    log.error("%s; retrying for %.0fs more", exc, left)
+                if self.stop_event.wait(min(1.0, left)):
+                    return  # stopped while waiting: a clean stop
+                continue
+            if attempt > 1:
+                log.info("Kafka at %s answers", cfg.bootstrap_servers)
+            return
+
     def _start(self) -> None:
         cfg = self.config
         self.store = StateStore(cfg.bridge.state, migrate=True)
@@ -240,6 +267,17 @@ class Bridge:
             self._sources.append((running, source, ctx, producer))
             if self.monitor is not None:
                 self.monitor.watch_source(scfg, ctx)
+        # Producers are built (their config checked); no source database was contacted yet.
+        self._wait_for_kafka()
+        if self.stop_event.is_set():
+            return
+        idle = nothing_configured(cfg)
+        if idle is not None:
+            log.warning("%s", idle)
+            if isinstance(self.health, Health):
+                self.health.note("bridge", idle)
+        if self.monitor is not None:
+            self.monitor.watch_config(cfg)
         for worker in build_route_workers(cfg, self.store):
             name = str(getattr(worker, "name", type(worker).__name__))
             label = f"route={name}"

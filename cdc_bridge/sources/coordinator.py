@@ -468,9 +468,9 @@ class Coordinator:
             # The adapter's own class (HistoryLost, ...) with the one message every kind gives.
             lost.args = (
                 f'{what}. To recover: set on_position_lost = "resnapshot" on this source '
-                '(or snapshot = "when_needed") to take a new snapshot and continue, or delete '
-                f"the stored position of source {adapter.name!r} from the state store and "
-                "restart" + (f". {lost.hint}" if lost.hint else ""),
+                '(or snapshot = "when_needed") to take a new snapshot and continue, or stop '
+                f"the bridge, run `cdc-bridge resnapshot --source {adapter.name} --config "
+                "<routes.toml>` and start it again" + (f". {lost.hint}" if lost.hint else ""),
             )
             raise lost from None
         ctx.log.warning("%s; taking a new snapshot (on_position_lost = resnapshot)", what)

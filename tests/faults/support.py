@@ -377,6 +377,11 @@ def key_of(key: Any) -> Any:
 def final_rows(records: list[tuple[Any, Any]]) -> dict[Any, dict[str, Any]]:
     """Apply change events in order: key -> row (``after``), deleted keys removed."""
     rows: dict[Any, dict[str, Any]] = {}
+    _apply(rows, records)
+    return rows
+
+
+def _apply(rows: dict[Any, dict[str, Any]], records: list[tuple[Any, Any]]) -> None:
     for key, value in records:
         if value is None:  # tombstone
             continue
@@ -385,7 +390,6 @@ def final_rows(records: list[tuple[Any, Any]]) -> dict[Any, dict[str, Any]]:
             rows.pop(k, None)
         elif value.get("after") is not None:
             rows[k] = value["after"]
-    return rows
 
 
 def assert_rows(
@@ -423,8 +427,17 @@ def _diff(
 def converged(
     expected: Mapping[Any, Mapping[str, Any]],
 ) -> Callable[[list[tuple[Any, Any]]], bool]:
-    """An ``until`` for :func:`read_topic`: the topic's final rows equal ``expected``."""
-    return lambda recs: _diff(final_rows(recs), expected) == ([], [], [])
+    """An ``until`` for :func:`read_topic`: the topic's final rows equal ``expected``
+    (incremental: each call applies only the records read since the last one)."""
+    rows: dict[Any, dict[str, Any]] = {}
+    done = [0]
+
+    def check(recs: list[tuple[Any, Any]]) -> bool:
+        _apply(rows, recs[done[0] :])
+        done[0] = len(recs)
+        return len(rows) == len(expected) and _diff(rows, expected) == ([], [], [])
+
+    return check
 
 
 class Writer:

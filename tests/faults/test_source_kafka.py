@@ -159,14 +159,12 @@ def test_total_kafka_loss_is_reported_and_the_runbook_restores_every_row(
     body = bridge.wait_readyz(stalled(name), 30, "the source stalled on the lost topic")
     detail = body["sources"][name]["detail"]
     assert topic in detail and "no longer exist" in detail, detail
-    assert f"cdc-bridge postgres drop-slot --source {name}" in detail, detail
+    assert f"cdc-bridge resnapshot --source {name}" in detail, detail
     code, status = bridge.status()
     assert code == 1 and topic in status["sources"][0]["bridge_detail"], status
-    # The runbook: stop, drop the slot (a new slot means a new snapshot), start again.
+    # The runbook: stop, resnapshot (Postgres: a new slot), start again.
     assert bridge.stop() == 0, bridge.log_tail()
-    done = cli(
-        "postgres", "drop-slot", "--source", name, "--config", str(bridge.config_path), "--yes"
-    )
+    done = cli("resnapshot", "--source", name, "--config", str(bridge.config_path), "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     bridge.start()
     bridge.wait_ready(60)

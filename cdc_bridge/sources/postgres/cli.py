@@ -14,7 +14,7 @@ from cdc_bridge.errors import BridgeError, ConfigError
 if TYPE_CHECKING:
     from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 
-__all__ = ["app", "drop_slot", "forget_position", "slot_status"]
+__all__ = ["app", "drop_slot", "slot_status"]
 
 app = typer.Typer(
     help="PostgreSQL source maintenance: replication slot and publication.",
@@ -104,34 +104,16 @@ def drop_slot_cmd(
 ) -> None:
     """Drop the replication slot and publication of a source (the bridge never does this itself).
 
-    Stop the bridge first. With --config the source's stored position is forgotten too, so the
-    next start is a first start: a new slot and (snapshot = "initial" or "when_needed") a new
-    snapshot. Without it, the next start finds a stored position without its slot and reacts
-    as its on_position_lost says."""
+    Stop the bridge first. The next start finds its stored position without its slot and
+    reacts as its on_position_lost says; `cdc-bridge resnapshot` drops the slot and forgets
+    the position, so the next start takes a new snapshot."""
     try:
         cfg = _config(config, dsn, source, slot, publication)
         if not yes:
             typer.confirm(f"Drop slot {cfg.slot} and publication {cfg.publication}?", abort=True)
         typer.echo(drop_slot(cfg))
-        if config is not None:
-            typer.echo(forget_position(config, source))
     except BridgeError as exc:
         raise _fail(exc) from None
-
-
-def forget_position(config: Path, source: str) -> str:
-    """Delete the source's stored position from the state store of ``config``."""
-    from cdc_bridge.config import load_config
-    from cdc_bridge.state import StateStore
-
-    store = StateStore(load_config(config).bridge.state, migrate=True)
-    try:
-        gone = store.delete_offset(source)
-    finally:
-        store.close()
-    return f"stored position of source {source}: " + (
-        "forgotten (the next start is a first start)" if gone else "none stored"
-    )
 
 
 @app.command("status")

@@ -15,6 +15,7 @@ __all__ = [
     "SlotState",
     "TableInfo",
     "check_prerequisites",
+    "drop_problems",
     "drop_publication",
     "drop_slot",
     "ensure_publication",
@@ -131,10 +132,98 @@ def resolve_tables(conn: psycopg.Connection, tables: list[str] | None) -> list[T
     return [TableInfo(r[0], r[1], int(r[2]), tuple(r[4]), r[3]) for r in rows]
 
 
+def _publication_problems(
+    conn: psycopg.Connection, publication: str, tables: list[TableInfo] | None, user: str
+) -> list[str]:
+    """What stops ``user`` from creating ``publication`` (or changing it to publish exactly
+    ``tables``; None: all tables), as ``start`` will do -- the same rules PostgreSQL applies:
+    CREATE on the database and ownership of every table (superuser for ALL TABLES); to change
+    an existing publication, ownership of it too."""
+    row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    if row is not None and row[0]:
+        return []
+    existing = conn.execute(
+        "SELECT puballtables, pg_has_role(current_user, pubowner, 'USAGE'),"
+        " pubowner::regrole::text FROM pg_publication WHERE pubname = %s",
+        (publication,),
+    ).fetchone()
+    if existing is not None:
+        if tables is None:
+            return []  # ensure_publication only checks an ALL TABLES publication
+        current = {
+            (r[0], r[1])
+            for r in conn.execute(
+                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                (publication,),
+            ).fetchall()
+        }
+        if current == {(t.schema, t.name) for t in tables}:
+            return []  # nothing to change
+        if not existing[1]:
+            return [
+                f"publication {publication!r} must be changed to publish exactly `tables`, but "
+                f"it belongs to {existing[2]}, not {user!r}: as {existing[2]} or a superuser run "
+                f"`ALTER PUBLICATION {publication} SET TABLE "
+                f"{', '.join(t.qualified for t in tables)}`, or `ALTER PUBLICATION "
+                f"{publication} OWNER TO {user}`"
+            ]
+        to_own = [t for t in tables if (t.schema, t.name) not in current]
+    elif tables is None:
+        return [
+            f"publication {publication!r} does not exist and `tables` is omitted: only a "
+            f"superuser can create a publication FOR ALL TABLES; as a superuser run `CREATE "
+            f"PUBLICATION {publication} FOR ALL TABLES`, or list the tables"
+        ]
+    else:
+        to_own = list(tables)
+        db = conn.execute(
+            "SELECT current_database(), has_database_privilege(current_database(), 'CREATE')"
+        ).fetchone()
+        if db is not None and not db[1]:
+            return [
+                f"user {user!r} cannot create publication {publication!r}: it lacks the CREATE "
+                f"privilege on database {db[0]!r}: run `GRANT CREATE ON DATABASE {db[0]} TO "
+                f"{user}`, or create the publication as the tables' owner (`CREATE PUBLICATION "
+                f"{publication} FOR TABLE {', '.join(t.qualified for t in tables)}`)"
+            ]
+    not_owned = [
+        (t.qualified, r[1])
+        for t in to_own
+        if (
+            r := conn.execute(
+                "SELECT pg_has_role(current_user, relowner, 'USAGE'), relowner::regrole::text"
+                " FROM pg_class WHERE oid = %s",
+                (t.oid,),
+            ).fetchone()
+        )
+        is not None
+        and not r[0]
+    ]
+    if not not_owned:
+        return []
+    listed = ", ".join(f"{t} (owner {o})" for t, o in not_owned)
+    names = ", ".join(t.qualified for t in tables or [])
+    verb = "create" if existing is None else "add tables to"
+    return [
+        f"user {user!r} cannot {verb} publication {publication!r}: PostgreSQL requires the "
+        f"owner of each published table, and {user!r} does not own {listed}. As the owner or "
+        f"a superuser run `CREATE PUBLICATION {publication} FOR TABLE {names}` (the bridge "
+        f"then uses it), or `GRANT <owner> TO {user}`"
+    ]
+
+
 def check_prerequisites(
-    conn: psycopg.Connection, *, slot: str, tables: list[TableInfo], source: str
+    conn: psycopg.Connection,
+    *,
+    slot: str,
+    tables: list[TableInfo],
+    source: str,
+    publication: str | None = None,
+    all_tables: bool = False,
 ) -> None:
-    """Raise ConfigError naming every unmet prerequisite and how to fix it."""
+    """Raise ConfigError naming every unmet prerequisite and how to fix it. With
+    ``publication``, also the privileges to create or change it as ``start`` will
+    (``all_tables``: the source captures every table, a FOR ALL TABLES publication)."""
     problems: list[str] = []
     wal_level = conn.execute("SHOW wal_level").fetchone()
     if wal_level is None or wal_level[0] != "logical":
@@ -183,6 +272,8 @@ def check_prerequisites(
                 f"{state.active_pid}); is another bridge running source {source!r}? Stop it, or "
                 "give this source its own `slot_name`"
             )
+    if publication is not None:
+        problems += _publication_problems(conn, publication, None if all_tables else tables, user)
     if problems:
         raise ConfigError(
             f"PostgreSQL source {source!r} cannot stream:", [ConfigProblem("", p) for p in problems]
@@ -262,6 +353,40 @@ def ensure_publication(
             "Create it as the tables' owner or a superuser (`CREATE PUBLICATION "
             f"{publication} FOR TABLE ...`), or grant this user ownership of the tables"
         ) from exc
+
+
+def drop_problems(conn: psycopg.Connection, slot: str, publication: str) -> list[str]:
+    """What stops the current user from dropping both ``slot`` and ``publication`` (checked
+    before dropping either, so that it drops both or neither)."""
+    problems = []
+    row = conn.execute(
+        "SELECT current_user, rolsuper, rolreplication FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    user, superuser, replication = row if row is not None else ("?", False, False)
+    state = slot_state(conn, slot)
+    if state is not None:
+        if state.active:
+            problems.append(
+                f"replication slot {slot!r} is in use by process {state.active_pid}: stop the "
+                "bridge first"
+            )
+        if not (superuser or replication):
+            problems.append(
+                f"user {user!r} cannot drop replication slot {slot!r}: it needs the REPLICATION "
+                f"attribute (`ALTER ROLE {user} REPLICATION`) or superuser"
+            )
+    pub = conn.execute(
+        "SELECT pg_has_role(current_user, pubowner, 'USAGE'), pubowner::regrole::text"
+        " FROM pg_publication WHERE pubname = %s",
+        (publication,),
+    ).fetchone()
+    if pub is not None and not (superuser or pub[0]):
+        problems.append(
+            f"user {user!r} cannot drop publication {publication!r}: it belongs to {pub[1]}; run "
+            f"this as {pub[1]} or a superuser, or `ALTER PUBLICATION {publication} OWNER TO "
+            f"{user}` first"
+        )
+    return problems
 
 
 def drop_slot(conn: psycopg.Connection, slot: str) -> bool:

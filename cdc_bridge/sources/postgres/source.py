@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from cdc_bridge.errors import ConfigError, FatalError, RetriableError
+from cdc_bridge.errors import ConfigError, ConfigProblem, FatalError, RetriableError
 from cdc_bridge.events import (
     OP_CREATE,
     OP_DELETE,
@@ -34,6 +34,7 @@ from cdc_bridge.sources.postgres.replication import (
 from cdc_bridge.sources.postgres.slot import (
     TableInfo,
     check_prerequisites,
+    drop_problems,
     drop_publication,
     drop_slot,
     ensure_publication,
@@ -178,7 +179,16 @@ class PostgresSource(CaptureAdapter):
                 and not ctx.stopping.wait(0.25)
             ):
                 pass
-        check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
+        # What ``start`` needs, checked the same way for ``check``: server settings,
+        # privileges, the slot, creating or changing the publication (unless snapshot only).
+        check_prerequisites(
+            conn, slot=self.cfg.slot, tables=tables, source=self.name, **self._publication_args()
+        )
+
+    def _publication_args(self) -> dict[str, Any]:
+        if self.cfg.snapshot == "initial_only":
+            return {}
+        return {"publication": self.cfg.publication, "all_tables": self.cfg.tables is None}
 
     def _publication(self) -> None:
         tables = self._tables()
@@ -215,9 +225,10 @@ class PostgresSource(CaptureAdapter):
                 f"still needed (max_slot_wal_keep_size; the stored position was "
                 f"{LSN(stored.lsn)})",
                 hint="To take the new snapshot by hand instead: stop the bridge, run "
+                f"`cdc-bridge resnapshot --source {self.name} --config <routes.toml>` (that is "
                 f"`cdc-bridge postgres drop-slot --source {self.name} --config <routes.toml>` "
-                "and start it again. Raise max_slot_wal_keep_size so the slot survives longer "
-                "outages.",
+                "plus forgetting the stored position) and start it again. Raise "
+                "max_slot_wal_keep_size so the slot survives longer outages.",
             )
         return state
 
@@ -418,8 +429,15 @@ class PostgresSource(CaptureAdapter):
         }
 
     def drop_slot_and_publication(self) -> tuple[bool, bool]:
-        """Explicit cleanup (CLI): drop the slot and the publication; returns what existed."""
+        """Explicit cleanup (CLI): drop the slot and the publication; returns what existed.
+        Checks first that it can drop both: it drops both or neither."""
         conn = self._meta()
+        problems = drop_problems(conn, self.cfg.slot, self.cfg.publication)
+        if problems:
+            raise ConfigError(
+                f"nothing was dropped for source {self.name!r}:",
+                [ConfigProblem("", p) for p in problems],
+            )
         return drop_slot(conn, self.cfg.slot), drop_publication(conn, self.cfg.publication)
 
 
