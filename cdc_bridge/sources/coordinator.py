@@ -356,6 +356,7 @@ class Coordinator:
         self.progress: dict[str, SnapshotProgress] = {}
         self.progress_interval_s = 5.0
         self.snapshots = 0
+        self.resnapshot = False  # a lost position under "resnapshot": snapshot at next _start
 
     # -- the whole life ----------------------------------------------------------------------------
 
@@ -382,10 +383,9 @@ class Coordinator:
                 prepared = True
                 continue
             except PositionLost as lost:
-                position = self._lost(lost)
-                if position is None:
-                    return
-                prepared = True
+                self._lost(lost)  # raises under "fail"; else the next _start re-snapshots
+                adapter.close()
+                position = None
             except RetriableError as exc:
                 if ctx.stopping.is_set():
                     return
@@ -422,6 +422,10 @@ class Coordinator:
     def _start(self) -> Any | None:
         """Decide between snapshot and stream; returns the stream's start (None: done)."""
         ctx, adapter, mode = self.ctx, self.adapter, self.mode
+        if self.resnapshot:
+            self.resnapshot = False  # a failure from here on resumes this new snapshot
+            adapter.forget_position(ctx)
+            return self._after_snapshot(self._snapshot(None))
         stored = self._stored()
         if stored is None:
             if mode == "never":
@@ -449,14 +453,17 @@ class Coordinator:
                 )
                 return None
             position = adapter.resume(ctx, stored)
+        return self._after_snapshot(position)
+
+    def _after_snapshot(self, position: Any | None) -> Any | None:
         if position is None:
             return None
-        if mode == "initial_only":
+        if self.mode == "initial_only":
             self.drain()
             return None
         return position
 
-    def _lost(self, lost: PositionLost) -> Any | None:
+    def _lost(self, lost: PositionLost) -> None:
         """One reaction to a lost position, the same for every kind."""
         adapter, ctx = self.adapter, self.ctx
         metrics.source_positions_lost.labels(source=adapter.name).inc()
@@ -474,10 +481,7 @@ class Coordinator:
             )
             raise lost from None
         ctx.log.warning("%s; taking a new snapshot (on_position_lost = resnapshot)", what)
-        adapter.close()
-        adapter.prepare(ctx)
-        adapter.forget_position(ctx)
-        return self._snapshot(None)
+        self.resnapshot = True
 
     # -- snapshot ---------------------------------------------------------------------------------
 

@@ -117,6 +117,7 @@ class MemorySource(CaptureAdapter):
         self.readers: list[MemoryReader] = []
         self.failures: list[str] = []  # what stream() should raise next, in order
         self.forgotten = 0
+        self.open_failures = 0  # open_snapshot raises RetriableError this many times
 
     def prepare(self, ctx: SourceContext | None) -> None:
         pass
@@ -133,6 +134,9 @@ class MemorySource(CaptureAdapter):
         self.forgotten += 1
 
     def open_snapshot(self, ctx: SourceContext, resume: MemoryOffset | None) -> MemoryReader:
+        if self.open_failures:
+            self.open_failures -= 1
+            raise RetriableError("the snapshot connection broke")
         hand_off = resume.with_snapshot(None) if resume else MemoryOffset(self.db.end)
         reader = MemoryReader(self.name, self.db, hand_off)
         self.readers.append(reader)
@@ -261,6 +265,7 @@ def test_lost_position(kafka: KafkaService, db: str, policy: str) -> None:
             source = running.source
             assert isinstance(source, MemorySource)
             assert source.forgotten == 1 and len(source.readers) == 1
+            assert running.ctx.load_offset() is not None
     finally:
         running.stop()
 
@@ -296,3 +301,17 @@ def test_retry_max_attempts_gives_up(kafka: KafkaService, db: str) -> None:
     running.thread.join(20)
     assert running.error is not None and "giving up after 2 attempts" in str(running.error)
     running.stop()
+
+
+def test_a_passing_failure_during_a_resnapshot_is_retried(kafka: KafkaService, db: str) -> None:
+    store = OffsetStoreDouble()
+    store.offsets[f"mem-{db}"] = MemoryOffset(1).to_dict()
+    DATABASES[db].horizon = 5
+    running = _run(kafka, db, store, on_position_lost="resnapshot", retry_initial_delay_ms=10)
+    source = running.source
+    assert isinstance(source, MemorySource)
+    source.open_failures = 1
+    with running:
+        running.wait_streaming()
+        assert running.error is None and source.open_failures == 0
+        assert len(source.readers) == 1

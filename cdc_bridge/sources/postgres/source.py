@@ -201,7 +201,7 @@ class PostgresSource(CaptureAdapter):
         self._publication()
         state = slot_state(self._meta(), self.cfg.slot)
         if state is not None and not state.invalidated and state.restart_lsn is not None:
-            ctx.log.warning(
+            ctx.log.info(
                 "slot %s exists but no stored position was found: streaming from the slot",
                 self.cfg.slot,
             )
