@@ -292,12 +292,6 @@ def _as_entries(raw: dict[str, Any], section: str, out: _Collector) -> list[Any]
     return []
 
 
-def _derive_route_name(route: RouteConfigBase) -> str:
-    """``from``/``to`` -> a name (same rule as ``cdc_bridge.routes.route_name``)."""
-    raw = "+".join(route.patterns).replace("*", "all") + "-to-" + route.to
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_") or "route"
-
-
 def _source_topic_globs(source: SourceConfigBase) -> list[str]:
     """Topics a source may write: ``name.<table>`` per listed table, else ``name.*``."""
     if source.tables:
@@ -420,7 +414,7 @@ def parse(
         cfg = _validate(route_model, entry, path, base, out, ignore_unknown=loose)
         if cfg is not None:
             if cfg.name is None:
-                cfg.name = _derive_route_name(cfg)
+                cfg.name = cfg.route_name
             routes.append(cfg)
             route_paths.append(path)
 

@@ -8,12 +8,13 @@ files, error reporting with key paths) lives here too.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path as FsPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -25,12 +26,15 @@ from pydantic import (
     SecretStr,
     SerializeAsAny,
     field_validator,
+    model_validator,
 )
 from pydantic_core import core_schema
 
 from cdc_bridge.errors import ConfigError, ConfigProblem
 from cdc_bridge.expressions import ExpressionError, compile_expression
 from cdc_bridge.mapping import FieldMapping
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "BridgeConfig",
@@ -167,7 +171,49 @@ ALL_OPS: list[OpCode] = ["c", "u", "d", "r", "t"]
 
 
 class SourceConfigBase(Section):
-    """Keys every source kind has; kinds subclass this and set ``kind`` to a Literal."""
+    """Keys every source kind has; kinds subclass this and set ``kind`` to a Literal.
+
+    Canonical names, the same in every kind (a kind may redeclare one to narrow its type or
+    change its default): ``dsn`` (the connection string), ``snapshot_batch_size``,
+    ``stream_batch_size``, ``heartbeat_interval_ms``; every duration is in milliseconds and
+    named ``*_ms``. ``renamed_keys`` maps a kind's old key names to the canonical ones (with a
+    factor for a changed unit): they are still accepted and log a deprecation warning.
+    """
+
+    renamed_keys: ClassVar[dict[str, tuple[str, float]]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not cls.renamed_keys:
+            return data
+        out = dict(data)
+        for old, (new, factor) in cls.renamed_keys.items():
+            if old not in out:
+                continue
+            if new in out:
+                raise ValueError(f"`{old}` is the old name of `{new}`: set only `{new}`")
+            value = out.pop(old)
+            if factor != 1 and isinstance(value, int | float) and not isinstance(value, bool):
+                value = round(value * factor)
+            out[new] = value
+            _log.warning(
+                "sources.%s.%s is deprecated: call it `%s`%s",
+                out.get("name", "?"),
+                old,
+                new,
+                f" (in milliseconds: {value})" if factor != 1 else "",
+            )
+        return out
+
+    @model_validator(mode="after")
+    def _position_policy(self) -> SourceConfigBase:
+        if self.on_position_lost == "resnapshot" and self.snapshot in ("never", "initial_only"):
+            raise ValueError(
+                f'on_position_lost = "resnapshot" needs a snapshot mode that may snapshot '
+                f'(initial or when_needed), not snapshot = "{self.snapshot}"'
+            )
+        return self
 
     name: str = Field(
         description="Source name; the topic prefix (`<name>.<schema>.<table>`).",
@@ -184,6 +230,58 @@ class SourceConfigBase(Section):
         "initial",
         description="initial: snapshot once, then stream; never: stream only; initial_only: snapshot and stop; when_needed: snapshot whenever no usable position exists.",
         examples=["initial"],
+    )
+    dsn: SecretStr | None = Field(
+        None,
+        description="Connection string of the database to capture (never logged); required by the kinds that connect by URL.",
+        examples=["postgresql://cdc:${PG_PASSWORD}@db1:5432/shop"],
+    )
+    snapshot_batch_size: int = Field(
+        10_000,
+        ge=1,
+        description="Rows (documents) read and handed to Kafka per snapshot chunk.",
+        examples=[10000],
+    )
+    stream_batch_size: int = Field(
+        5_000,
+        ge=1,
+        description="Most change events handed to Kafka in one batch while streaming.",
+        examples=[5000],
+    )
+    heartbeat_interval_ms: int = Field(
+        10_000,
+        ge=0,
+        description="How often an idle stream hears from the server and moves its position on (milliseconds).",
+        examples=[10000],
+    )
+    on_position_lost: Literal["fail", "resnapshot"] | None = Field(
+        None,
+        description='What to do when the database no longer has the stored position (a dropped or invalidated slot, purged binlogs, a resume token out of the oplog): fail with a message, or take a new snapshot and continue. Default: resnapshot under snapshot = "when_needed", else fail.',
+        examples=["fail"],
+    )
+    retry_initial_delay_ms: int = Field(
+        1000,
+        ge=1,
+        description="First wait (milliseconds) before reconnecting after a passing failure; doubles per attempt and starts over after a successful reconnect.",
+        examples=[1000],
+    )
+    retry_max_delay_ms: int = Field(
+        30000,
+        ge=1,
+        description="Longest wait (milliseconds) between reconnect attempts.",
+        examples=[30000],
+    )
+    retry_max_attempts: int = Field(
+        0,
+        ge=0,
+        description="Reconnect attempts in a row before the source fails; 0 retries for ever.",
+        examples=[0],
+    )
+    checkpoint_interval_ms: int = Field(
+        1000,
+        ge=10,
+        description="How often (milliseconds) the source stores its confirmed position while it runs.",
+        examples=[1000],
     )
     schemas: bool = Field(
         True,
@@ -299,6 +397,19 @@ class RouteConfigBase(Section):
     def patterns(self) -> list[str]:
         """``from`` as a list of topic globs."""
         return [self.from_] if isinstance(self.from_, str) else list(self.from_)
+
+    @property
+    def route_name(self) -> str:
+        """The route's name: ``name``, or derived from ``from`` and ``to`` (the one place the
+        rule lives: route workers, the loader, status, checks and the dashboard use it)."""
+        if self.name:
+            return self.name
+        raw = "+".join(self.patterns).replace("*", "all") + "-to-" + self.to
+        return re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("_") or "route"
+
+    def consumer_group(self, bridge: str) -> str:
+        """The route's Kafka consumer group: ``group_id``, else ``<bridge>.<route name>``."""
+        return self.group_id or f"{bridge}.{self.route_name}"
 
 
 # -- helpers for kind models ---------------------------------------------------------------

@@ -37,7 +37,6 @@ __all__ = [
     "SOURCE_SCHEMA_NAMES",
     "EnvelopeEncoder",
     "Record",
-    "decode_json_record",
     "envelope_schema",
     "key_schema",
     "sanitize_topic_name",
@@ -415,18 +414,3 @@ def _key_of(row: Mapping[str, Any] | None, key_columns: tuple[str, ...]) -> dict
     if row is None:
         return None
     return {k: row.get(k) for k in key_columns}
-
-
-def decode_json_record(data: bytes | None) -> Any:
-    """Parse a JsonConverter key or value, with or without the schema wrapper.
-
-    Returns the payload (``None`` for a tombstone). A ``{"schema", "payload"}`` object is
-    unwrapped; anything else is taken as a bare payload (schemas off, or Debezium's own topics
-    written without schemas).
-    """
-    if data is None:
-        return None
-    doc = orjson.loads(data)
-    if isinstance(doc, dict) and len(doc) == 2 and "payload" in doc and "schema" in doc:
-        return doc["payload"]
-    return doc

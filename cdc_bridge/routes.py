@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -64,16 +63,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
-
 
 def route_name(route: RouteConfigBase) -> str:
-    """The route's name: ``name``, or derived from ``from`` and ``to``."""
-    if route.name:
-        return route.name
-    sources = route.from_ if isinstance(route.from_, list) else [route.from_]
-    raw = "+".join(sources).replace("*", "all") + "-to-" + route.to
-    return _NAME_BAD.sub("_", raw).strip("_") or "route"
+    """The route's name (``RouteConfigBase.route_name``)."""
+    return route.route_name
 
 
 def subscription(patterns: Iterable[str]) -> list[str]:
@@ -151,7 +144,7 @@ def compile_route(route: RouteConfigBase, bridge: str) -> CompiledRoute:
     sources = route.from_ if isinstance(route.from_, list) else [route.from_]
     return CompiledRoute(
         name=name,
-        group_id=route.group_id or f"{bridge}.{name}",
+        group_id=route.consumer_group(bridge),
         topics=subscription(sources),
         ops=frozenset(route.ops),
         filter=compile_expression(route.filter) if route.filter else None,
@@ -518,13 +511,6 @@ class RouteWorker:
             self._expected[tp] = stored.get(tp)
             if tp in stored:
                 consumer.seek(KafkaTopicPartition(p.topic, p.partition, stored[tp]))
-
-    def process(self, msgs: Sequence[Any]) -> None:
-        """Decode, select, apply and commit one batch of Kafka messages (synchronously)."""
-        try:
-            self._commit(self._apply_batch(*self._prepare(msgs)))
-        except FencedError as exc:
-            self._refence(exc)
 
     def _apply_batch(
         self,

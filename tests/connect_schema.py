@@ -6,6 +6,8 @@ import base64
 import binascii
 from typing import Any
 
+import orjson
+
 _INT_RANGES = {
     "int8": (-(2**7), 2**7 - 1),
     "int16": (-(2**15), 2**15 - 1),
@@ -60,3 +62,14 @@ def validate(schema: dict[str, Any], value: Any, path: str = "$") -> None:
             validate(schema["values"], v, f"{path}[{k!r}]")
     else:
         raise AssertionError(f"{path}: unknown Connect type {type_!r}")
+
+
+def decode_json_record(data: bytes | None) -> Any:
+    """A JsonConverter key or value's payload, with or without the schema wrapper (None for a
+    tombstone)."""
+    if data is None:
+        return None
+    doc = orjson.loads(data)
+    if isinstance(doc, dict) and len(doc) == 2 and "payload" in doc and "schema" in doc:
+        return doc["payload"]
+    return doc

@@ -9,7 +9,6 @@ from cdc_bridge.envelope import (
     CONNECTOR_VERSION,
     ENVELOPE_FIELDS,
     EnvelopeEncoder,
-    decode_json_record,
     topic_name,
 )
 from cdc_bridge.events import (
@@ -20,7 +19,7 @@ from cdc_bridge.events import (
     Column,
     TableSchema,
 )
-from tests.connect_schema import validate
+from tests.connect_schema import decode_json_record, validate
 
 COMMON_SOURCE = [
     "version",

@@ -11,17 +11,20 @@ from types import SimpleNamespace
 
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
-from pydantic import SecretStr
 from rich.console import Console
 
 from cdc_bridge import status
+from cdc_bridge.config import RouteConfigBase
 from cdc_bridge.kafka import TopicAdmin, TopicSettings
-from cdc_bridge.status import BridgeStatus, RouteStatus, StateStatus, binlog_lag
+from cdc_bridge.sources.mysql.config import MySqlSourceConfig
+from cdc_bridge.sources.mysql.status import binlog_lag
+from cdc_bridge.sources.postgres.config import PostgresSourceConfig
+from cdc_bridge.status import BridgeStatus, RouteStatus, StateStatus
 from cdc_bridge.testing.services import KafkaService, MariaDBService, MySQLDatabase
 
 
-def pg_source(name: str, dsn: str) -> SimpleNamespace:
-    return SimpleNamespace(name=name, kind="postgres", dsn=SecretStr(dsn), slot_name=None)
+def pg_source(name: str, dsn: str) -> PostgresSourceConfig:
+    return PostgresSourceConfig(name=name, kind="postgres", dsn=dsn)
 
 
 def test_postgres_slot_lag_retention_and_risk(pg_database: str) -> None:
@@ -75,9 +78,7 @@ def test_binlog_lag_arithmetic() -> None:
 def test_mysql_binlog_lag_and_purge_risk(
     mariadb: MariaDBService, mariadb_database: MySQLDatabase
 ) -> None:
-    src = SimpleNamespace(
-        name="inv", kind="mysql", dsn=SecretStr(mariadb.dsn_for(mariadb_database.name))
-    )
+    src = MySqlSourceConfig(name="inv", kind="mysql", dsn=mariadb.dsn_for(mariadb_database.name))
     conn = mariadb.connect(mariadb_database.name)
     try:
         cur = conn.cursor()
@@ -129,10 +130,10 @@ def test_route_lag_and_dead_letters_from_kafka(
     committer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
     committer.close()
 
-    route = SimpleNamespace(
-        name="orders-to-x", from_=topic_name("nomatch") + "*", to="x", group_id=None
+    # a glob that matches the topic; the real route model derives name and group
+    route = RouteConfigBase.model_validate(
+        {"name": "orders-to-x", "from": [topic[:-3] + "*"], "to": "x"}
     )
-    route.from_ = [topic[:-3] + "*"]  # a glob that matches the topic
     cfg = SimpleNamespace(
         bridge=SimpleNamespace(name=bridge, state="sqlite:////nonexistent/dir/state.db"),
         kafka=SimpleNamespace(bootstrap_servers=kafka.bootstrap, consumer={}),

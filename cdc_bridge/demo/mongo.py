@@ -60,7 +60,7 @@ skip_ops = ["t"]                                # never publish TRUNCATEs of act
 _MONGO_SOURCE = """[[sources]]
 name = "activity"                               # customer activity on MongoDB (change streams)
 kind = "mongodb"
-uri = "${DEMO_MONGODB_URI:-mongodb://127.0.0.1:27017/?replicaSet=rs0}"
+dsn = "${DEMO_MONGODB_URI:-mongodb://127.0.0.1:27017/?replicaSet=rs0}"
 collections = ["activity.sessions", "activity.page_views"]
 json_output = "relaxed"                         # plain numbers in before/after, not $numberLong
 """

@@ -21,6 +21,7 @@ from tests.faults.support import (
     converged,
     read_topic,
     table_rows,
+    wait_for,
 )
 
 
@@ -66,8 +67,15 @@ def test_fast_and_immediate_restarts_lose_nothing(
     with Writer(lambda: connect(pg_db), (psycopg.Error,)) as writer:
         for mode in ("fast", "immediate"):
             writer.wait_more(100, 30, f"before the {mode} restart")
+            streams = bridge.log().count("streaming from slot")
             faults_postgres.restart(mode=mode)
             writer.wait_more(100, 30, f"after the {mode} restart")
+            # Two outages, not one: the next restart waits until the bridge streams again.
+            wait_for(
+                lambda n=streams: bridge.log().count("streaming from slot") > n,
+                30,
+                f"the bridge streaming again after the {mode} restart",
+            )
     expected = table_rows(connect(pg_db))
     topic = f"{name}.public.items"
     records = read_topic(kafka.bootstrap, topic, until=converged(expected), timeout=60)

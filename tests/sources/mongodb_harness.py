@@ -1,53 +1,25 @@
-"""Helpers for the MongoDB integration tests: a file offset store, a source running in a
-thread, a topic reader, and a runner script (``python -m tests.sources.mongodb_harness``) so a
-test can SIGKILL a source process and start it again."""
+"""Helpers for the MongoDB integration tests: a source running in a thread and a topic reader
+(crash tests run the shared ``cdc_bridge.testing.sources`` process runner)."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bson import json_util
 from bson.json_util import JSONMode, JSONOptions
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from cdc_bridge.envelope import EnvelopeEncoder, decode_json_record
+from cdc_bridge.envelope import EnvelopeEncoder
 from cdc_bridge.kafka import EventProducer, TopicSettings
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.source import MongoSource
+from tests.connect_schema import decode_json_record
 
 LEGACY = JSONOptions(json_mode=JSONMode.LEGACY)
-
-
-class FileOffsetStore:
-    """Offsets in a JSON file, replaced atomically (survives SIGKILL of the writer)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-
-    def load_offset(self, source: str) -> dict[str, Any] | None:
-        if not self.path.exists():
-            return None
-        data: dict[str, Any] = json.loads(self.path.read_text())
-        return data.get(source)
-
-    def save_offset(self, source: str, offset: dict[str, Any]) -> None:
-        data = json.loads(self.path.read_text()) if self.path.exists() else {}
-        data[source] = offset
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
 
 
 class RunningSource:
@@ -144,32 +116,3 @@ def replay(records: list[tuple[Any, Any]]) -> dict[Any, dict[str, Any]]:
         elif value["after"] is not None:
             state[i] = json_util.loads(value["after"], json_options=LEGACY)
     return state
-
-
-def main(argv: list[str]) -> None:
-    """Run one source until SIGTERM: ``<uri> <database> <bootstrap> <state file> <name> <snapshot>``."""
-    uri, database, bootstrap, state, name, snapshot = argv
-    config = MongoSourceConfig(
-        name=name,
-        kind="mongodb",
-        uri=uri,
-        databases=[database],
-        snapshot=snapshot,
-        snapshot_batch_size=100,
-        stream_batch_size=100,
-        max_await_time_ms=100,
-    )
-    running = RunningSource(config, bootstrap, FileOffsetStore(Path(state)))
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    print("running", flush=True)
-    while not stop.is_set() and running.thread.is_alive():
-        stop.wait(0.2)
-    if running.error is not None:
-        print(f"source failed: {running.error}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    running.stop()
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

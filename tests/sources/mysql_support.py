@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -16,28 +15,7 @@ from cdc_bridge.kafka import EventProducer
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
 from cdc_bridge.sources.mysql.source import MySqlSource
-
-
-class MemoryOffsetStore:
-    """The state store's offset API, in memory (or in a JSON file, for crash tests)."""
-
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path
-        self.data: dict[str, Any] = {}
-        self.saves = 0
-        if path is not None and path.exists():
-            self.data = json.loads(path.read_text())
-
-    def load_offset(self, source: str) -> dict[str, Any] | None:
-        return self.data.get(source)
-
-    def save_offset(self, source: str, offset: dict[str, Any]) -> None:
-        self.data[source] = offset
-        self.saves += 1
-        if self.path is not None:
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data))
-            tmp.replace(self.path)
+from cdc_bridge.testing.sources import OffsetStoreDouble
 
 
 def make_config(
@@ -65,10 +43,10 @@ class Running:
     """A MySqlSource running in a background thread against a broker."""
 
     def __init__(
-        self, config: MySqlSourceConfig, bootstrap: str, store: MemoryOffsetStore | None = None
+        self, config: MySqlSourceConfig, bootstrap: str, store: OffsetStoreDouble | None = None
     ) -> None:
         self.source = MySqlSource(config)
-        self.store = store if store is not None else MemoryOffsetStore()
+        self.store = store if store is not None else OffsetStoreDouble()
         self.producer = EventProducer(bootstrap, {"linger.ms": 5})
         self.ctx = SourceContext(
             config.name,
@@ -93,7 +71,7 @@ class Running:
 
     def wait_streaming(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while self.source.stream is None or self.source.stream._conn is None:
+        while self.source.binlog is None or self.source.binlog._conn is None:
             if self.error is not None:
                 raise self.error
             assert time.monotonic() < deadline, "source did not start streaming"

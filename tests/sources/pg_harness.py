@@ -16,19 +16,7 @@ from cdc_bridge.kafka import EventProducer
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 from cdc_bridge.sources.postgres.source import PostgresSource
-
-
-class MemoryStore:
-    """An OffsetStore in a dict (the real one is the bridge's state store)."""
-
-    def __init__(self) -> None:
-        self.offsets: dict[str, dict[str, Any]] = {}
-
-    def load_offset(self, source: str) -> dict[str, Any] | None:
-        return self.offsets.get(source)
-
-    def save_offset(self, source: str, offset: dict[str, Any]) -> None:
-        self.offsets[source] = offset
+from cdc_bridge.testing.sources import OffsetStoreDouble
 
 
 class Running:
@@ -50,14 +38,14 @@ def make_config(dsn: str, name: str, **kw: Any) -> PostgresSourceConfig:
 def run_source(
     bootstrap: str,
     config: PostgresSourceConfig,
-    store: MemoryStore | None = None,
+    store: OffsetStoreDouble | None = None,
     *,
     wait_streaming: bool = True,
     stop_at_start: bool = False,
 ) -> Iterator[Running]:
     producer = EventProducer(bootstrap, {"linger.ms": 2})
     encoder = EnvelopeEncoder(schemas=config.schemas, tombstones=config.tombstones)
-    ctx = SourceContext(config.name, producer, encoder, store or MemoryStore())
+    ctx = SourceContext(config.name, producer, encoder, store or OffsetStoreDouble())
     source = PostgresSource(config)
     running: Running
 

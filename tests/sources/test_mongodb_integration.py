@@ -7,10 +7,6 @@ as skipped with the reason (the ``mongodb_uri`` fixture), never silently passed.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -26,6 +22,7 @@ from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.offset import MongoOffset
 from cdc_bridge.sources.mongodb.source import HistoryLost, MongoSource
 from cdc_bridge.testing.services import KafkaService
+from cdc_bridge.testing.sources import OffsetStoreDouble, SourceProcess
 from tests.sources.mongodb_harness import (
     RunningSource,
     TopicReader,
@@ -38,17 +35,6 @@ from tests.sources.mongodb_harness import (
 pytestmark = pytest.mark.mongodb
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.offsets: dict[str, dict[str, Any]] = {}
-
-    def load_offset(self, source: str) -> dict[str, Any] | None:
-        return self.offsets.get(source)
-
-    def save_offset(self, source: str, offset: dict[str, Any]) -> None:
-        self.offsets[source] = offset
 
 
 @pytest.fixture
@@ -67,9 +53,9 @@ def database(mongo: MongoClient[dict[str, Any]]) -> Iterator[str]:
 
 def source_config(uri: str, database: str, **kw: Any) -> MongoSourceConfig:
     name = kw.pop("name", f"m{uuid.uuid4().hex[:8]}")
-    defaults: dict[str, Any] = {"max_await_time_ms": 100, "snapshot_batch_size": 200}
+    defaults: dict[str, Any] = {"heartbeat_interval_ms": 100, "snapshot_batch_size": 200}
     defaults.update(kw)
-    return MongoSourceConfig(name=name, kind="mongodb", uri=uri, databases=[database], **defaults)
+    return MongoSourceConfig(name=name, kind="mongodb", dsn=uri, databases=[database], **defaults)
 
 
 def handed_off(running: RunningSource) -> bool:
@@ -95,7 +81,7 @@ def test_streams_insert_update_replace_delete(
     coll = mongo[database]["items"]
     coll.insert_one({"_id": "seed"})
     cfg = source_config(mongodb_uri, database, snapshot="never")
-    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error
@@ -133,7 +119,7 @@ def test_resume_after_restart_misses_nothing(
 ) -> None:
     coll = mongo[database]["items"]
     coll.insert_many([{"_id": i} for i in range(100)])
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     cfg = source_config(mongodb_uri, database)
     topic = f"{cfg.name}.{database}.items"
     first = RunningSource(cfg, kafka.bootstrap, store)
@@ -160,28 +146,18 @@ def test_resume_after_restart_misses_nothing(
         reader.close()
 
 
-def _runner(
-    uri: str, database: str, bootstrap: str, state: Path, name: str
-) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.sources.mongodb_harness",
-            uri,
-            database,
-            bootstrap,
-            str(state),
-            name,
-            "initial",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-    )
-    assert proc.stdout is not None and proc.stdout.readline().strip() == b"running"
-    return proc
+def _runner(uri: str, database: str, bootstrap: str, workdir: Path, name: str) -> SourceProcess:
+    config = {
+        "name": name,
+        "kind": "mongodb",
+        "dsn": uri,
+        "databases": [database],
+        "snapshot": "initial",
+        "snapshot_batch_size": 100,
+        "stream_batch_size": 100,
+        "heartbeat_interval_ms": 100,
+    }
+    return SourceProcess(workdir, config, bootstrap).start()
 
 
 @pytest.mark.slow
@@ -195,7 +171,6 @@ def test_sigkill_and_restart_misses_nothing(
     coll = mongo[database]["items"]
     coll.insert_many([{"_id": i, "v": 0} for i in range(500)])
     name = f"k{uuid.uuid4().hex[:8]}"
-    state = tmp_path / "state.json"
     total = 3000
     written = threading.Event()
 
@@ -206,26 +181,24 @@ def test_sigkill_and_restart_misses_nothing(
                 coll.update_one({"_id": i - 300}, {"$inc": {"v": 1}})
         written.set()
 
-    proc = _runner(mongodb_uri, database, kafka.bootstrap, state, name)
+    proc = _runner(mongodb_uri, database, kafka.bootstrap, tmp_path, name)
     reader = TopicReader(kafka.bootstrap, f"{name}.{database}.items")
     t = threading.Thread(target=writer)
     t.start()
     try:
         assert reader.until(lambda r: len(ids_with(r)) >= 1200, 60)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-        assert state.exists(), "no offset was checkpointed before the kill"
+        proc.kill()
+        assert proc.state.exists(), "no offset was checkpointed before the kill"
         time.sleep(0.5)
-        proc = _runner(mongodb_uri, database, kafka.bootstrap, state, name)
+        proc.start()
         t.join(120)
         assert written.is_set()
         assert reader.until(lambda r: ids_with(r) >= set(range(total)), 120)
         assert reader.until(lambda r: replay(r) == {d["_id"]: d for d in coll.find()}, 60)
     finally:
         reader.close()
-        proc.terminate()
-        proc.wait(30)
-    assert proc.returncode == 0
+        code = proc.stop()
+    assert code == 0, proc.log_tail()
 
 
 def test_snapshot_hand_off_with_concurrent_writer(
@@ -234,7 +207,7 @@ def test_snapshot_hand_off_with_concurrent_writer(
     coll = mongo[database]["items"]
     coll.insert_many([{"_id": i, "v": 0} for i in range(4000)])
     cfg = source_config(mongodb_uri, database, snapshot_batch_size=50)
-    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
     stop_writing = threading.Event()
 
     progress = [0]
@@ -286,7 +259,7 @@ def _forged_old_token(mongo: MongoClient[dict[str, Any]], database: str) -> dict
 def test_history_lost_stops_with_recovery_steps(
     mongodb_uri: str, kafka: KafkaService, mongo: MongoClient[dict[str, Any]], database: str
 ) -> None:
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     cfg = source_config(mongodb_uri, database, snapshot="initial")
     store.offsets[cfg.name] = MongoOffset.at(_forged_old_token(mongo, database)).to_dict()
     running = RunningSource(cfg, kafka.bootstrap, store)
@@ -302,7 +275,7 @@ def test_history_lost_stops_with_recovery_steps(
 def test_history_lost_resnapshots_when_needed(
     mongodb_uri: str, kafka: KafkaService, mongo: MongoClient[dict[str, Any]], database: str
 ) -> None:
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     cfg = source_config(mongodb_uri, database, snapshot="when_needed")
     store.offsets[cfg.name] = MongoOffset.at(_forged_old_token(mongo, database)).to_dict()
     mongo[database]["items"].insert_many([{"_id": i} for i in range(50)])
@@ -324,7 +297,7 @@ def test_drop_rename_drop_database_and_invalidate_do_not_stop_the_source(
     db = mongo[database]
     db["items"].insert_one({"_id": 0})
     cfg = source_config(mongodb_uri, database, snapshot="never")
-    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error
@@ -357,7 +330,7 @@ def test_check_reports_unknown_collections(
     cfg = MongoSourceConfig(
         name="chk",
         kind="mongodb",
-        uri=mongodb_uri,
+        dsn=mongodb_uri,
         collections=[f"{database}.items", f"{database}.nope"],
     )
     source = MongoSource(cfg)
@@ -380,7 +353,7 @@ def test_pre_images_fill_before(
         snapshot="never",
         capture_mode="change_streams_update_full_with_pre_image",
     )
-    running = RunningSource(cfg, kafka.bootstrap, MemoryStore())
+    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error

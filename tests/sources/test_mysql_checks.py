@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -120,6 +121,16 @@ def test_server_id_clash_with_connected_replica(mariadb_database: Any) -> None:
     t = threading.Thread(target=read, daemon=True)
     t.start()
     try:
+        # The server lists the replica once its dump thread runs (not always at once).
+        conn = pymysql.connect(**db.connect_kwargs(), autocommit=True)
+        with contextlib.closing(conn), conn.cursor() as cur:
+            deadline = time.monotonic() + 10
+            while True:
+                cur.execute("SHOW SLAVE HOSTS")
+                if any(int(r[0]) == 4343 for r in cur.fetchall()):
+                    break
+                assert time.monotonic() < deadline, "the replica never registered"
+                time.sleep(0.05)
         with pytest.raises(ConfigError, match="server_id = 4343 is already used by another"):
             check_server(_args(db), [_table(db)], 4343)
     finally:

@@ -11,7 +11,7 @@ import pytest
 
 from cdc_bridge.errors import FatalError
 from tests.sources.mysql_support import (
-    MemoryOffsetStore,
+    OffsetStoreDouble,
     Running,
     consume,
     count,
@@ -30,12 +30,12 @@ def _exec(db: Any, *sql: str) -> list[Any]:
     return out
 
 
-def _stream_once(cfg: Any, kafka: Any, store: MemoryOffsetStore) -> None:
+def _stream_once(cfg: Any, kafka: Any, store: OffsetStoreDouble) -> None:
     """Start, wait until streaming, stop: leaves a stored position at the binlog's end."""
     with Running(cfg, kafka.bootstrap, store) as r:
         r.wait_streaming()
         time.sleep(1.2)  # one checkpoint interval
-    assert cfg.name in store.data
+    assert cfg.name in store.offsets
 
 
 def test_alter_table_while_behind_keeps_labels_and_publishes_ddl(
@@ -44,7 +44,7 @@ def test_alter_table_while_behind_keeps_labels_and_publishes_ddl(
     db = mariadb_database
     _exec(db, "CREATE TABLE a (id INT PRIMARY KEY, v VARCHAR(10))")
     name = topic_name("my")
-    store = MemoryOffsetStore()
+    store = OffsetStoreDouble()
     cfg = make_config(db, name, [f"{db.name}.a"], snapshot="never")
     _stream_once(cfg, kafka, store)
     _exec(
@@ -94,8 +94,8 @@ def test_resume_inside_a_transaction_skips_exactly_what_was_delivered(
     offset = {"file": file, "pos": pos, "event": 3, "row": 2}
     if gtid == "auto":
         offset["gtids"] = gtids[0][0]
-    store = MemoryOffsetStore()
-    store.data[name] = offset
+    store = OffsetStoreDouble()
+    store.offsets[name] = offset
     cfg = make_config(db, name, [f"{db.name}.m"], snapshot="never", gtid=gtid)
     with Running(cfg, kafka.bootstrap, store):
         recs = consume(kafka.bootstrap, f"{name}.{db.name}.m", count(6))
@@ -113,8 +113,8 @@ def test_large_transaction_is_split_with_safe_offsets(
     db = mariadb_database
     _exec(db, "CREATE TABLE big (id INT PRIMARY KEY)")
     name = topic_name("my")
-    store = MemoryOffsetStore()
-    cfg = make_config(db, name, [f"{db.name}.big"], snapshot="never", max_batch_rows=100)
+    store = OffsetStoreDouble()
+    cfg = make_config(db, name, [f"{db.name}.big"], snapshot="never", stream_batch_size=100)
     with Running(cfg, kafka.bootstrap, store) as r:
         r.wait_streaming()
         conn = pymysql.connect(**db.connect_kwargs())
@@ -127,7 +127,7 @@ def test_large_transaction_is_split_with_safe_offsets(
         recs = consume(kafka.bootstrap, f"{name}.{db.name}.big", count(1000))
         time.sleep(1.2)
     assert sorted(v["after"]["id"] for v in payloads(recs)) == list(range(1000))
-    assert store.data[name].get("event", 0) == 0  # finally at the transaction's end
+    assert store.offsets[name].get("event", 0) == 0  # finally at the transaction's end
 
 
 def _purge_all(db: Any) -> None:
@@ -151,7 +151,7 @@ def test_purged_position_stops_with_recovery_advice(
     db = mariadb_database
     _exec(db, "CREATE TABLE p (id INT PRIMARY KEY)")
     name = topic_name("my")
-    store = MemoryOffsetStore()
+    store = OffsetStoreDouble()
     cfg = make_config(db, name, [f"{db.name}.p"], snapshot="initial")
     _stream_once(cfg, kafka, store)
     _exec(db, "INSERT INTO p VALUES (1)")
@@ -172,7 +172,7 @@ def test_purged_position_with_when_needed_resnapshots(
     db = mariadb_database
     _exec(db, "CREATE TABLE w (id INT PRIMARY KEY)", "INSERT INTO w VALUES (1)")
     name = topic_name("my")
-    store = MemoryOffsetStore()
+    store = OffsetStoreDouble()
     cfg = make_config(db, name, [f"{db.name}.w"], snapshot="when_needed")
     _stream_once(cfg, kafka, store)
     _exec(db, "INSERT INTO w VALUES (2)")
@@ -199,20 +199,21 @@ def test_interrupted_snapshot_resumes_after_the_last_confirmed_key(
         "INSERT INTO s2 SELECT seq FROM seq_1_to_2000",
     )
     name = topic_name("my")
-    store = MemoryOffsetStore()
-    cfg = make_config(db, name, [f"{db.name}.s1", f"{db.name}.s2"], snapshot_batch_rows=100)
+    store = OffsetStoreDouble()
+    cfg = make_config(db, name, [f"{db.name}.s1", f"{db.name}.s2"], snapshot_batch_size=100)
     r = Running(cfg, kafka.bootstrap, store)
     with r:
         deadline = time.monotonic() + 30
-        while r.source.snapshot_progress.get("rows", 0) < 1000:
+        while sum(p["rows"] for p in r.source.snapshot_status().values()) < 1000:
             assert time.monotonic() < deadline
             time.sleep(0.001)
         r.ctx.stopping.set()
         r.thread.join(30)
-    saved = store.data[name]
-    assert saved["snapshot"] is True and saved["snapshot_done"] == [f"{db.name}.s1"]
-    assert saved["snapshot_table"] == f"{db.name}.s2" and saved["snapshot_after"][0] >= 500
-    after = saved["snapshot_after"][0]
+    saved = store.offsets[name]
+    cursor = saved["snapshot"]
+    assert cursor["done"] == [f"{db.name}.s1"]
+    assert cursor["table"] == f"{db.name}.s2" and cursor["last_key"][0] >= 500
+    after = cursor["last_key"][0]
     first = consume(kafka.bootstrap, f"{name}.{db.name}.s2", count(after))
     s1 = payloads(consume(kafka.bootstrap, f"{name}.{db.name}.s1", count(500)))
     marks = [v["source"]["snapshot"] for v in s1]
@@ -243,7 +244,7 @@ def test_server_crash_and_restart_while_streaming(
     db = mariadb_database
     _exec(db, "CREATE TABLE k (id INT PRIMARY KEY)")
     name = topic_name("my")
-    cfg = make_config(db, name, [f"{db.name}.k"], snapshot="never", heartbeat_s=1.0)
+    cfg = make_config(db, name, [f"{db.name}.k"], snapshot="never", heartbeat_interval_ms=1000)
     with Running(cfg, kafka.bootstrap) as r:
         r.wait_streaming()
         _exec(db, "INSERT INTO k VALUES (1), (2)")
@@ -262,7 +263,7 @@ def test_position_is_stored_only_after_kafka_confirmed(
     db = mariadb_database
     _exec(db, "CREATE TABLE ack (id INT PRIMARY KEY)")
     name = topic_name("my")
-    store = MemoryOffsetStore()
+    store = OffsetStoreDouble()
     cfg = make_config(db, name, [f"{db.name}.ack"], snapshot="never")
     topic = f"{name}.{db.name}.ack"
     with Running(cfg, kafka.bootstrap, store) as r:
@@ -270,18 +271,18 @@ def test_position_is_stored_only_after_kafka_confirmed(
         _exec(db, "INSERT INTO ack VALUES (1)")
         consume(kafka.bootstrap, topic, count(1))
         time.sleep(1.3)
-        before = dict(store.data[name])
+        before = dict(store.offsets[name])
         kafka.pause()
         try:
             _exec(db, "INSERT INTO ack VALUES (2)", "INSERT INTO ack VALUES (3)")
             time.sleep(2.5)  # two checkpoint intervals with the broker frozen
-            assert store.data[name] == before, "stored a position Kafka had not confirmed"
+            assert store.offsets[name] == before, "stored a position Kafka had not confirmed"
         finally:
             kafka.resume()
         recs = consume(kafka.bootstrap, topic, count(3), timeout=60)
         deadline = time.monotonic() + 10
-        while store.data[name] == before:
+        while store.offsets[name] == before:
             assert time.monotonic() < deadline, "position never advanced after the broker resumed"
             time.sleep(0.1)
     assert [v["after"]["id"] for v in payloads(recs)] == [1, 2, 3]
-    assert store.data[name]["gtids"] != before["gtids"]
+    assert store.offsets[name]["gtids"] != before["gtids"]

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from tests.sources.mysql_support import (
-    MemoryOffsetStore,
+    OffsetStoreDouble,
     Running,
     consume,
     count,
@@ -92,7 +92,7 @@ def test_snapshot_then_stream_with_concurrent_writer_has_no_gap(
             written.append(i)
             i += 1
 
-    cfg = make_config(db, name, [f"{db.name}.s"], snapshot_batch_rows=500)
+    cfg = make_config(db, name, [f"{db.name}.s"], snapshot_batch_size=500)
     w = threading.Thread(target=writer)
     w.start()
     time.sleep(0.05)
@@ -110,7 +110,7 @@ def test_snapshot_then_stream_with_concurrent_writer_has_no_gap(
 
         ids_seen: list[Any] = []
         consume(kafka.bootstrap, _topic(name, db, "s"), done, timeout=60)
-        assert r.source.snapshot_progress["rows"] >= 3000
+        assert r.source.snapshot_status()[f"{db.name}.s"]["rows"] >= 3000
     assert expected <= ids
     vals = payloads(ids_seen)
     snap = [v for v in vals if v["op"] == "r"]
@@ -125,14 +125,14 @@ def test_resume_after_restart_continues_without_loss(
     db = mariadb_database
     _exec(db, "CREATE TABLE r (id INT PRIMARY KEY)")
     name = topic_name("my")
-    store = MemoryOffsetStore()
+    store = OffsetStoreDouble()
     cfg = make_config(db, name, [f"{db.name}.r"], snapshot="never")
     with Running(cfg, kafka.bootstrap, store) as r:
         r.wait_streaming()
         _exec(db, "INSERT INTO r VALUES (1),(2)")
         consume(kafka.bootstrap, _topic(name, db, "r"), count(2))
         time.sleep(1.2)
-    saved = store.data[name]
+    saved = store.offsets[name]
     assert saved["gtids"].startswith("0-1-")
     _exec(db, "INSERT INTO r VALUES (3)", "INSERT INTO r VALUES (4)")
     with Running(cfg, kafka.bootstrap, store) as r:
@@ -184,7 +184,7 @@ def test_initial_only_snapshots_and_returns(
         "INSERT INTO io VALUES (1, '[1]'), (2, NULL)",
     )
     name = topic_name("my")
-    store = MemoryOffsetStore()
+    store = OffsetStoreDouble()
     cfg = make_config(db, name, [f"{db.name}.io"], snapshot="initial_only", schemas=False)
     r = Running(cfg, kafka.bootstrap, store)
     r.thread.start()
@@ -197,7 +197,7 @@ def test_initial_only_snapshots_and_returns(
         {**recs[1][1], "after": {"id": 2, "v": None}},
     ]
     assert recs[0][0] == {"id": 1}  # schemas off: bare key payload
-    assert recs[0][1]["op"] == "r" and store.data[name].get("snapshot") is None
+    assert recs[0][1]["op"] == "r" and store.offsets[name].get("snapshot") is None
 
 
 def test_table_without_key_snapshots_in_batches_and_streams_with_null_keys(
@@ -206,7 +206,7 @@ def test_table_without_key_snapshots_in_batches_and_streams_with_null_keys(
     db = mariadb_database
     _exec(db, "CREATE TABLE nk (v INT)", "INSERT INTO nk SELECT seq FROM seq_1_to_350")
     name = topic_name("my")
-    cfg = make_config(db, name, [f"{db.name}.nk"], snapshot_batch_rows=100)
+    cfg = make_config(db, name, [f"{db.name}.nk"], snapshot_batch_size=100)
     with Running(cfg, kafka.bootstrap) as r:
         r.wait_streaming()
         _exec(db, "INSERT INTO nk VALUES (351)", "DELETE FROM nk WHERE v = 1")

@@ -10,7 +10,7 @@ import psycopg
 
 from cdc_bridge.testing.services import KafkaService
 from tests.sources.pg_harness import (
-    MemoryStore,
+    OffsetStoreDouble,
     make_config,
     payload,
     read_topic,
@@ -40,7 +40,7 @@ def test_snapshot_then_stream_with_concurrent_writer(pg_database: str, kafka: Ka
     t = threading.Thread(target=writer)
     t.start()
     cfg = make_config(
-        pg_database, "snap", tables=["public.s", "public.s2"], snapshot_fetch_size=3000
+        pg_database, "snap", tables=["public.s", "public.s2"], snapshot_batch_size=3000
     )
     try:
         with run_source(kafka.bootstrap, cfg, wait_streaming=False) as running:
@@ -85,16 +85,16 @@ def test_interrupted_snapshot_resumes_where_it_stopped(
     with psycopg.connect(pg_database, autocommit=True) as c:
         c.execute("CREATE TABLE big (id int PRIMARY KEY)")
         c.execute("INSERT INTO big SELECT generate_series(1, 50000)")
-    cfg = make_config(pg_database, "resume", tables=["public.big"], snapshot_fetch_size=1000)
-    store = MemoryStore()
+    cfg = make_config(pg_database, "resume", tables=["public.big"], snapshot_batch_size=1000)
+    store = OffsetStoreDouble()
     with run_source(kafka.bootstrap, cfg, store, wait_streaming=False) as running:
         wait_for(lambda: running.ctx.events_emitted >= 5000, 30)
         running.ctx.stopping.set()
         running.thread.join(10)
         running.ctx.producer.flush(10)
     saved = store.offsets["resume"]
-    assert saved["snapshot_done"] is False and saved["snapshot"]["table"] == "public.big"
-    after = int(saved["snapshot"]["after"][0])
+    assert saved["snapshot"]["table"] == "public.big"
+    after = int(saved["snapshot"]["last_key"][0])
     assert 0 < after < 50000
     with psycopg.connect(pg_database, autocommit=True) as c:
         c.execute("INSERT INTO big VALUES (50001)")  # written between the two runs
@@ -106,7 +106,7 @@ def test_interrupted_snapshot_resumes_where_it_stopped(
     # only rows read but not yet confirmed before the stop are read twice
     dupes = sum(c - 1 for c in ids.values())
     assert dupes <= 50000 - after + 1
-    assert store.offsets["resume"]["snapshot_done"] is True
+    assert "snapshot" not in store.offsets["resume"]  # handed off to streaming
 
 
 def test_stop_right_after_slot_creation_still_snapshots_on_restart(
@@ -116,12 +116,12 @@ def test_stop_right_after_slot_creation_still_snapshots_on_restart(
         c.execute("CREATE TABLE early (id int PRIMARY KEY)")
         c.execute("INSERT INTO early SELECT generate_series(1, 500)")
     cfg = make_config(pg_database, "early", tables=["public.early"])
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     with run_source(kafka.bootstrap, cfg, store, wait_streaming=False, stop_at_start=True) as r:
         r.thread.join(10)
     with psycopg.connect(pg_database) as c:  # the slot exists, no snapshot row was delivered
         assert c.execute("SELECT count(*) FROM pg_replication_slots").fetchone() == (1,)
-    assert store.offsets["early"]["snapshot_done"] is False
+    assert store.offsets["early"]["snapshot"]["done"] == []  # a snapshot is pending
     with run_source(kafka.bootstrap, cfg, store):
         recs = read_topic(kafka.bootstrap, "early.public.early", 500)
     assert sorted(payload(r)["after"]["id"] for r in recs) == list(range(1, 501))

@@ -186,13 +186,13 @@ def test_alter_table_mid_stream_and_multi_table_transaction(
 
 
 def test_restart_resumes_without_loss(pg_database: str, kafka: KafkaService) -> None:
-    from tests.sources.pg_harness import MemoryStore
+    from tests.sources.pg_harness import OffsetStoreDouble
 
     sql(pg_database, "CREATE TABLE r (id int PRIMARY KEY)")
     name = src_name()
     cfg = make_config(pg_database, name, tables=["public.r"], snapshot="never",
                       status_interval_ms=100)  # fmt: skip
-    store = MemoryStore()
+    store = OffsetStoreDouble()
     with run_source(kafka.bootstrap, cfg, store):
         sql(pg_database, "INSERT INTO r SELECT generate_series(1, 100)")
         read_topic(kafka.bootstrap, f"{name}.public.r", 100)
@@ -250,7 +250,7 @@ def test_protocol_v2_streamed_transactions(pg_database: str, kafka: KafkaService
     name = src_name()
     cfg = make_config(
         pg_database, name, tables=["public.big"], snapshot="never", streaming=True,
-        max_batch_events=700,
+        stream_batch_size=700,
     )  # fmt: skip
     with run_source(kafka.bootstrap, cfg) as running:
         with psycopg.connect(pg_database) as c:  # one transaction, with a rolled-back savepoint
@@ -372,7 +372,7 @@ def test_huge_transaction_is_sent_in_chunks_and_confirmed_at_commit(
     sql(pg_database, "CREATE TABLE huge (id int PRIMARY KEY)")
     name = src_name()
     cfg = make_config(
-        pg_database, name, tables=["public.huge"], snapshot="never", max_batch_events=1000,
+        pg_database, name, tables=["public.huge"], snapshot="never", stream_batch_size=1000,
         proto_version=1, status_interval_ms=100,
     )  # fmt: skip
     with run_source(kafka.bootstrap, cfg) as running:

@@ -53,9 +53,6 @@ class SqlDialect:
 
     name: ClassVar[str] = "generic"
     supports_upsert: ClassVar[bool] = False
-    supports_copy: ClassVar[bool] = False
-    supports_arrays: ClassVar[bool] = False
-    supports_timezones: ClassVar[bool] = False
     transactional_ddl: ClassVar[bool] = False
     key_string_length: ClassVar[int | None] = None
     identifier_limit: ClassVar[int | None] = None  # bytes; None: no limit worth checking
@@ -273,9 +270,6 @@ class PostgresDialect(SqlDialect):
     name = "postgresql"
     identifier_limit = 63  # NAMEDATALEN - 1; longer names are silently truncated
     supports_upsert = True
-    supports_copy = True
-    supports_arrays = True
-    supports_timezones = True
     transactional_ddl = True
     copy_threshold: ClassVar[int] = 64
 

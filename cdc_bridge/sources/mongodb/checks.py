@@ -29,7 +29,7 @@ def topology_problem(hello: Mapping[str, Any]) -> str | None:
     return (
         "the server is a standalone mongod; change streams need a replica set or a sharded "
         "cluster. Convert it to a one-member replica set: restart mongod with "
-        "`--replSet rs0` and run `rs.initiate()` once, then add `?replicaSet=rs0` to the uri"
+        "`--replSet rs0` and run `rs.initiate()` once, then add `?replicaSet=rs0` to the dsn"
     )
 
 
@@ -87,21 +87,21 @@ def run_checks(client: MongoClient[dict[str, Any]], config: MongoSourceConfig) -
     try:
         hello = client.admin.command("hello")
     except OperationFailure as exc:
-        raise ConfigError(f"{where}.uri: MongoDB refused `hello`: {exc.details or exc}") from exc
+        raise ConfigError(f"{where}.dsn: MongoDB refused `hello`: {exc.details or exc}") from exc
     except PyMongoError as exc:
         raise RetriableError(
-            f"{where}.uri: cannot reach MongoDB ({exc}); check the host, port, replicaSet and TLS options"
+            f"{where}.dsn: cannot reach MongoDB ({exc}); check the host, port, replicaSet and TLS options"
         ) from exc
     problems: list[ConfigProblem] = []
     topo = topology_problem(hello)
     if topo:
-        raise ConfigError(f"{where}.uri: {topo}")
+        raise ConfigError(f"{where}.dsn: {topo}")
 
     try:
         existing_dbs = set(client.list_database_names())
     except OperationFailure as exc:
         raise ConfigError(
-            f"{where}.uri: the user may not list databases ({(exc.details and exc.details.get('errmsg')) or exc}); "
+            f"{where}.dsn: the user may not list databases ({(exc.details and exc.details.get('errmsg')) or exc}); "
             "grant it the `read` role on the captured databases (or `readAnyDatabase`)"
         ) from exc
     for db in config.databases or ():
@@ -133,7 +133,7 @@ def run_checks(client: MongoClient[dict[str, Any]], config: MongoSourceConfig) -
             "db.grantRolesToUser('<user>', [{role: 'readAnyDatabase', db: 'admin'}])"
         )
         problems.append(
-            ConfigProblem(f"{where}.uri", f"the user lacks {', '.join(missing)}; {fix}")
+            ConfigProblem(f"{where}.dsn", f"the user lacks {', '.join(missing)}; {fix}")
         )
 
     if config.pre_image_mode != "off" or config.full_document_mode in ("whenAvailable", "required"):

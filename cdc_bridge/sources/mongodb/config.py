@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -33,11 +33,16 @@ SYSTEM_DATABASES = frozenset({"admin", "config", "local"})
 class MongoSourceConfig(SourceConfigBase):
     """A MongoDB replica set or sharded cluster captured with change streams."""
 
+    renamed_keys: ClassVar[dict[str, tuple[str, float]]] = {
+        "uri": ("dsn", 1),
+        "max_await_time_ms": ("heartbeat_interval_ms", 1),
+    }
+
     kind: Literal["mongodb"] = Field(description="Source kind.", examples=["mongodb"])
-    uri: secret_dsn_with_schemes(  # type: ignore[valid-type]
+    dsn: secret_dsn_with_schemes(  # type: ignore[valid-type]
         "mongodb", "mongodb+srv", example="mongodb://cdc:***@db1:27017/?replicaSet=rs0"
     ) = Field(
-        description="MongoDB connection string of a replica set or mongos; may hold a password, never logged.",
+        description="MongoDB connection string of a replica set or mongos; may hold a password, never logged. Formerly `uri`.",
         examples=["mongodb://cdc:${MONGO_PASSWORD}@db1:27017,db2:27017/?replicaSet=rs0"],
         json_schema_extra={"secret": True},
     )
@@ -97,7 +102,7 @@ class MongoSourceConfig(SourceConfigBase):
     snapshot_batch_size: int = Field(
         2000,
         ge=1,
-        description="Documents per snapshot batch (one Kafka hand-off each).",
+        description="Documents per snapshot chunk (one Kafka hand-off each).",
         examples=[2000],
     )
     stream_batch_size: int = Field(
@@ -106,11 +111,11 @@ class MongoSourceConfig(SourceConfigBase):
         description="Most change events handed to Kafka in one batch while streaming.",
         examples=[2000],
     )
-    max_await_time_ms: int = Field(
+    heartbeat_interval_ms: int = Field(
         500,
         ge=10,
         le=60000,
-        description="How long one change-stream getMore waits for new events (bounds shutdown latency).",
+        description="How long one change-stream getMore waits for new events, in milliseconds: an idle stream moves its resume token on this often (and stops within it). Formerly `max_await_time_ms`.",
         examples=[500],
     )
     server_selection_timeout_ms: int = Field(

@@ -89,7 +89,7 @@ def open_change_stream(
         "full_document": config.full_document_mode
         if config.full_document_mode != "default"
         else None,
-        "max_await_time_ms": config.max_await_time_ms,
+        "max_await_time_ms": config.heartbeat_interval_ms,
         "batch_size": batch_size or config.stream_batch_size,
     }
     pre = config.pre_image_mode

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -14,6 +14,12 @@ __all__ = ["MySqlSourceConfig"]
 
 class MySqlSourceConfig(SourceConfigBase):
     """A MySQL or MariaDB server streamed from its row binlog as a replica."""
+
+    renamed_keys: ClassVar[dict[str, tuple[str, float]]] = {
+        "snapshot_batch_rows": ("snapshot_batch_size", 1),
+        "max_batch_rows": ("stream_batch_size", 1),
+        "heartbeat_s": ("heartbeat_interval_ms", 1000),
+    }
 
     kind: Literal["mysql"] = Field(description="Source kind.", examples=["mysql"])
     dsn: SecretStr = Field(
@@ -69,20 +75,24 @@ class MySqlSourceConfig(SourceConfigBase):
         "as for MySQL's JSON type (json).",
         examples=["string"],
     )
-    snapshot_batch_rows: int = Field(
-        10_000, ge=1, description="Rows per snapshot batch.", examples=[10000]
+    snapshot_batch_size: int = Field(
+        10_000,
+        ge=1,
+        description="Rows per snapshot chunk. Formerly `snapshot_batch_rows`.",
+        examples=[10000],
     )
-    heartbeat_s: float = Field(
-        5.0,
-        gt=0,
-        description="Server heartbeat interval on the binlog connection (seconds).",
-        examples=[5.0],
+    heartbeat_interval_ms: int = Field(
+        5_000,
+        ge=1,
+        description="Server heartbeat interval on the binlog connection, in milliseconds. "
+        "Formerly `heartbeat_s` (seconds).",
+        examples=[5000],
     )
-    max_batch_rows: int = Field(
+    stream_batch_size: int = Field(
         5_000,
         ge=1,
         description="Rows handed to Kafka per batch while streaming (large transactions are "
-        "split and resume at the right row).",
+        "split and resume at the right row). Formerly `max_batch_rows`.",
         examples=[5000],
     )
 

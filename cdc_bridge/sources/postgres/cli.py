@@ -104,8 +104,9 @@ def drop_slot_cmd(
 ) -> None:
     """Drop the replication slot and publication of a source (the bridge never does this itself).
 
-    Stop the bridge first. The next start creates a new slot: changes made in between are not
-    captured (snapshot = "initial" or "when_needed" re-reads the tables)."""
+    Stop the bridge first. The next start finds its stored position without its slot and
+    reacts as its on_position_lost says; `cdc-bridge resnapshot` drops the slot and forgets
+    the position, so the next start takes a new snapshot."""
     try:
         cfg = _config(config, dsn, source, slot, publication)
         if not yes:

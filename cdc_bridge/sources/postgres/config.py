@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -20,6 +20,12 @@ def _skip_truncates() -> list[OpCode]:
 
 class PostgresSourceConfig(SourceConfigBase):
     """A PostgreSQL database captured through logical replication (pgoutput)."""
+
+    renamed_keys: ClassVar[dict[str, tuple[str, float]]] = {
+        "snapshot_fetch_size": ("snapshot_batch_size", 1),
+        "max_batch_events": ("stream_batch_size", 1),
+        "slot_lag_log_interval_s": ("slot_lag_log_interval_ms", 1000),
+    }
 
     kind: Literal["postgres"] = Field("postgres", description="Source kind.", examples=["postgres"])
     dsn: secret_dsn_with_schemes(  # type: ignore[valid-type]
@@ -71,7 +77,7 @@ class PostgresSourceConfig(SourceConfigBase):
         10_000,
         ge=0,
         description="How often an idle stream advances the slot to the server's WAL position "
-        "(so WAL does not pile up while captured tables are quiet); 0 disables.",
+        "(so WAL does not pile up while captured tables are quiet), in milliseconds; 0 disables.",
         examples=[10000],
     )
     status_interval_ms: int = Field(
@@ -91,11 +97,11 @@ class PostgresSourceConfig(SourceConfigBase):
         "buffered in memory until commit. Off: the server spills them to disk until commit.",
         examples=[False],
     )
-    max_batch_events: int = Field(
+    stream_batch_size: int = Field(
         5_000,
         ge=1,
         description="Largest batch handed to Kafka at once; huge transactions are sent in chunks "
-        "of this size (the slot only advances at their commit).",
+        "of this size (the slot only advances at their commit). Formerly `max_batch_events`.",
         examples=[5000],
     )
     max_in_flight_events: int = Field(
@@ -105,14 +111,18 @@ class PostgresSourceConfig(SourceConfigBase):
         "(bounds memory during catch-up and snapshots; the slot holds the backlog meanwhile).",
         examples=[50000],
     )
-    snapshot_fetch_size: int = Field(
-        10_000, ge=1, description="Rows fetched per snapshot batch.", examples=[10000]
+    snapshot_batch_size: int = Field(
+        10_000,
+        ge=1,
+        description="Rows fetched per snapshot chunk. Formerly `snapshot_fetch_size`.",
+        examples=[10000],
     )
-    slot_lag_log_interval_s: int = Field(
-        60,
+    slot_lag_log_interval_ms: int = Field(
+        60_000,
         ge=0,
-        description="How often slot lag (bytes of WAL the slot holds back) is logged; 0 disables.",
-        examples=[60],
+        description="How often slot lag (bytes of WAL the slot holds back) is logged, in "
+        "milliseconds; 0 disables. Formerly `slot_lag_log_interval_s` (seconds).",
+        examples=[60000],
     )
 
     @field_validator("slot_name", "publication_name")

@@ -6,12 +6,13 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cdc_bridge.envelope import EnvelopeEncoder, decode_json_record
+from cdc_bridge.envelope import EnvelopeEncoder
 from cdc_bridge.events import CONNECTOR_POSTGRES, ChangeEvent, Column, TableSchema
 from cdc_bridge.sinks.base import SinkContext, SinkRecord
 from cdc_bridge.sinks.salesforce.config import SalesforceRouteConfig, SalesforceSinkConfig
 from cdc_bridge.sinks.salesforce.sink import SalesforceSink
 from cdc_bridge.testing.salesforce import SalesforceEmulator
+from tests.connect_schema import decode_json_record
 
 _offsets = itertools.count()
 

@@ -1,0 +1,325 @@
+"""Drivers for the source conformance suite: one per registered source kind, each knowing how
+to make a table, write to it, read its topic back and lose the source's position on purpose.
+
+The suite itself (``test_source_conformance.py``) is written once against the :class:`Driver`
+interface; ``driver`` is parametrised over every kind in ``cdc_bridge.registry.SOURCE_KINDS``,
+so a new kind that does not register a driver here fails loudly instead of being skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from cdc_bridge.registry import SOURCE_KINDS
+from tests.connect_schema import decode_json_record
+
+_SERVER_IDS = itertools.count(8100)
+
+
+class Driver:
+    """Per-kind pieces: ``table``/``topic`` names, the source config, a writer, a position
+    to lose. Rows are ``(id int primary key, v int)``."""
+
+    kind: str
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def config(self, **kw: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def topic(self) -> str:
+        raise NotImplementedError
+
+    def insert(self, ids: range, v: int = 0) -> None:
+        raise NotImplementedError
+
+    def update(self, i: int, v: int) -> None:
+        raise NotImplementedError
+
+    def rows(self) -> dict[int, int]:
+        raise NotImplementedError
+
+    def lose_position(self) -> str:
+        """Make the stored position unreadable; returns words the error must name."""
+        raise NotImplementedError
+
+    def row_of(self, key: Any, value: Any) -> tuple[int, int | None, str, str]:
+        """(id, v or None for a delete, op, source.snapshot) of one decoded record."""
+        payload = value
+        after = payload["after"]
+        return (
+            int(key["id"]) if after is None else int(after["id"]),
+            None if after is None else int(after["v"]),
+            payload["op"],
+            str(payload["source"]["snapshot"]),
+        )
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresDriver(Driver):
+    kind = "postgres"
+
+    def __init__(self, name: str, dsn: str) -> None:
+        import psycopg
+
+        super().__init__(name)
+        self.dsn = dsn
+        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn.execute("CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)")
+
+    def config(self, **kw: Any) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": "postgres",
+            "dsn": self.dsn,
+            "tables": ["public.t"],
+            "status_interval_ms": 100,
+            "snapshot_batch_size": 200,
+            "retry_initial_delay_ms": 200,
+            **kw,
+        }
+
+    @property
+    def topic(self) -> str:
+        return f"{self.name}.public.t"
+
+    def insert(self, ids: range, v: int = 0) -> None:
+        self.conn.execute(
+            "INSERT INTO t SELECT g, %s FROM generate_series(%s::int, %s::int) g",
+            (v, ids.start, ids.stop - 1),
+        )
+
+    def update(self, i: int, v: int) -> None:
+        self.conn.execute("UPDATE t SET v = %s WHERE id = %s", (v, i))
+
+    def rows(self) -> dict[int, int]:
+        return dict(self.conn.execute("SELECT id, v FROM t").fetchall())
+
+    def lose_position(self) -> str:
+        from cdc_bridge.sources.postgres.config import PostgresSourceConfig
+
+        slot = PostgresSourceConfig.model_validate(self.config()).slot
+        self.conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        return f"replication slot {slot!r} no longer exists"
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class MariaDBDriver(Driver):
+    kind = "mysql"
+
+    def __init__(self, name: str, db: Any) -> None:
+        import pymysql
+
+        super().__init__(name)
+        self.db = db
+        self.conn = pymysql.connect(**db.connect_kwargs(), autocommit=True)
+        self._exec("CREATE TABLE t (id INT PRIMARY KEY, v INT NOT NULL)")
+        self.server_id = next(_SERVER_IDS)
+
+    def _exec(self, sql: str, args: Any = None) -> list[Any]:
+        with self.conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+
+    def config(self, **kw: Any) -> dict[str, Any]:
+        db = self.db
+        return {
+            "name": self.name,
+            "kind": "mysql",
+            "dsn": f"mysql://{db.user}:{db.password}@{db.host}:{db.port}/",
+            "tables": [f"{db.name}.t"],
+            "server_id": self.server_id,
+            "snapshot_batch_size": 200,
+            "heartbeat_interval_ms": 500,
+            "retry_initial_delay_ms": 200,
+            **kw,
+        }
+
+    @property
+    def topic(self) -> str:
+        return f"{self.name}.{self.db.name}.t"
+
+    def insert(self, ids: range, v: int = 0) -> None:
+        values = ",".join(f"({i},{v})" for i in ids)
+        self._exec(f"INSERT INTO t VALUES {values}")
+
+    def update(self, i: int, v: int) -> None:
+        self._exec("UPDATE t SET v = %s WHERE id = %s", (v, i))
+
+    def rows(self) -> dict[int, int]:
+        return {int(i): int(v) for i, v in self._exec("SELECT id, v FROM t")}
+
+    def lose_position(self) -> str:
+        """Purge every binlog but a new current one (MariaDB keeps a file until its binlog
+        checkpoint passed, so retry briefly)."""
+        self._exec("FLUSH BINARY LOGS")
+        current = self._exec("SHOW MASTER STATUS")[0][0]
+        deadline = time.monotonic() + 20
+        while True:
+            self._exec(f"PURGE BINARY LOGS TO '{current}'")
+            if [r[0] for r in self._exec("SHOW BINARY LOGS")] == [current]:
+                return "binlogs were purged"
+            assert time.monotonic() < deadline, "binlogs not purged"
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class MongoDriver(Driver):
+    kind = "mongodb"
+
+    def __init__(self, name: str, uri: str) -> None:
+        from pymongo import MongoClient
+
+        super().__init__(name)
+        self.uri = uri
+        self.client: Any = MongoClient(uri)
+        self.database = f"conf_{uuid.uuid4().hex[:8]}"
+        self.coll = self.client[self.database]["t"]
+
+    def config(self, **kw: Any) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": "mongodb",
+            "dsn": self.uri,
+            "collections": [f"{self.database}.t"],
+            "snapshot_batch_size": 200,
+            "heartbeat_interval_ms": 100,
+            "retry_initial_delay_ms": 200,
+            **kw,
+        }
+
+    @property
+    def topic(self) -> str:
+        return f"{self.name}.{self.database}.t"
+
+    def insert(self, ids: range, v: int = 0) -> None:
+        self.coll.insert_many([{"_id": i, "v": v} for i in ids])
+
+    def update(self, i: int, v: int) -> None:
+        self.coll.update_one({"_id": i}, {"$set": {"v": v}})
+
+    def rows(self) -> dict[int, int]:
+        return {int(d["_id"]): int(d["v"]) for d in self.coll.find()}
+
+    def lose_position(self) -> str:
+        raise NotImplementedError(
+            "a resume token cannot be expired on demand; see the MongoDB tests"
+        )
+
+    def row_of(self, key: Any, value: Any) -> tuple[int, int | None, str, str]:
+        after = json.loads(value["after"]) if value.get("after") else None
+        ident = json.loads(key["id"])
+        i = (
+            ident
+            if isinstance(ident, int)
+            else int(ident.get("$numberInt", ident.get("$numberLong")))
+        )
+        v = None
+        if after is not None:
+            raw = after["v"]
+            v = int(raw if isinstance(raw, int) else raw.get("$numberInt", raw.get("$numberLong")))
+        return i, v, value["op"], str(value["source"]["snapshot"])
+
+    def close(self) -> None:
+        self.client.drop_database(self.database)
+        self.client.close()
+
+
+@pytest.fixture(params=sorted(SOURCE_KINDS))
+def driver(request: pytest.FixtureRequest) -> Iterator[Driver]:
+    """A driver for one registered source kind, on a fresh database and source name."""
+    kind = request.param
+    name = f"conf-{uuid.uuid4().hex[:8]}"
+    made: Driver
+    if kind == "postgres":
+        made = PostgresDriver(name, request.getfixturevalue("pg_database"))
+    elif kind == "mysql":
+        made = MariaDBDriver(name, request.getfixturevalue("mariadb_database"))
+    elif kind == "mongodb":
+        made = MongoDriver(name, request.getfixturevalue("mongodb_uri"))
+    else:
+        pytest.fail(f"source kind {kind!r} has no conformance driver in {__file__}")
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+class TopicTail:
+    """Every record of a topic from the beginning, decoded: ``(id, v, op, snapshot)``."""
+
+    def __init__(self, bootstrap: str, driver: Driver) -> None:
+        self.driver = driver
+        self.topic = driver.topic
+        self.records: list[tuple[int, int | None, str, str]] = []
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"conf-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "topic.metadata.refresh.interval.ms": 500,
+            }
+        )
+        self._assigned = False
+
+    def _assign(self, deadline: float) -> None:
+        while not self._assigned:
+            md = self.consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+            if md is not None and md.partitions and md.error is None:
+                self.consumer.assign([TopicPartition(self.topic, p, 0) for p in md.partitions])
+                self._assigned = True
+                return
+            assert time.monotonic() < deadline, f"topic {self.topic} never appeared"
+            time.sleep(0.1)
+
+    def until(
+        self, done: Callable[[list[tuple[int, int | None, str, str]]], bool], timeout: float = 60
+    ) -> list[tuple[int, int | None, str, str]]:
+        deadline = time.monotonic() + timeout
+        self._assign(deadline)
+        while not done(self.records):
+            assert time.monotonic() < deadline, (
+                f"timed out on {self.topic}: {len(self.records)} records, "
+                f"{len({r[0] for r in self.records})} distinct ids"
+            )
+            for m in self.consumer.consume(2000, 0.2):
+                if m.error() or m.value() is None:
+                    continue
+                key = decode_json_record(m.key())
+                self.records.append(self.driver.row_of(key, decode_json_record(m.value())))
+        return self.records
+
+    def latest(self) -> dict[int, int | None]:
+        """The last version of every row, in topic order (per-key order holds per partition)."""
+        out: dict[int, int | None] = {}
+        for i, v, _op, _snap in self.records:
+            out[i] = v
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.consumer.close()
+
+
+@pytest.fixture
+def tail(kafka: Any, driver: Driver) -> Iterator[TopicTail]:
+    t = TopicTail(kafka.bootstrap, driver)
+    yield t
+    t.close()
