@@ -249,11 +249,22 @@ def envelope_schema(table: TableSchema) -> dict[str, Any]:
 class _TableCodec:
     """Serialised schema prefixes and per-table constants, computed once per table version."""
 
-    __slots__ = ("key_columns", "key_prefix", "mongo", "name", "schemas", "suffix", "value_prefix")
+    __slots__ = (
+        "key1",
+        "key_columns",
+        "key_prefix",
+        "mongo",
+        "name",
+        "schemas",
+        "suffix",
+        "value_prefix",
+    )
 
     def __init__(self, table: TableSchema, schemas: bool) -> None:
         self.schemas = schemas
         self.key_columns = table.key_columns
+        # the common single-column key, read without a comprehension per event
+        self.key1 = table.key_columns[0] if len(table.key_columns) == 1 else None
         self.mongo = table.connector == CONNECTOR_MONGODB
         self.name = table.source_name
         if schemas:
@@ -342,7 +353,14 @@ class EnvelopeEncoder:
             key_columns = codec.key_columns
             if key_columns:
                 row = after if after is not None else before
-                key_payload = ev.key if ev.key is not None else _key_of(row, key_columns)
+                key1 = codec.key1
+                key_payload: dict[str, Any] | None
+                if ev.key is not None:
+                    key_payload = ev.key
+                elif key1 is not None and row is not None:
+                    key_payload = {key1: row.get(key1)}
+                else:
+                    key_payload = _key_of(row, key_columns)
                 if (
                     op == OP_UPDATE
                     and before is not None

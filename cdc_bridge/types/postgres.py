@@ -365,11 +365,20 @@ def _zoned_timestamp(s: str, digits: int = 6) -> str:
 
 def _zoned_converter(typmod: int) -> Converter:
     digits = typmod if 0 <= typmod <= 6 else 6
+    if digits != 6:
 
-    def conv(s: str) -> str:
-        return _zoned_timestamp(s, digits)
+        def conv(s: str) -> str:
+            return _zoned_timestamp(s, digits)
 
-    return conv
+        return conv
+
+    def conv6(s: str) -> str:
+        # Fast path (the session runs in UTC): 'YYYY-MM-DD HH:MM:SS.ffffff+00'
+        if len(s) == 29 and s[26] == "+" and s[27:] == "00" and s[10] == " ":
+            return s[:10] + "T" + s[11:26] + "Z"
+        return _zoned_timestamp(s, 6)
+
+    return conv6
 
 
 def _zoned_time(s: str) -> str:

@@ -211,7 +211,10 @@ class TableCodec:
         }
         self._fast = self._compile()
         self._warned: set[str] = set()
-        self._replace_nulls = options.replace_null_with_default and bool(self.defaults)
+        if options.replace_null_with_default and self.defaults:
+            fast, slow = self._fast, self._slow
+            self._fast = lambda values: self._fill_defaults(fast(values))
+            self._slow = lambda values: self._fill_defaults(slow(values))  # type: ignore[method-assign]
 
     def _watch_enum(self, t: ColumnType) -> ColumnType:
         if t.schema.get("name") != "io.debezium.data.Enum":
@@ -244,13 +247,15 @@ class TableCodec:
     def row(self, values: Sequence[Any]) -> dict[str, Any]:
         """Tuple values (str / None / UNCHANGED_TOAST) -> Connect payload row."""
         try:
-            row = self._fast(values)
+            return self._fast(values)
         except Exception:
-            row = self._slow(values)
-        if self._replace_nulls:
-            for name, default in self.defaults.items():
-                if row[name] is None:
-                    row[name] = default
+            return self._slow(values)
+
+    def _fill_defaults(self, row: dict[str, Any]) -> dict[str, Any]:
+        """NULLs of columns with a default become the default (replace_null_with_default)."""
+        for name, default in self.defaults.items():
+            if row[name] is None:
+                row[name] = default
         return row
 
     def key_row(self, values: Sequence[Any]) -> dict[str, Any]:
