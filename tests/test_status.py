@@ -14,6 +14,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 
 from cdc_bridge import status
+from cdc_bridge.config import RouteConfigBase
 from cdc_bridge.kafka import TopicAdmin, TopicSettings
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
 from cdc_bridge.sources.mysql.status import binlog_lag
@@ -129,10 +130,9 @@ def test_route_lag_and_dead_letters_from_kafka(
     committer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
     committer.close()
 
-    route = SimpleNamespace(
-        name="orders-to-x", from_=topic_name("nomatch") + "*", to="x", group_id=None
+    route = RouteConfigBase.model_validate(
+        {"name": "orders-to-x", "from": [topic[:-3] + "*"], "to": "x"}  # a glob matching topic
     )
-    route.from_ = [topic[:-3] + "*"]  # a glob that matches the topic
     cfg = SimpleNamespace(
         bridge=SimpleNamespace(name=bridge, state="sqlite:////nonexistent/dir/state.db"),
         kafka=SimpleNamespace(bootstrap_servers=kafka.bootstrap, consumer={}),
