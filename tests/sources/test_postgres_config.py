@@ -1,15 +1,13 @@
-"""The postgres source's config model: defaults, validation messages, README key table."""
+"""The postgres source's config model: defaults, validation messages."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from cdc_bridge.registry import SOURCE_KINDS
 from cdc_bridge.sources.coordinator import SnapshotCursor
-from cdc_bridge.sources.postgres.config import PostgresSourceConfig, reference_table
+from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 from cdc_bridge.sources.postgres.source import PostgresOffset, PostgresSource
 
 
@@ -66,12 +64,3 @@ def test_offsets_stored_before_the_coordinator_are_migrated() -> None:
     pending = PostgresOffset.from_dict({"lsn": "0/0", "snapshot_done": False})
     assert pending.snapshot == SnapshotCursor() and not pending.snapshot_done
     assert PostgresOffset.from_dict({"lsn": "0/10", "snapshot_done": True}).snapshot is None
-
-
-def test_readme_key_table_is_current() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("<!-- postgres-keys:start -->\n") + len("<!-- postgres-keys:start -->\n")
-    end = readme.index("<!-- postgres-keys:end -->")
-    assert readme[start:end].strip() == reference_table(), (
-        "regenerate the Postgres key table in README.md"
-    )
