@@ -13,9 +13,15 @@
 #   CDC_DEBIAN_MIRROR    mirror for debootstrap (default: the first Debian URI apt uses here)
 #   CDC_CACHE_DIR        .deb cache of debootstrap (default /var/cache/cdc-bridge)
 #   CDC_IMAGE_REBUILD=1  rebuild both images even when the cached ones are current
+#   CDC_WHEELHOUSE=0     let pip in the build stage download from PyPI itself (see below)
+#
+# While debootstrap runs, the host's pip (.venv, Python 3.11 like the base) builds the wheels
+# of cdc-bridge and its runtime dependencies into a temporary wheelhouse; the build stage then
+# installs from it (mounted at build time with a pip.conf saying so, nothing of it stays in the
+# image) instead of downloading one package after the other. The Dockerfile is unchanged.
 #
 # Prints one JSON line on stdout (seconds and MB; "cached": true when nothing was built),
-# progress on stderr. Only the base build needs the mirror; the image build needs PyPI.
+# progress on stderr. The base build needs the Debian mirror; the wheels need PyPI.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -66,22 +72,53 @@ base_hash=$(
         [ ${#extra_cas[@]} -eq 0 ] || cat "${extra_cas[@]}"
     } | sha256sum | cut -c1-16
 )
+# What the Dockerfile copies: a change rebuilds the image (so does a new base image).
+src_hash=$(
+    find compose/Dockerfile .dockerignore pyproject.toml README.md cdc_bridge -type f \
+        ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum |
+        sha256sum | cut -c1-16
+)
+rebuild=${CDC_IMAGE_REBUILD:-0}
+need_base=false
+[ "$rebuild" = 1 ] || [ "$(label_of "$BASE" org.cdc-bridge.base)" != "$base_hash" ] && need_base=true
+need_image=$need_base
+[ "$rebuild" = 1 ] || [ "$(label_of "$IMAGE" org.cdc-bridge.source)" != "$src_hash" ] && need_image=true
+if [ "$need_image" = false ] &&
+    [ "$(label_of "$IMAGE" org.cdc-bridge.base-id)" != "$(podman image inspect --format '{{.Id}}' "$BASE")" ]; then
+    need_image=true
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/cdc-image.XXXXXX")
+rootfs=
+cleanup() {
+    [ -z "$rootfs" ] || rm -rf "$rootfs" "$rootfs.log"
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# ---- wheels, built on the host in the background -----------------------------------------------
+wheel_pid=
+if [ "$need_image" = true ] && [ "${CDC_WHEELHOUSE:-1}" = 1 ] && [ -x .venv/bin/python ] &&
+    .venv/bin/python -c 'import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")'; then
+    mkdir "$work/wheels"
+    .venv/bin/python -m pip wheel -q --wheel-dir "$work/wheels" . "setuptools>=69" wheel \
+        >"$work/wheels.log" 2>&1 &
+    wheel_pid=$!
+fi
+
+# ---- base image: debootstrap bookworm minbase + python3 + /opt/venv ----------------------------
 base_s=0
-base_cached=true
-if [ "${CDC_IMAGE_REBUILD:-0}" = 1 ] || [ "$(label_of "$BASE" org.cdc-bridge.base)" != "$base_hash" ]; then
-    base_cached=false
+if [ "$need_base" = true ]; then
     log "building $BASE from $mirror (debootstrap bookworm minbase + python3)"
     t0=$(now)
     # tmpfs when there is one: dpkg syncs every file, which dominates the build on disk
     parent=/var/tmp
     [ -d /dev/shm ] && [ -w /dev/shm ] && parent=/dev/shm
     rootfs=$(mktemp -d "$parent/cdc-base.XXXXXX")
-    trap 'rm -rf "$rootfs"' EXIT
     mkdir -p "$CACHE/debootstrap"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
         --cache-dir="$CACHE/debootstrap" bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 ||
-        { tail -n 20 "$rootfs.log" >&2; rm -f "$rootfs.log"; die "debootstrap failed"; }
-    rm -f "$rootfs.log"
+        { tail -n 20 "$rootfs.log" >&2; die "debootstrap failed"; }
     chroot "$rootfs" /usr/bin/python3 -m venv /opt/venv
     if [ ${#extra_cas[@]} -gt 0 ]; then
         cp "${extra_cas[@]}" "$rootfs/usr/local/share/ca-certificates/"
@@ -92,6 +129,7 @@ if [ "${CDC_IMAGE_REBUILD:-0}" = 1 ] || [ "$(label_of "$BASE" org.cdc-bridge.bas
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/var/log/*.log \
         "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
         "$rootfs"/usr/share/locale/*
+    old_base=$(podman image inspect --format '{{.Id}}' "$BASE" 2>/dev/null || true)
     tar --numeric-owner -C "$rootfs" -c . | podman import --quiet \
         --change 'ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'ENV LANG=C.UTF-8' \
@@ -100,8 +138,9 @@ if [ "${CDC_IMAGE_REBUILD:-0}" = 1 ] || [ "$(label_of "$BASE" org.cdc-bridge.bas
         --change "LABEL org.cdc-bridge.base=$base_hash" \
         --change 'CMD ["python3"]' \
         - "$BASE" >/dev/null
-    rm -rf "$rootfs"
-    trap - EXIT
+    rm -rf "$rootfs" "$rootfs.log"
+    rootfs=
+    [ -z "$old_base" ] || podman rmi "$old_base" >/dev/null 2>&1 || true # untagged now
     base_s=$(secs "$t0" "$(now)")
     log "built $BASE in ${base_s}s"
 else
@@ -109,36 +148,45 @@ else
 fi
 
 # ---- the sidecar image ------------------------------------------------------------------------
-# Everything the Dockerfile copies, plus the base image's id: a change rebuilds the image.
-base_id=$(podman image inspect --format '{{.Id}}' "$BASE")
-src_hash=$(
-    {
-        echo "$base_id"
-        find compose/Dockerfile .dockerignore pyproject.toml README.md cdc_bridge -type f \
-            ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum
-    } | sha256sum | cut -c1-16
-)
 image_s=0
-image_cached=true
-if [ "${CDC_IMAGE_REBUILD:-0}" = 1 ] || [ "$(label_of "$IMAGE" org.cdc-bridge.source)" != "$src_hash" ]; then
-    image_cached=false
-    log "building $IMAGE from compose/Dockerfile"
+wheels_s=0
+if [ "$need_image" = true ]; then
     t0=$(now)
+    mounts=()
+    if [ -n "$wheel_pid" ]; then
+        if wait "$wheel_pid"; then
+            printf '[global]\nno-index = true\nfind-links = /wheelhouse\n' >"$work/pip.conf"
+            mounts=(-v "$work/wheels:/wheelhouse:ro" -v "$work/pip.conf:/etc/pip.conf:ro")
+        else
+            log "host wheel build failed, pip downloads in the build instead: $(tail -n 3 "$work/wheels.log")"
+        fi
+        wheels_s=$(secs "$t0" "$(now)") # the part of the wheel build debootstrap did not hide
+    fi
+    log "building $IMAGE from compose/Dockerfile${mounts:+ (wheels built on the host)}"
+    old_id=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+    base_id=$(podman image inspect --format '{{.Id}}' "$BASE")
+    mkdir -p "$CACHE"
     # --format docker keeps the HEALTHCHECK (OCI image configs have no field for it);
     # --layers=false leaves no intermediate images behind.
-    podman build --format docker --pull=never --network host --layers=false \
+    podman build --format docker --pull=never --network host --layers=false "${mounts[@]}" \
         --build-arg "PYTHON_IMAGE=$BASE" --label "org.cdc-bridge.source=$src_hash" \
+        --label "org.cdc-bridge.base-id=$base_id" \
         -f compose/Dockerfile -t "$IMAGE" . >"$CACHE/image-build.log" 2>&1 ||
         { tail -n 30 "$CACHE/image-build.log" >&2; die "podman build failed (log: $CACHE/image-build.log)"; }
     image_s=$(secs "$t0" "$(now)")
     log "built $IMAGE in ${image_s}s"
+    # the image this one replaced, now untagged: remove it (only if nothing else uses it)
+    if [ -n "$old_id" ] && [ "$old_id" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+        podman rmi "$old_id" >/dev/null 2>&1 || true
+    fi
 else
     log "$IMAGE is current (label $src_hash)"
 fi
 
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 base_size=$(podman image inspect --format '{{.Size}}' "$BASE")
-printf '{"image": "%s", "base_image": "%s", "base_build_s": %s, "base_cached": %s, "image_build_s": %s, "image_cached": %s, "image_size_mb": %s, "base_size_mb": %s}\n' \
-    "$IMAGE" "$BASE" "$base_s" "$base_cached" "$image_s" "$image_cached" \
+printf '{"image": "%s", "base_image": "%s", "base_build_s": %s, "base_cached": %s, "image_build_s": %s, "wheel_wait_s": %s, "image_cached": %s, "image_size_mb": %s, "base_size_mb": %s}\n' \
+    "$IMAGE" "$BASE" "$base_s" "$([ "$need_base" = true ] && echo false || echo true)" "$image_s" "$wheels_s" \
+    "$([ "$need_image" = true ] && echo false || echo true)" \
     "$(awk -v s="$size" 'BEGIN { printf "%.0f", s / 1e6 }')" \
     "$(awk -v s="$base_size" 'BEGIN { printf "%.0f", s / 1e6 }')"
