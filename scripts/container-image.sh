@@ -40,6 +40,15 @@ for tool in podman debootstrap chroot; do
     command -v "$tool" >/dev/null || die "$tool is missing: run CDC_SETUP_CONTAINER=1 bash scripts/setup.sh"
 done
 
+# One build at a time (a background build started by .ci/run, a test session, a second run):
+# a later caller waits here and then finds the images current.
+mkdir -p "$CACHE"
+exec 9>"$CACHE/build.lock"
+if ! flock -n 9; then
+    log "waiting for another build of the images ($CACHE/build.lock)"
+    flock 9
+fi
+
 label_of() { # image label -> value ("" when the image or label is missing)
     podman image inspect --format "{{index .Labels \"$2\"}}" "$1" 2>/dev/null || true
 }
@@ -102,7 +111,7 @@ if [ "$need_image" = true ] && [ "${CDC_WHEELHOUSE:-1}" = 1 ] && [ -x .venv/bin/
     .venv/bin/python -c 'import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")'; then
     mkdir "$work/wheels"
     .venv/bin/python -m pip wheel -q --wheel-dir "$work/wheels" . "setuptools>=69" wheel \
-        >"$work/wheels.log" 2>&1 &
+        >"$work/wheels.log" 2>&1 9>&- &
     wheel_pid=$!
 fi
 
@@ -137,7 +146,7 @@ if [ "$need_base" = true ]; then
         --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
         --change "LABEL org.cdc-bridge.base=$base_hash" \
         --change 'CMD ["python3"]' \
-        - "$BASE" >/dev/null
+        - "$BASE" >/dev/null 9>&-
     rm -rf "$rootfs" "$rootfs.log"
     rootfs=
     [ -z "$old_base" ] || podman rmi "$old_base" >/dev/null 2>&1 || true # untagged now
@@ -171,7 +180,7 @@ if [ "$need_image" = true ]; then
     podman build --format docker --pull=never --network host --layers=false "${mounts[@]}" \
         --build-arg "PYTHON_IMAGE=$BASE" --label "org.cdc-bridge.source=$src_hash" \
         --label "org.cdc-bridge.base-id=$base_id" \
-        -f compose/Dockerfile -t "$IMAGE" . >"$CACHE/image-build.log" 2>&1 ||
+        -f compose/Dockerfile -t "$IMAGE" . >"$CACHE/image-build.log" 2>&1 9>&- ||
         { tail -n 30 "$CACHE/image-build.log" >&2; die "podman build failed (log: $CACHE/image-build.log)"; }
     image_s=$(secs "$t0" "$(now)")
     log "built $IMAGE in ${image_s}s"
