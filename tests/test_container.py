@@ -366,16 +366,18 @@ def test_sidecar_snapshots_streams_stops_on_sigterm_and_resumes(
 def podman_socket(workdir: Path) -> Iterator[str]:
     """`podman system service` on a private socket; yields DOCKER_HOST for docker-compose."""
     sock = workdir / "podman.sock"
-    proc = subprocess.Popen(
-        ["podman", "system", "service", "--time=0", f"unix://{sock}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=podman_env(),
-    )
+    log = workdir / "podman-service.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{sock}"],
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+            env=podman_env(),
+        )
     try:
         deadline = time.monotonic() + 30
         while not sock.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, "podman's API socket never appeared"
             time.sleep(0.1)
         yield f"unix://{sock}"
@@ -386,8 +388,6 @@ def podman_socket(workdir: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
 
 
 def rows_in(url: str, table: str) -> dict[int, str]:
