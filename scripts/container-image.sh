@@ -15,7 +15,8 @@
 #   CDC_IMAGE_REBUILD=1  rebuild both images even when the cached ones are current
 #   CDC_WHEELHOUSE=0     let pip in the build stage download from PyPI itself (see below)
 #
-# While debootstrap runs, the host's pip (.venv, Python 3.11 like the base) builds the wheels
+# While debootstrap runs (so only when the base image is built too), the host's pip
+# (.venv, Python 3.11 like the base) builds the wheels
 # of cdc-bridge and its runtime dependencies into a temporary wheelhouse; the build stage then
 # installs from it (mounted at build time with a pip.conf saying so, nothing of it stays in the
 # image) instead of downloading one package after the other. The Dockerfile is unchanged.
@@ -107,10 +108,14 @@ trap cleanup EXIT
 
 # ---- wheels, built on the host in the background -----------------------------------------------
 wheel_pid=
-if [ "$need_image" = true ] && [ "${CDC_WHEELHOUSE:-1}" = 1 ] && [ -x .venv/bin/python ] &&
+# (only when debootstrap runs too: alone it would just move the same downloads to the host)
+if [ "$need_base" = true ] && [ "${CDC_WHEELHOUSE:-1}" = 1 ] && [ -x .venv/bin/python ] &&
     .venv/bin/python -c 'import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")'; then
-    mkdir "$work/wheels"
-    .venv/bin/python -m pip wheel -q --wheel-dir "$work/wheels" . "setuptools>=69" wheel \
+    # from a copy of what the Dockerfile copies: no build/ left in (or reused from) the tree
+    mkdir "$work/wheels" "$work/src"
+    cp -r pyproject.toml README.md cdc_bridge "$work/src/"
+    find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+    .venv/bin/python -m pip wheel -q --wheel-dir "$work/wheels" "$work/src" "setuptools>=69" wheel \
         >"$work/wheels.log" 2>&1 9>&- &
     wheel_pid=$!
 fi
