@@ -15,11 +15,11 @@
 #   CDC_IMAGE_REBUILD=1  rebuild both images even when the cached ones are current
 #   CDC_WHEELHOUSE=0     let pip in the build stage download from PyPI itself (see below)
 #
-# While debootstrap runs (so only when the base image is built too), the host's pip
-# (.venv, Python 3.11 like the base) builds the wheels
-# of cdc-bridge and its runtime dependencies into a temporary wheelhouse; the build stage then
-# installs from it (mounted at build time with a pip.conf saying so, nothing of it stays in the
-# image) instead of downloading one package after the other. The Dockerfile is unchanged.
+# While debootstrap runs (so only when the base image is built too), the host's pip (.venv,
+# Python 3.11 like the base) builds the wheels of cdc-bridge and its runtime dependencies into
+# a temporary wheelhouse; the build stage then installs from it (mounted at build time with a
+# pip.conf saying so, nothing of it stays in the image) instead of downloading one package
+# after the other. The Dockerfile is unchanged.
 #
 # Prints one JSON line on stdout (seconds and MB; "cached": true when nothing was built),
 # progress on stderr. The base build needs the Debian mirror; the wheels need PyPI.
