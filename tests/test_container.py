@@ -276,6 +276,14 @@ def wait_healthy(container: str, timeout: float = 120) -> float:
     raise AssertionError(f"{container} not healthy after {timeout}s: {logs[-3000:]}")
 
 
+def saved_offset(state_db: Path, source: str) -> dict[str, Any] | None:
+    store = StateStore(f"sqlite:///{state_db}")
+    try:
+        return store.load_offset(source)
+    finally:
+        store.close()
+
+
 def stop(container: str) -> tuple[int, str]:
     """`podman stop` (SIGTERM, SIGKILL after 60 s): exit code and the container's log."""
     podman("stop", "--time", "60", container, timeout=90)
@@ -335,11 +343,7 @@ def test_sidecar_snapshots_streams_stops_on_sigterm_and_resumes(
             )
             state_db = mountpoint / "state.db"
             assert state_db.stat().st_uid == 10001
-            store = StateStore(f"sqlite:///{state_db}")
-            try:
-                saved = store.load_offset(source)
-            finally:
-                store.close()
+            saved = saved_offset(state_db, source)
             assert saved is not None and saved.get("lsn"), saved
 
             # 3. changes while nothing runs, then a second container on the same volume
@@ -355,6 +359,11 @@ def test_sidecar_snapshots_streams_stops_on_sigterm_and_resumes(
             assert len(topic.ids("r")) == 200, "the second container snapshotted again"
             code, logs = stop(containers[1])
             assert code == 0, logs[-3000:]
+            # it read the position from the volume (without it, it streams from the slot and
+            # warns), and stored its own there
+            assert "no stored position was found" not in logs
+            resaved = saved_offset(state_db, source)
+            assert resaved is not None and resaved["lsn"] > saved["lsn"], (saved, resaved)
     finally:
         topic.close()
         for name in containers:
