@@ -1,4 +1,4 @@
-# cdc-bridge tasks. `just --list` shows them; the README quotes them.
+# cdc-bridge tasks. `just --list` shows them; the README and docs/ quote them.
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
@@ -55,13 +55,22 @@ bench-pg *ARGS:
 bench-mysql *ARGS:
     .venv/bin/python bench/mysql_to_kafka.py {{ARGS}}
 
-# Regenerate the README's configuration reference from the config models.
+# Regenerate the configuration reference from the config models, then build the docs site into site/.
 docs:
-    .venv/bin/python -m cdc_bridge docs config --write README.md
+    .venv/bin/python -m cdc_bridge docs config --write docs/reference/configuration.md
+    NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict
+
+# Preview the docs site at http://127.0.0.1:8000 (rebuilds on save).
+docs-serve:
+    NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve
 
 # Kafka -> route -> Salesforce sink -> emulator: records/s and API calls per 10k, Collections and Bulk.
 bench-sf *ARGS:
     .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
+
+# What a pip user gets: wheel + sdist, the wheel in a clean venv, --help, check, a 20 s demo (`--no-demo` skips it).
+wheel-check *ARGS:
+    bash scripts/wheel-check.sh {{ARGS}}
 
 # Validate compose/docker-compose.yml and lint compose/Dockerfile (no Docker engine needed).
 compose-check:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -38,6 +39,25 @@ app = typer.Typer(
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
+
+
+def _flags_without_type() -> None:
+    """typer's rich help prints a type after every option, `--follow <bool>` too, which reads as
+    if the flag wanted a value: flags (and --help) show none."""
+    option = getattr(typer.core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if option is None or original is None:  # another typer: its own help layout
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        if getattr(self, "is_flag", False) and not getattr(self, "count", False):
+            return None
+        return original(self, ctx)
+
+    option.display_type_rich = display_type_rich
+
+
+_flags_without_type()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -212,7 +232,10 @@ docs_app = typer.Typer(help="Generate reference documentation.", no_args_is_help
 def docs_config(
     write: Annotated[
         Path | None,
-        typer.Option("--write", help="Refresh the generated block of this file (README.md)."),
+        typer.Option(
+            "--write",
+            help="Refresh the generated block of this file (docs/reference/configuration.md).",
+        ),
     ] = None,
 ) -> None:
     """Print the configuration reference (Markdown) for every section and kind."""
@@ -249,3 +272,7 @@ app.add_typer(_postgres_app, name="postgres")
 from cdc_bridge.demo.command import demo_command  # noqa: E402
 
 app.command("demo")(demo_command)
+
+from cdc_bridge.demo.broker import broker_command  # noqa: E402
+
+app.command("broker")(broker_command)

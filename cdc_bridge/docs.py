@@ -1,8 +1,9 @@
 """The configuration reference, generated from the config models and the kind registry.
 
-``cdc-bridge docs config`` prints it; ``cdc-bridge docs config --write README.md`` (``just
-docs``) refreshes the README block between the ``config-reference`` markers, and a test
-fails when that block is stale.
+``cdc-bridge docs config`` prints it; ``cdc-bridge docs config --write
+docs/reference/configuration.md`` (part of ``just docs``) refreshes the block between the
+``config-reference`` markers of the docs site's reference page, and a test fails when that block
+is stale.
 """
 
 from __future__ import annotations

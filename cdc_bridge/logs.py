@@ -19,7 +19,14 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["LogFormat", "component", "get_component", "set_component", "setup_logging"]
+__all__ = [
+    "LogFormat",
+    "component",
+    "get_component",
+    "set_component",
+    "setup_logging",
+    "without_component",
+]
 
 LogFormat = Literal["text", "json"]
 
@@ -71,12 +78,26 @@ def _iso(created: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{ms:03d}Z"
 
 
+def without_component(component: str, message: str) -> str:
+    """The message without a leading copy of its component: under ``source=shop``, the line
+    ``source shop: streaming`` (or ``source=shop failed``) reads ``streaming`` (``failed``)."""
+    kind, _, name = component.partition("=")
+    if not name:
+        return message
+    for prefix in (f"{kind} {name}: ", f"{component}: ", f"{kind} {name} ", f"{component} "):
+        if message.startswith(prefix) and len(message) > len(prefix):
+            return message[len(prefix) :]
+    return message
+
+
 class TextFormatter(logging.Formatter):
     """``2026-01-01T00:00:00.000Z INFO  source=orders  message``"""
 
     def format(self, record: logging.LogRecord) -> str:
-        comp = getattr(record, "component", "") or record.name.removeprefix("cdc_bridge.")
-        line = f"{_iso(record.created)} {record.levelname:<5} {comp}  {record.getMessage()}"
+        tag = getattr(record, "component", "")
+        comp = tag or record.name.removeprefix("cdc_bridge.")
+        msg = without_component(tag, record.getMessage()) if tag else record.getMessage()
+        line = f"{_iso(record.created)} {record.levelname:<5} {comp}  {msg}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return redact(line)
@@ -94,7 +115,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "component": getattr(record, "component", "") or None,
-            "msg": redact(record.getMessage()),
+            "msg": redact(without_component(getattr(record, "component", ""), record.getMessage())),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):

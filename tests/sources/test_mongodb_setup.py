@@ -171,19 +171,6 @@ def test_progress_line() -> None:
     assert p.eta_s() is None  # no rate measured yet
 
 
-def test_readme_key_table_is_current() -> None:
-    from pathlib import Path
-
-    from cdc_bridge.sources.mongodb.config import reference_table
-
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("<!-- mongodb-keys:start -->\n") + len("<!-- mongodb-keys:start -->\n")
-    end = readme.index("<!-- mongodb-keys:end -->")
-    assert readme[start:end].strip() == reference_table(), (
-        "regenerate the MongoDB key table in README.md"
-    )
-
-
 def _free_port() -> int:
     import socket
 

@@ -1,4 +1,4 @@
-"""MySQL source without a server: config model, README key table, offsets, GTIDs, row decoding."""
+"""MySQL source without a server: config model, offsets, GTIDs, row decoding."""
 
 from __future__ import annotations
 

@@ -1,14 +1,12 @@
-"""The postgres source's config model: defaults, validation messages, README key table."""
+"""The postgres source's config model: defaults, validation messages."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from cdc_bridge.registry import SOURCE_KINDS
-from cdc_bridge.sources.postgres.config import PostgresSourceConfig, reference_table
+from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 from cdc_bridge.sources.postgres.source import PostgresOffset, PostgresSource
 
 
@@ -52,12 +50,3 @@ def test_offset_round_trip() -> None:
     d = o.to_dict()
     assert d["lsn"] == "16/B374D848"
     assert PostgresOffset.from_dict(d) == o
-
-
-def test_readme_key_table_is_current() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    start = readme.index("<!-- postgres-keys:start -->\n") + len("<!-- postgres-keys:start -->\n")
-    end = readme.index("<!-- postgres-keys:end -->")
-    assert readme[start:end].strip() == reference_table(), (
-        "regenerate the Postgres key table in README.md"
-    )

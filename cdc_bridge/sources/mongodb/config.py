@@ -152,20 +152,3 @@ class MongoSourceConfig(SourceConfigBase):
         if self.databases is None and self.collections is None:
             return database not in SYSTEM_DATABASES
         return database in (self.databases or ()) or ns in (self.collections or ())
-
-
-def reference_table() -> str:
-    """The README's key reference for ``kind = "mongodb"`` (a test keeps the README in sync)."""
-    import json
-
-    rows = ["| key | default | description |", "|---|---|---|"]
-    for name, field in MongoSourceConfig.model_fields.items():
-        if field.is_required():
-            default = "required"
-        elif field.default_factory is not None:
-            default = "`[]`"
-        else:
-            default = f"`{json.dumps(field.default)}`"
-        secret = " (secret)" if (field.json_schema_extra or {}).get("secret") else ""  # type: ignore[union-attr]
-        rows.append(f"| `{name}` | {default} | {field.description}{secret} |")
-    return "\n".join(rows)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Literal
 
@@ -121,19 +120,3 @@ class PostgresSourceConfig(SourceConfigBase):
 
 def _default_name(source_name: str) -> str:
     return ("cdc_bridge_" + re.sub(r"[^a-z0-9_]", "_", source_name.lower()))[:63]
-
-
-def reference_table() -> str:
-    """The README's table of this source's keys, generated from the model (kept current by a
-    test)."""
-    rows = ["| key | default | description |", "|---|---|---|"]
-    for name, f in PostgresSourceConfig.model_fields.items():
-        if f.is_required():
-            default = "required"
-        elif f.default_factory is not None:
-            default = f"`{f.default_factory()!r}`"  # type: ignore[call-arg]
-        else:
-            default = "`" + json.dumps(f.default) + "`" if f.default is not None else "—"
-        desc = (f.description or "").replace("|", "\\|")
-        rows.append(f"| `{name}` | {default} | {desc} |")
-    return "\n".join(rows)
