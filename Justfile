@@ -82,3 +82,8 @@ compose-check:
 demo *ARGS:
     [ -x .venv/bin/python ] || bash scripts/setup.sh
     .venv/bin/python -m cdc_bridge demo "$@"
+
+# Build the sidecar image with podman (local debootstrap base) and run the `container` tests.
+[positional-arguments]
+container-test *ARGS:
+    bash scripts/container-test.sh "$@"

@@ -196,10 +196,12 @@ class Monitor:
             return
         self.health.source_reachable(name, True)
         if self.health.source_state(name) == "starting" and (
-            st.state != status.INACTIVE or getattr(ctx, "events_emitted", 0) > 0
+            st.state not in (status.INACTIVE, status.LOST) or getattr(ctx, "events_emitted", 0) > 0
         ):
             # The database shows the source at work (Postgres: slot active; others: a saved
-            # position), or it has captured events: it is streaming (or snapshotting).
+            # position), or it has captured events: it is streaming (or snapshotting). A lost
+            # position (an invalidated slot, purged binlogs) shows nothing at work yet: the
+            # source is about to fail or to take a new snapshot.
             self.health.source(name, "streaming")
         if st.lag_bytes is not None:
             metrics.source_lag_bytes.labels(source=name).set(st.lag_bytes)

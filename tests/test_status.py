@@ -130,9 +130,8 @@ def test_route_lag_and_dead_letters_from_kafka(
     committer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
     committer.close()
 
-    # a glob that matches the topic; the real route model derives name and group
     route = RouteConfigBase.model_validate(
-        {"name": "orders-to-x", "from": [topic[:-3] + "*"], "to": "x"}
+        {"name": "orders-to-x", "from": [topic[:-3] + "*"], "to": "x"}  # a glob matching topic
     )
     cfg = SimpleNamespace(
         bridge=SimpleNamespace(name=bridge, state="sqlite:////nonexistent/dir/state.db"),

@@ -385,8 +385,8 @@ class Coordinator:
                 continue
             except PositionLost as lost:
                 self._lost(lost)  # raises under "fail"; else the next _start re-snapshots
-                adapter.close()
                 position = None
+                prepared = True  # still connected: re-snapshot at once (a short gap)
             except RetriableError as exc:
                 if ctx.stopping.is_set():
                     return
