@@ -68,6 +68,10 @@ docs-serve:
 bench-sf *ARGS:
     .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
 
+# What a pip user gets: wheel + sdist, the wheel in a clean venv, --help, check, a 20 s demo (`--no-demo` skips it).
+wheel-check *ARGS:
+    bash scripts/wheel-check.sh {{ARGS}}
+
 # Validate compose/docker-compose.yml and lint compose/Dockerfile (no Docker engine needed).
 compose-check:
     docker-compose -f compose/docker-compose.yml config -q
@@ -78,3 +82,8 @@ compose-check:
 demo *ARGS:
     [ -x .venv/bin/python ] || bash scripts/setup.sh
     .venv/bin/python -m cdc_bridge demo "$@"
+
+# Build the sidecar image with podman (local debootstrap base) and run the `container` tests.
+[positional-arguments]
+container-test *ARGS:
+    bash scripts/container-test.sh "$@"

@@ -4,6 +4,8 @@
 #
 #   bash scripts/setup.sh          # what `just setup` and `.ci/run` run
 #   CDC_SETUP_COMPOSE=1 ...        # also install docker-compose (only the compose/ stacks need it)
+#   CDC_SETUP_CONTAINER=1 ...      # also podman, runc, debootstrap and docker-compose: the
+#                                  # `container` tests build and run the sidecar image (root only)
 #   PYTHON=python3.12 ...          # interpreter for the venv (default: python3.11, else python3)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +29,14 @@ have_compose() {
 packages=()
 have_postgres || packages+=(postgresql)
 have_mariadb || packages+=(mariadb-server)
-if [ "${CDC_SETUP_COMPOSE:-0}" = 1 ] && ! have_compose; then packages+=(docker-compose); fi
+if [ "${CDC_SETUP_COMPOSE:-0}" = 1 ] || [ "${CDC_SETUP_CONTAINER:-0}" = 1 ]; then
+    have_compose || packages+=(docker-compose)
+fi
+if [ "${CDC_SETUP_CONTAINER:-0}" = 1 ]; then
+    # rootful podman builds and runs the image; runc because crun refuses cgroup hybrid
+    # hosts (scripts/podman/containers.conf); debootstrap makes the local base image
+    for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || packages+=("$tool"); done
+fi
 
 if [ ${#packages[@]} -gt 0 ]; then
     if ! command -v apt-get >/dev/null; then

@@ -5,6 +5,7 @@ scrape config only name metrics and services that exist."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -49,6 +50,40 @@ def test_compose_file_validates() -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_local_compose_file_validates() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip(
+            "docker-compose is not installed (CDC_SETUP_COMPOSE=1 bash scripts/setup.sh installs it)"
+        )
+    proc = subprocess.run(
+        [binary, "-f", str(COMPOSE / "docker-compose.local.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PG_PASSWORD": "x"},
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("name", ["docker-compose.yml", "docker-compose.local.yml"])
+def test_health_checks_survive_podmans_api(name: str) -> None:
+    """Podman 4.3's API splits exec-form health-check arguments on spaces: use CMD-SHELL."""
+    services = yaml.safe_load((COMPOSE / name).read_text())["services"]
+    checked = 0
+    for service, svc in services.items():
+        test = svc.get("healthcheck", {}).get("test")
+        if test is None:
+            continue
+        checked += 1
+        if test[0] == "CMD":
+            spaced = [arg for arg in test[1:] if " " in arg]
+            assert not spaced, f"{name}: {service}: use CMD-SHELL, not {test}"
+        else:
+            assert test[0] == "CMD-SHELL" and len(test) == 2, (service, test)
+    assert checked
 
 
 def test_one_capture_sidecar_per_database_and_two_sink_workers() -> None:
