@@ -336,6 +336,9 @@ class Health:
         self._routes: dict[str, _Component] = {}
         self._fatal: str | None = None
         self._notes: dict[str, str] = {}
+        # Who this is (set by the runtime): `cdc-bridge status` checks that the bridge
+        # answering on the metrics address is the one its config describes.
+        self.identity: dict[str, str] = {}
 
     def note(self, key: str, message: str | None) -> None:
         """Set (or with None clear) a note shown in /readyz ``notes``: something worth
@@ -420,6 +423,7 @@ class Health:
         )
         bridge_ready.set(1 if ready else 0)
         return {
+            **self.identity,
             "ready": ready,
             "fatal": fatal,
             "sources": sources,

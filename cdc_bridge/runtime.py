@@ -31,7 +31,7 @@ from cdc_bridge.registry import SOURCE_KINDS
 from cdc_bridge.sources.base import Source, SourceContext
 from cdc_bridge.state import StateStore
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "Bridge", "HealthSink", "Worker"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "Bridge", "HealthSink", "Worker", "bridge_identity"]
 
 log = logging.getLogger("cdc_bridge.runtime")
 
@@ -94,6 +94,14 @@ class _Stall:
     detail: str = ""
 
 
+def bridge_identity(config: BridgeConfig) -> dict[str, str]:
+    """What /readyz says about which bridge answers: its name and state store (password
+    masked), so `cdc-bridge status` does not mistake another bridge on the address for it."""
+    from cdc_bridge.config import mask_url
+
+    return {"bridge": config.bridge.name, "state": mask_url(config.bridge.state)}
+
+
 def _resnapshot_hint(config: BridgeConfig, source: str) -> str:
     """How to take a new snapshot of ``source`` (to restore events Kafka lost)."""
     conf = f" --config {config.source_file}" if config.source_file else ""
@@ -146,6 +154,7 @@ class Bridge:
         self.health = health if health is not None else Health()
         self.monitor: Monitor | None = None
         if isinstance(self.health, Health):
+            self.health.identity = bridge_identity(config)
             self.monitor = Monitor(
                 self.health,
                 bootstrap_servers=config.kafka.bootstrap_servers,
@@ -418,9 +427,9 @@ class Bridge:
     def _watch_stalls(self) -> None:
         """Report a source whose records Kafka has confirmed none of for
         ``[kafka] stall_timeout_s`` (ERROR, state ``stalled``: /readyz 503), and clear it when
-        confirmations come back. A stalled producer waits for topics forever, so topics it
+        confirmations come back. A producer waits for a missing topic forever, so topics it
         wrote that the cluster no longer has (deleted, or Kafka came back empty) are
-        re-created: capture resumes, and the log says what was lost with them."""
+        re-created, and the message says what was lost with them and how to restore it."""
         limit = self.config.kafka.stall_timeout_s
         now = time.monotonic()
         for running, _source, ctx, producer in self._sources:
@@ -432,9 +441,10 @@ class Bridge:
                 if stalled >= limit:
                     state_of = getattr(self.health, "source_state", None)
                     stall = self._stalls[running.name] = _Stall(
-                        state_of(running.name) if state_of is not None else None
+                        state_of(running.name) if state_of is not None else None,
+                        since=now - stalled,
                     )
-                    self._stalled(running, ctx, producer, stalled, stall)
+                    self._stalled(running, producer, stalled, stall)
             elif stalled == 0.0:
                 del self._stalls[running.name]
                 with component(running.label):
@@ -445,16 +455,17 @@ class Bridge:
                     )
                 self._report(running, stall.previous or "streaming")
             elif now - stall.checked >= 10.0:
-                self._stalled(running, ctx, producer, stalled, stall)
+                self._stalled(running, producer, stalled, stall)
 
     def _stalled(
         self,
         running: _Running,
-        ctx: SourceContext,
         producer: EventProducer,
         stalled: float,
         stall: _Stall,
     ) -> None:
+        """Name the stall's cause (ERROR, /readyz detail) and re-create lost topics; again
+        every 10 s while it lasts."""
         stall.checked = time.monotonic()
         waiting = producer.in_flight()
         bootstrap = self.config.kafka.bootstrap_servers

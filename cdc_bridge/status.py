@@ -667,8 +667,12 @@ def readyz_url(metrics: str) -> str | None:
     return f"http://{host}:{port}/readyz"
 
 
-def probe_bridge(metrics: str, timeout: float = 3.0) -> LiveStatus | None:
-    """Read the running bridge's ``/readyz``; None when metrics are switched off."""
+def probe_bridge(
+    metrics: str, timeout: float = 3.0, identity: Mapping[str, str] | None = None
+) -> LiveStatus | None:
+    """Read the running bridge's ``/readyz``; None when metrics are switched off. With
+    ``identity`` (``cdc_bridge.runtime.bridge_identity``), a bridge answering with another
+    name or state store is not taken for this one."""
     import json
     import urllib.error
     import urllib.request
@@ -689,6 +693,15 @@ def probe_bridge(metrics: str, timeout: float = 3.0) -> LiveStatus | None:
         doc = json.loads(body)
     except ValueError:
         live.error = f"{url} did not answer with a cdc-bridge /readyz document"
+        return live
+    if not isinstance(doc, dict) or "ready" not in doc:
+        live.error = f"{url} did not answer with a cdc-bridge /readyz document"
+        return live
+    if identity and any(doc.get(k) != v for k, v in identity.items()):
+        live.error = (
+            f"the bridge answering at {url} is another one ({doc.get('bridge')!r}, state "
+            f"{doc.get('state')!r}), not this config's"
+        )
         return live
     live.answered = True
     live.ready = bool(doc.get("ready"))
@@ -734,7 +747,14 @@ def collect(
     finally:
         if store is not None:
             store.close()
-    live = probe_bridge(getattr(cfg.bridge, "metrics", ""), timeout=min(timeout, 3.0))
+    identity = None
+    if hasattr(cfg.bridge, "state") and hasattr(cfg.bridge, "name"):
+        from cdc_bridge.runtime import bridge_identity
+
+        identity = bridge_identity(cfg)
+    live = probe_bridge(
+        getattr(cfg.bridge, "metrics", ""), timeout=min(timeout, 3.0), identity=identity
+    )
     _merge_live(live, sources, routes)
     return BridgeStatus(cfg.bridge.name, sources, routes, state, live=live)
 

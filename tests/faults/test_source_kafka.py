@@ -107,7 +107,7 @@ def test_broker_frozen_30s_holds_the_slot_and_recovers(
         try:
             # Confirmations already on their way arrive within a moment; after that Kafka
             # confirms nothing, so the slot must not move while the database keeps writing.
-            time.sleep(2)
+            time.sleep(3)
             held = slot_lsn(pg_database, slot)
             body = bridge.wait_readyz(stalled(name), 20, "the source stalled")
             detail = body["sources"][name]["detail"]

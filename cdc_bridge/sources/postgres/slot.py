@@ -186,19 +186,15 @@ def _publication_problems(
                 f"{user}`, or create the publication as the tables' owner (`CREATE PUBLICATION "
                 f"{publication} FOR TABLE {', '.join(t.qualified for t in tables)}`)"
             ]
-    not_owned = [
-        (t.qualified, r[1])
-        for t in to_own
-        if (
-            r := conn.execute(
-                "SELECT pg_has_role(current_user, relowner, 'USAGE'), relowner::regrole::text"
-                " FROM pg_class WHERE oid = %s",
-                (t.oid,),
-            ).fetchone()
-        )
-        is not None
-        and not r[0]
-    ]
+    not_owned = []
+    for t in to_own:
+        owner = conn.execute(
+            "SELECT pg_has_role(current_user, relowner, 'USAGE'), relowner::regrole::text"
+            " FROM pg_class WHERE oid = %s",
+            (t.oid,),
+        ).fetchone()
+        if owner is not None and not owner[0]:
+            not_owned.append((t.qualified, owner[1]))
     if not not_owned:
         return []
     listed = ", ".join(f"{t} (owner {o})" for t, o in not_owned)
