@@ -13,7 +13,8 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from cdc_bridge.routes import identity_problems
+from cdc_bridge.errors import RouteHalted
+from cdc_bridge.routes import build_workers, identity_problems
 from tests.faults._routes import (
     assert_target,
     dead_letters,
@@ -24,6 +25,7 @@ from tests.faults._routes import (
     target_rows,
 )
 from tests.faults.support import bridge_config, cli, wait_for
+from tests.routes_support import Running, config
 
 
 def _recreate(bootstrap: str, topic: str) -> None:
@@ -118,3 +120,37 @@ def test_without_topic_ids_a_partition_ending_below_the_stored_offset_is_detecte
     ]
     (changed,) = identity_problems({("b", 0): 7}, {("b", 0): "X"}, {"b": "Y"}, lambda t, p: 99)
     assert "re-created" in changed and "was X, is Y" in changed
+
+
+def test_a_topic_id_that_changes_while_the_route_runs_stops_it(
+    kafka: Any, pg_database: str, topic_name: Any
+) -> None:
+    """The route re-checks its topics' ids every few seconds. (Deleting a topic under a
+    running consumer crashes librdkafka against the test broker, so the re-creation is
+    simulated: the id the route learnt at assignment is replaced by another one.)"""
+    topic = topic_name("items")
+    _create(kafka.bootstrap, topic)
+    produce_records(kafka.bootstrap, topic, encoded(item_events([item(i) for i in range(1, 6)])))
+    cfg = config(
+        kafka.bootstrap,
+        pg_database,
+        [{"name": "items", "from": topic, "table": "items"}],
+        bridge=f"b{uuid.uuid4().hex[:8]}",
+    )
+    running = Running(build_workers(cfg))
+    try:
+        wait_for(lambda: len(target_rows(pg_database, "items")) == 5, 60, "the first 5 rows")
+        worker = running.workers[0]
+        assert topic in worker.sink.context.topic_ids  # learnt at assignment, stored with offsets
+        worker.sink.context.topic_ids[topic] = "AAAAAAAAAAAAAAAAAAAAAQ"  # "the old topic"
+        wait_for(lambda: running.errors, 30, "the route to stop")
+    finally:
+        running.stop.set()
+        for t in running.threads:
+            t.join(30)
+        for w in running.workers:
+            w.close()
+    (error,) = running.errors
+    assert isinstance(error, RouteHalted), repr(error)
+    assert "re-created while the route consumed it" in str(error)
+    assert "cdc-bridge routes reset --route items" in str(error)
