@@ -110,13 +110,23 @@ def test_server_id_of_the_server_itself(mariadb_database: Any) -> None:
 
 def test_server_id_clash_with_connected_replica(mariadb_database: Any) -> None:
     db = mariadb_database
-    stream = BinlogStream(_args(db), 4343, gtid="", annotate=False)
+    # From the binlog's current end: other tests purge binlogs, after which a dump from an
+    # empty GTID state is refused ("required binlog files have been purged").
+    conn = pymysql.connect(**db.connect_kwargs(), autocommit=True)
+    with contextlib.closing(conn), conn.cursor() as cur:
+        cur.execute("SHOW MASTER STATUS")
+        file, pos = cur.fetchone()[:2]
+    stream = BinlogStream(_args(db), 4343, file=file, pos=int(pos), annotate=False)
     stream.connect()
 
+    ended: list[BaseException] = []
+
     def read() -> None:
-        with contextlib.suppress(BinlogError):
+        try:
             for _ev in stream.events():
                 pass
+        except BinlogError as exc:  # closed by the test, or the server refused the dump
+            ended.append(exc)
 
     t = threading.Thread(target=read, daemon=True)
     t.start()
@@ -129,7 +139,7 @@ def test_server_id_clash_with_connected_replica(mariadb_database: Any) -> None:
                 cur.execute("SHOW SLAVE HOSTS")
                 if any(int(r[0]) == 4343 for r in cur.fetchall()):
                     break
-                assert time.monotonic() < deadline, "the replica never registered"
+                assert time.monotonic() < deadline, f"the replica never registered: {ended}"
                 time.sleep(0.05)
         with pytest.raises(ConfigError, match="server_id = 4343 is already used by another"):
             check_server(_args(db), [_table(db)], 4343)
