@@ -260,10 +260,10 @@ class SourceConfigBase(Section):
         examples=["fail"],
     )
     retry_initial_delay_ms: int = Field(
-        1000,
+        500,
         ge=1,
         description="First wait (milliseconds) before reconnecting after a passing failure; doubles per attempt and starts over after a successful reconnect.",
-        examples=[1000],
+        examples=[500],
     )
     retry_max_delay_ms: int = Field(
         30000,

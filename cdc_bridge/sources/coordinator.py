@@ -249,7 +249,7 @@ class SnapshotProgress:
 class RetryPolicy:
     """Capped exponential backoff; starts over after a successful reconnect."""
 
-    initial_s: float = 1.0
+    initial_s: float = 0.5
     max_s: float = 30.0
     max_attempts: int = 0  # 0: retry for ever
     attempt: int = 0
