@@ -508,16 +508,18 @@ class _BinlogStreamer:
         stopping = self.ctx.stopping
         table_state = self.src._table_state
         info = self.info
+        # bound once: one lookup per event less on the hot path
+        rows, gtid, commit = self.rows, self.gtid, self.commit
         for ev in stream.events():
             t = type(ev)
             if t is Rows:
-                self.rows(ev)  # type: ignore[arg-type]
+                rows(ev)  # type: ignore[arg-type]
             elif t is TableMap:
                 ev.user = table_state(ev, info)  # type: ignore[union-attr,arg-type]
             elif t is Gtid:
-                self.gtid(ev)  # type: ignore[arg-type]
+                gtid(ev)  # type: ignore[arg-type]
             elif t is Xid:
-                self.commit(ev.end_pos)  # type: ignore[union-attr]
+                commit(ev.end_pos)  # type: ignore[union-attr]
                 if stopping.is_set():
                     break
             elif t is Query:
