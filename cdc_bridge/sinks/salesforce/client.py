@@ -21,8 +21,8 @@ import orjson
 import requests
 from pydantic import SecretStr
 
+from cdc_bridge._salesforce.auth import Authenticator, Token, http_session
 from cdc_bridge.errors import ConfigError, RetriableError
-from cdc_bridge.sinks.salesforce.auth import Authenticator, Token, http_session
 from cdc_bridge.sinks.salesforce.config import SalesforceSinkConfig
 from cdc_bridge.sinks.salesforce.errors import Action, SalesforceApiError, raise_for_response
 from cdc_bridge.sinks.salesforce.quota import API_CALLS, QuotaGuard
