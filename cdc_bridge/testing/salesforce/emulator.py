@@ -23,6 +23,7 @@ from .coerce import TypeMismatch
 from .errors import ApiError, SfError, not_found
 from .faults import FaultConfig, FaultInjector
 from .ids import IdFactory, to18
+from .pubsub import API_USER_ID, UI_USER_ID, EventBus, PubSubServer
 from .schema import ObjectSchema, default_objects, object_from_dict
 from .store import MultipleMatches, Store
 
@@ -102,6 +103,11 @@ class SalesforceEmulator:
         include_defaults: bool = True,
         cert_dir: str | None = None,
         advertised_host: str | None = None,
+        pubsub: bool = True,
+        replay_retention_s: float = 72 * 3600,
+        replay_max_events: int = 1_000_000,
+        pubsub_keepalive_s: float = 270.0,
+        pubsub_idle_timeout_s: float | None = None,
     ) -> None:
         self.api_version = api_version
         self.host = host
@@ -126,6 +132,16 @@ class SalesforceEmulator:
         self.auth_config = auth or AuthConfig()
         self.authenticator = Authenticator(self.auth_config, self.sessions)
         self.bulk = BulkIngest(self.store, self.ids, self.faults.lock_row, delay=bulk_delay)
+        # Change Data Capture: every committed write becomes change events on the bus
+        self.bus = EventBus(
+            self.store, retention_s=replay_retention_s, max_events=replay_max_events
+        )
+        self._pubsub_enabled = pubsub
+        self._pubsub_opts = {
+            "keepalive_s": pubsub_keepalive_s,
+            "idle_timeout_s": pubsub_idle_timeout_s,
+        }
+        self.pubsub: PubSubServer | None = None
         self.daily_limit = (
             faults.daily_limit if faults and faults.daily_limit is not None else daily_limit
         )
@@ -157,6 +173,15 @@ class SalesforceEmulator:
             ctx.load_cert_chain(files.cert_file, files.key_file)
             server.socket = ctx.wrap_socket(server.socket, server_side=True)
             self.ca_file = files.ca_file
+        if self._pubsub_enabled:
+            self.pubsub = PubSubServer(
+                self.bus,
+                self.sessions,
+                host=self.host,
+                cert_file=files.cert_file if self._tls else None,
+                key_file=files.key_file if self._tls else None,
+                **self._pubsub_opts,  # type: ignore[arg-type]
+            )
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -168,6 +193,9 @@ class SalesforceEmulator:
         return self
 
     def stop(self) -> None:
+        if self.pubsub is not None:
+            self.pubsub.stop()
+            self.pubsub = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -207,6 +235,78 @@ class SalesforceEmulator:
     @property
     def token_url(self) -> str:
         return f"{self.url}/services/oauth2/token"
+
+    @property
+    def pubsub_endpoint(self) -> str:
+        """``host:port`` of the Pub/Sub API (gRPC, TLS with the same CA as the REST API)."""
+        if self.pubsub is None:
+            raise RuntimeError("the Pub/Sub API is off or the emulator is not running")
+        host = self.advertised_host or ("127.0.0.1" if self.host in ("0.0.0.0", "") else self.host)
+        return f"{host}:{self.pubsub.port}"
+
+    # ---- change data capture: test API -------------------------------------------------
+
+    def ui_create(self, sobject: str, values: dict[str, Any]) -> str:
+        """A user creates a record in the UI: another commitUser, empty changeOrigin."""
+        with self._as_ui(), self.store.tx() as tx:
+            return self.store.insert(tx, self._obj(sobject), values)
+
+    def ui_update(self, sobject: str, rid: str, values: dict[str, Any]) -> None:
+        """A user edits a record in the UI (None values clear fields)."""
+        with self._as_ui(), self.store.tx() as tx:
+            self.store.update(tx, self._obj(sobject), rid, values)
+
+    def ui_delete(self, sobject: str, rid: str) -> None:
+        with self._as_ui(), self.store.tx() as tx:
+            self.store.delete(tx, self._obj(sobject), rid)
+
+    def undelete(self, sobject: str, rid: str) -> None:
+        """A user restores a record from the recycle bin (an UNDELETE change event)."""
+        with self._as_ui(), self.store.tx() as tx:
+            self.store.undelete(tx, self._obj(sobject), rid)
+
+    def ui_transaction(self) -> Any:
+        """``with emu.ui_transaction() as tx:`` several UI writes in one transaction."""
+        emu = self
+
+        class _Tx:
+            def __enter__(self) -> Any:
+                self._ctx = emu._as_ui()
+                self._ctx.__enter__()
+                self._tx = emu.store.tx()
+                return self._tx.__enter__()
+
+            def __exit__(self, *exc: Any) -> None:
+                try:
+                    self._tx.__exit__(*exc)
+                finally:
+                    self._ctx.__exit__(*exc)
+
+        return _Tx()
+
+    def _as_ui(self) -> Any:
+        import contextlib
+
+        store = self.store
+
+        @contextlib.contextmanager
+        def ctx() -> Any:
+            before = (getattr(store.context, "origin", ""), getattr(store.context, "user", ""))
+            store.set_context("", UI_USER_ID)
+            try:
+                yield
+            finally:
+                store.set_context(*before)
+
+        return ctx()
+
+    def define_platform_event(self, name: str, fields: dict[str, str]) -> str:
+        """Declare a platform event ``name`` (e.g. Order_Placed__e); returns its topic."""
+        return self.bus.define_platform_event(name, fields)
+
+    def publish_platform_event(self, name: str, values: dict[str, Any]) -> str:
+        """Publish a platform event; returns its EventUuid."""
+        return self.bus.publish_platform_event(f"/event/{name}", values)
 
     # ---- inspection and control (for tests) --------------------------------------------
 
@@ -274,6 +374,20 @@ class SalesforceEmulator:
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         kind = _kind(path, method)
         extra: dict[str, str] = {}
+        # who writes: Salesforce copies Sforce-Call-Options' client into changeOrigin
+        options = headers.get("Sforce-Call-Options", "") or ""
+        client = next(
+            (
+                p.split("=", 1)[1].strip()
+                for p in options.split(",")
+                if p.strip().lower().startswith("client=")
+            ),
+            "",
+        )
+        api = "bulk" if kind == "bulk" else "rest"
+        vm = _VERSION_RE.match(path)
+        origin = f"com/salesforce/api/{api}/{vm.group(1) if vm else self.api_version}"
+        self.store.set_context(origin + (f";client={client}" if client else ""), API_USER_ID)
         if self.faults.config.latency:
             time.sleep(self.faults.config.latency)
         if kind == "auth":
