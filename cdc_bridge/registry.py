@@ -64,6 +64,12 @@ SOURCE_KINDS: dict[str, Kind] = {
         "cdc_bridge.sources.mongodb.source:MongoSource",
         summary="MongoDB change streams",
     ),
+    "salesforce": Kind(
+        "salesforce",
+        "cdc_bridge.sources.salesforce.config:SalesforceSourceConfig",
+        "cdc_bridge.sources.salesforce.source:SalesforceSource",
+        summary="Salesforce Change Data Capture and platform events (Pub/Sub API)",
+    ),
 }
 
 SINK_KINDS: dict[str, Kind] = {

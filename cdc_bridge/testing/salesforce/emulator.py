@@ -47,6 +47,7 @@ class _Response(NamedTuple):
     status: int
     body: bytes
     content_type: str = "application/json;charset=UTF-8"
+    headers: dict[str, str] | None = None
 
 
 def _json(status: int, body: Any) -> _Response:
@@ -149,6 +150,9 @@ class SalesforceEmulator:
         self._usage_lock = threading.Lock()
         self._log: list[Call] = []
         self._cursors: dict[str, tuple[int, list[dict[str, Any]], str]] = {}
+        # Bulk API 2.0 query jobs: id -> (info, header, rows, created monotonic)
+        self._query_jobs_: dict[str, tuple[dict[str, Any], list[str], list[list[str]], float]] = {}
+        self._bulk_delay = bulk_delay
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: str | None = None
@@ -395,6 +399,8 @@ class SalesforceEmulator:
         else:
             resp = self._api(method, path, query, headers, body, kind)
             extra["Sforce-Limit-Info"] = f"api-usage={self._used}/{self.daily_limit}"
+        if resp.headers:
+            extra.update(resp.headers)
         with self._usage_lock:
             self._log.append(Call(method, path, kind, resp.status))
         return resp, extra
@@ -519,6 +525,8 @@ class SalesforceEmulator:
             return self._query(p, q, headers, v, include_deleted=head == "queryAll")
         if head == "jobs" and n >= 2 and p[1] == "ingest":
             return self._jobs(method, p[2:], headers, body, v)
+        if head == "jobs" and n >= 2 and p[1] == "query":
+            return self._query_jobs(method, p[2:], q, body, v)
         raise not_found()
 
     def _limits(self) -> dict[str, Any]:
@@ -735,6 +743,18 @@ class SalesforceEmulator:
         if method == "GET" and len(p) == 1:
             return self._retrieve(self._obj(p[0]), q, v)
         data = self._body(body)
+        if method == "POST" and len(p) == 1 and isinstance(data, dict) and "ids" in data:
+            # retrieve by POST (up to 2,000 ids): {"ids": [...], "fields": [...]}
+            ids = data.get("ids") or []
+            if len(ids) > 2000:
+                raise ApiError(
+                    400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot retrieve more than 2000"
+                )
+            return self._retrieve(
+                self._obj(p[0]),
+                {"ids": ",".join(ids), "fields": ",".join(data.get("fields", []))},
+                v,
+            )
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
             raise ApiError(400, "JSON_PARSER_ERROR", "Expected an object with a 'records' array")
         records = data["records"]
@@ -931,6 +951,83 @@ class SalesforceEmulator:
             out["nextRecordsUrl"] = f"/services/data/v{v}/query/{locator}-{start + size}"
         return out
 
+    # ---- Bulk API 2.0 query jobs -------------------------------------------------------
+
+    def _query_jobs(
+        self, method: str, p: list[str], q: dict[str, str], body: bytes, v: str
+    ) -> _Response:
+        """Create a query job (the result is computed at creation), poll it, page its CSV."""
+        import csv
+        import io
+
+        if not p and method == "POST":
+            data = self._body(body)
+            op = data.get("operation", "query") if isinstance(data, dict) else None
+            if op not in ("query", "queryAll") or not isinstance(data.get("query"), str):
+                raise ApiError(
+                    400, "INVALIDJOB", "InvalidJob : operation must be query or queryAll"
+                )
+            parsed = soql.parse(self.store, data["query"])
+            if any(len(path) > 1 for path in parsed.select):
+                raise ApiError(
+                    400, "INVALIDJOB", "relationship fields are not emulated in query jobs"
+                )
+            _, rows = soql.execute(self.store, parsed, v, include_deleted=op == "queryAll")
+            header = [path[0].name for path in parsed.select]
+            job_id = self.ids.new("750")
+            info = {
+                "id": job_id,
+                "operation": op,
+                "object": parsed.obj.name,
+                "createdById": API_USER_ID,
+                "state": "UploadComplete",
+                "concurrencyMode": "Parallel",
+                "contentType": "CSV",
+                "apiVersion": float(v),
+                "lineEnding": "LF",
+                "columnDelimiter": "COMMA",
+            }
+            table = [[_csv_value(r.get(h)) for h in header] for r in rows]
+            self._query_jobs_[job_id] = (info, header, table, time.monotonic())
+            return _json(200, info)
+        if not p:
+            raise _method(method)
+        job = self._query_jobs_.get(p[0])
+        if job is None:
+            raise ApiError(404, "NOT_FOUND", "Could not find the job")
+        info, header, table, created = job
+        done = time.monotonic() - created >= self._bulk_delay
+        if len(p) == 1 and method == "GET":
+            state = "JobComplete" if done else "InProgress"
+            return _json(
+                200,
+                {**info, "state": state, "numberRecordsProcessed": len(table) if done else 0},
+            )
+        if len(p) == 1 and method == "DELETE":
+            self._query_jobs_.pop(p[0], None)
+            return _Response(204, b"")
+        if len(p) == 2 and p[1] == "results" and method == "GET":
+            if not done:
+                raise ApiError(400, "INVALIDJOBSTATE", "job not complete")
+            start = int(q.get("locator") or 0)
+            size = int(q.get("maxRecords") or 50000)
+            page = table[start : start + size]
+            out = io.StringIO()
+            w = csv.writer(out, lineterminator="\n")
+            w.writerow(header)
+            w.writerows(page)
+            nxt = start + size
+            return _Response(
+                200,
+                out.getvalue().encode(),
+                "text/csv",
+                {
+                    "Sforce-Locator": str(nxt) if nxt < len(table) else "null",
+                    "Sforce-NumberOfRecords": str(len(page)),
+                },
+            )
+        raise not_found()
+
     # ---- Bulk API 2.0 -------------------------------------------------------------------
 
     def _jobs(self, method: str, p: list[str], headers: Any, body: bytes, v: str) -> _Response:
@@ -972,6 +1069,14 @@ class SalesforceEmulator:
                 raise not_found()
             return _Response(200, bulk.results(job_id, kind).encode(), "text/csv")
         raise not_found()
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _convert(f: Any, value: str) -> Any:
