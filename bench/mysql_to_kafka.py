@@ -186,7 +186,7 @@ def latency(
     source = MySqlSource(cfg)
     th = threading.Thread(target=source.run, args=(ctx,), daemon=True)
     th.start()
-    while source.stream is None:
+    while source.binlog is None:
         time.sleep(0.01)
     topic = f"{name}.bench.orders"
     lat: list[float] = []

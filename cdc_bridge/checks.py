@@ -113,20 +113,15 @@ def _run_check(name: str, kind: str, build: Any) -> CheckResult:
     except Exception as exc:
         return CheckResult(name, kind, False, f"cannot build it: {_failure(exc)}")
     try:
-        check = getattr(component, "check", None)
-        if check is None:
-            return CheckResult(name, kind, True, "built (this kind has no connection check)")
-        return _verdict(name, kind, check())
+        return _verdict(name, kind, component.check())
     except Exception as exc:
         log.debug("%s check failed", name, exc_info=True)
         return CheckResult(name, kind, False, _failure(exc))
     finally:
-        close = getattr(component, "close", None)
-        if close is not None:
-            try:
-                close()
-            except Exception:
-                log.debug("closing %s failed", name, exc_info=True)
+        try:
+            component.close()
+        except Exception:
+            log.debug("closing %s failed", name, exc_info=True)
 
 
 def _takes_route(impl: Any) -> bool:

@@ -1,11 +1,8 @@
 """The ``cdc-bridge`` command line (typer): thin -- it parses options and calls the library.
 
-Adding a sub-command group for a source or sink is one line at the bottom of this file::
-
-    app.add_typer(postgres_app, name="postgres")   # cdc-bridge postgres drop-slot ...
-
-where ``postgres_app = typer.Typer(help=...)`` lives next to the kind's code (import it
-lazily inside its commands if it needs heavy drivers). Wrap command bodies in
+A source or sink kind gets a sub-command group (``cdc-bridge postgres drop-slot ...``) by
+naming its ``typer.Typer`` app in its registry entry (``cli=`` in ``cdc_bridge.registry``);
+the app lives next to the kind's code and imports heavy drivers lazily inside its commands. Wrap command bodies in
 :func:`user_errors` so a ConfigError prints one message and exits 2 (other BridgeErrors: 1).
 """
 
@@ -242,9 +239,11 @@ from cdc_bridge.dlq_cli import dlq_app  # noqa: E402  (cdc-bridge dlq list / rep
 
 app.add_typer(dlq_app, name="dlq")
 
-from cdc_bridge.sources.postgres.cli import app as _postgres_app  # noqa: E402
+from cdc_bridge.registry import SINK_KINDS, SOURCE_KINDS  # noqa: E402
 
-app.add_typer(_postgres_app, name="postgres")
+for _kind in (*SOURCE_KINDS.values(), *SINK_KINDS.values()):
+    if _kind.cli:  # registered next to the kind's code: cdc-bridge postgres drop-slot ...
+        app.add_typer(_kind.cli_app(), name=_kind.name)
 
 from cdc_bridge.demo.command import demo_command  # noqa: E402
 

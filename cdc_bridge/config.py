@@ -173,6 +173,35 @@ class SourceConfigBase(Section):
         description="initial: snapshot once, then stream; never: stream only; initial_only: snapshot and stop; when_needed: snapshot whenever no usable position exists.",
         examples=["initial"],
     )
+    on_position_lost: Literal["fail", "resnapshot"] | None = Field(
+        None,
+        description='What to do when the database no longer has the stored position (a dropped or invalidated slot, purged binlogs, a resume token out of the oplog): fail with a message, or take a new snapshot and continue. Default: resnapshot under snapshot = "when_needed", else fail.',
+        examples=["fail"],
+    )
+    retry_initial_delay_ms: int = Field(
+        1000,
+        ge=1,
+        description="First wait (milliseconds) before reconnecting after a passing failure; doubles per attempt and starts over after a successful reconnect.",
+        examples=[1000],
+    )
+    retry_max_delay_ms: int = Field(
+        30000,
+        ge=1,
+        description="Longest wait (milliseconds) between reconnect attempts.",
+        examples=[30000],
+    )
+    retry_max_attempts: int = Field(
+        0,
+        ge=0,
+        description="Reconnect attempts in a row before the source fails; 0 retries for ever.",
+        examples=[0],
+    )
+    checkpoint_interval_ms: int = Field(
+        1000,
+        ge=10,
+        description="How often (milliseconds) the source stores its confirmed position while it runs.",
+        examples=[1000],
+    )
     schemas: bool = Field(
         True,
         description="Write key and value with the Connect schema wrapper (JsonConverter schemas.enable).",

@@ -73,6 +73,7 @@ __all__ = [
     "source_lag_bytes",
     "source_lag_seconds",
     "source_last_event_timestamp",
+    "source_positions_lost",
     "source_retained_bytes",
     "source_snapshot_running",
     "source_up",
@@ -90,6 +91,12 @@ source_events = Counter(
 source_snapshot_running = Gauge(
     "cdc_bridge_source_snapshot_running",
     "1 while the source is taking a snapshot (op=r events count its progress), else 0.",
+    ["source"],
+)
+source_positions_lost = Counter(
+    "cdc_bridge_source_positions_lost_total",
+    "Stored source positions the database no longer had (dropped slot, purged binlog, resume "
+    "token out of the oplog); see the source's on_position_lost.",
     ["source"],
 )
 source_lag_bytes = Gauge(

@@ -2,7 +2,8 @@
 
 Entries are "module:attribute" strings, imported on first use, so validating a config does
 not import every database driver. The config loader, ``check`` and the docs generator walk
-these tables. To add a kind, add one line here.
+these tables; ``status`` and ``cli`` walk them for per-kind probes and sub-commands. To add a
+kind, add one entry here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ class Kind:
     ``config``: its pydantic model (``[[sources]]`` / ``[[sinks]]`` entry).
     ``impl``: the class that runs it.
     ``route_config``: for sinks, the model of the sink-specific keys of a ``[[routes]]`` entry.
+    ``status``: for sources, the ``cdc-bridge status`` probe ``(config, saved offset dict,
+    warn_bytes) -> SourceStatus``, next to the connector's code.
+    ``cli``: a typer app mounted as ``cdc-bridge <kind> ...`` (maintenance commands).
     """
 
     name: str
@@ -34,6 +38,8 @@ class Kind:
     impl: str
     route_config: str | None = None
     summary: str = ""
+    status: str | None = None
+    cli: str | None = None
 
     def config_model(self) -> Any:
         return load(self.config)
@@ -44,6 +50,12 @@ class Kind:
     def route_model(self) -> Any:
         return load(self.route_config) if self.route_config else None
 
+    def status_probe(self) -> Any:
+        return load(self.status) if self.status else None
+
+    def cli_app(self) -> Any:
+        return load(self.cli) if self.cli else None
+
 
 SOURCE_KINDS: dict[str, Kind] = {
     "postgres": Kind(
@@ -51,18 +63,22 @@ SOURCE_KINDS: dict[str, Kind] = {
         "cdc_bridge.sources.postgres.config:PostgresSourceConfig",
         "cdc_bridge.sources.postgres.source:PostgresSource",
         summary="PostgreSQL logical replication (pgoutput)",
+        status="cdc_bridge.sources.postgres.status:probe",
+        cli="cdc_bridge.sources.postgres.cli:app",
     ),
     "mysql": Kind(
         "mysql",
         "cdc_bridge.sources.mysql.config:MySqlSourceConfig",
         "cdc_bridge.sources.mysql.source:MySqlSource",
         summary="MySQL / MariaDB row binlog",
+        status="cdc_bridge.sources.mysql.status:probe",
     ),
     "mongodb": Kind(
         "mongodb",
         "cdc_bridge.sources.mongodb.config:MongoSourceConfig",
         "cdc_bridge.sources.mongodb.source:MongoSource",
         summary="MongoDB change streams",
+        status="cdc_bridge.sources.mongodb.status:probe",
     ),
     "salesforce": Kind(
         "salesforce",

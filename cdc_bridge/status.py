@@ -1,10 +1,9 @@
 """``cdc-bridge status``: sources, routes and the state store, read from the databases, Kafka
 and the state store (not from a running bridge, so it works wherever the config does).
 
-Per source kind, one probe reads what the database keeps for the bridge: the Postgres slot
-(confirmed and restart LSNs against the current WAL, ``wal_status``), the MySQL binlogs
-against the saved position, the MongoDB oplog window and cluster time against the saved
-resume point. Routes: consumer lag per partition (high watermark - committed offset of the
+Per source kind, one probe (registered with the kind in ``cdc_bridge.registry``, living next
+to the connector: ``sources/<kind>/status.py``) reads what the database keeps for the bridge:
+the Postgres slot, the MySQL binlogs against the saved position, the MongoDB oplog window. Routes: consumer lag per partition (high watermark - committed offset of the
 route's group) and the dead-letter topic's size. The runtime's monitor calls the same probes
 to keep the lag gauges of ``cdc_bridge.metrics`` current.
 """
@@ -14,21 +13,30 @@ from __future__ import annotations
 import fnmatch
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+from cdc_bridge.config import mask_url
 from cdc_bridge.kafka import with_logger
+from cdc_bridge.registry import SOURCE_KINDS
 
 __all__ = [
+    "AT_RISK",
     "DEFAULT_RETAINED_WARN_BYTES",
+    "INACTIVE",
+    "LAGGING",
+    "LOST",
+    "OK",
+    "UNREACHABLE",
     "BridgeStatus",
     "PartitionLag",
     "RouteStatus",
     "SourceStatus",
     "StateStatus",
     "collect",
+    "human_bytes",
+    "mask",
     "probe_source",
     "route_group",
     "route_lag",
@@ -163,23 +171,12 @@ class BridgeStatus:
         }
 
 
-def _mask(text: str) -> str:
+def mask(text: str) -> str:
     """Hide passwords in URLs and libpq strings (error messages may quote the DSN)."""
-    import cdc_bridge.config as config
-
-    mask_url = getattr(config, "mask_url", None)
-    if mask_url is not None:
-        return str(mask_url(text))
-    import re
-
-    return re.sub(r"(://[^/@:\s]*:)[^@\s]*@", r"\1***@", text)
+    return str(mask_url(text))
 
 
-def _secret(value: Any) -> str:
-    return value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-
-
-def _human(n: int | None) -> str:
+def human_bytes(n: int | None) -> str:
     if n is None:
         return "-"
     size = float(n)
@@ -190,213 +187,6 @@ def _human(n: int | None) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-# -- Postgres ------------------------------------------------------------------------------
-
-
-def _postgres(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> SourceStatus:
-    import psycopg
-
-    st = SourceStatus(cfg.name, "postgres")
-    slot = getattr(cfg, "slot", None) or getattr(cfg, "slot_name", None) or f"cdc_bridge_{cfg.name}"
-    with psycopg.connect(_secret(cfg.dsn), autocommit=True, connect_timeout=5) as conn:
-        head = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
-        st.head = head[0] if head else None
-        row = conn.execute(
-            "SELECT active, confirmed_flush_lsn::text,"
-            " pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint,"
-            " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint,"
-            " wal_status, safe_wal_size"
-            " FROM pg_replication_slots WHERE slot_name = %s",
-            (slot,),
-        ).fetchone()
-    if row is None:
-        st.state = INACTIVE
-        st.detail = f"no replication slot {slot!r} (created when the source first starts)"
-        return st
-    active, confirmed, lag, retained, wal_status, safe_size = row
-    st.position = confirmed
-    st.lag_bytes = None if lag is None else int(lag)
-    st.retained_bytes = None if retained is None else int(retained)
-    st.state = OK if active else INACTIVE
-    st.detail = f"slot {slot} {'active' if active else 'inactive (no bridge streaming)'}"
-    if wal_status == "lost":
-        st.state = LOST
-        st.risk = (
-            f"slot {slot}: the WAL it needs was removed (max_slot_wal_keep_size); "
-            "the source must take a new snapshot"
-        )
-    elif wal_status == "unreserved":
-        st.state = AT_RISK
-        st.risk = f"slot {slot}: WAL beyond max_slot_wal_keep_size, removed at the next checkpoint"
-    elif st.retained_bytes is not None and st.retained_bytes > warn_bytes:
-        st.state = AT_RISK
-        st.risk = (
-            f"slot {slot} holds {_human(st.retained_bytes)} of WAL (> {_human(warn_bytes)}): "
-            "the disk fills while the bridge is behind or stopped"
-        )
-        if safe_size is not None:
-            st.risk += f"; {_human(int(safe_size))} left before max_slot_wal_keep_size"
-    if offset:
-        st.saved_position = str(offset.get("lsn"))
-        st.snapshot = "done" if offset.get("snapshot_done", True) else "running"
-    else:
-        st.snapshot = "not started"
-    return st
-
-
-# -- MySQL / MariaDB -----------------------------------------------------------------------
-
-
-def _mysql_connect_args(cfg: Any) -> dict[str, Any]:
-    if hasattr(cfg, "connect_args"):
-        return dict(cfg.connect_args())
-    parts = urlsplit(_secret(cfg.dsn))
-    return {
-        "host": parts.hostname,
-        "port": parts.port or 3306,
-        "user": unquote(parts.username or "root"),
-        "password": unquote(parts.password or ""),
-    }
-
-
-def binlog_lag(
-    logs: list[tuple[str, int]], file: str, pos: int, head: tuple[str, int]
-) -> int | None:
-    """Bytes from ``file:pos`` to ``head`` over the server's binlogs; None if ``file`` is gone."""
-    names = [name for name, _ in logs]
-    if file not in names:
-        return None
-    if file == head[0]:
-        return max(0, head[1] - pos)
-    total = 0
-    started = False
-    for name, size in logs:
-        if name == file:
-            started = True
-            total += max(0, size - pos)
-        elif name == head[0]:
-            total += head[1]
-            break
-        elif started:
-            total += size
-    return total
-
-
-def _mysql(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> SourceStatus:
-    import pymysql
-
-    st = SourceStatus(cfg.name, "mysql")
-    args = _mysql_connect_args(cfg)
-    args.pop("database", None)
-    conn = pymysql.connect(**args, connect_timeout=5, autocommit=True)
-    try:
-        cur = conn.cursor()
-        mariadb = "mariadb" in conn.get_server_info().lower()
-        try:
-            cur.execute("SHOW MASTER STATUS")
-        except pymysql.err.ProgrammingError:  # MySQL 8.4+
-            cur.execute("SHOW BINARY LOG STATUS")
-        master = cur.fetchone()
-        if master is None:
-            st.state = UNREACHABLE
-            st.detail = "binary logging is off (log_bin); the source cannot stream"
-            return st
-        head = (str(master[0]), int(master[1]))
-        cur.execute("SHOW BINARY LOGS")
-        logs = [(str(r[0]), int(r[1])) for r in cur.fetchall()]
-        cur.execute("SELECT @@gtid_binlog_pos" if mariadb else "SELECT @@global.gtid_executed")
-        gtid_row = cur.fetchone()
-    finally:
-        conn.close()
-    gtids = (gtid_row[0] or "").replace("\n", "") if gtid_row else ""
-    st.head = f"{head[0]}:{head[1]}" + (f" gtids {gtids}" if gtids else "")
-    if not offset:
-        st.snapshot = "not started"
-        st.state = INACTIVE
-        st.detail = "no saved position (the source has not run yet)"
-        return st
-    file, pos = str(offset.get("file")), int(offset.get("pos", 0))
-    st.saved_position = f"{file}:{pos}" + (
-        f" gtids {offset['gtids']}" if offset.get("gtids") else ""
-    )
-    st.position = st.saved_position
-    st.snapshot = "running" if offset.get("snapshot") else "done"
-    st.lag_bytes = binlog_lag(logs, file, pos, head)
-    names = [n for n, _ in logs]
-    if st.lag_bytes is None:
-        st.state = LOST
-        st.risk = (
-            f"binlog {file} of the saved position was purged: the source needs a new snapshot "
-            '(snapshot = "when_needed")'
-        )
-        return st
-    st.retained_bytes = sum(size for name, size in logs[names.index(file) :])
-    st.state = LAGGING if st.lag_bytes > 0 else OK
-    if names and names[0] == file and len(names) > 1:
-        st.state = AT_RISK
-        st.risk = f"the saved position is in the oldest binlog ({file}): the next purge removes it"
-    elif st.retained_bytes > warn_bytes:
-        st.risk = f"{_human(st.retained_bytes)} of binlog from the saved position on"
-    return st
-
-
-# -- MongoDB -------------------------------------------------------------------------------
-
-
-def _mongodb(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> SourceStatus:
-    from pymongo import MongoClient
-
-    st = SourceStatus(cfg.name, "mongodb")
-    wait_ms = min(5000, int(getattr(cfg, "server_selection_timeout_ms", 5000) or 5000))
-    client: Any = MongoClient(_secret(cfg.uri), serverSelectionTimeoutMS=wait_ms, connect=True)
-    try:
-        hello = client.admin.command("hello")
-        cluster = (hello.get("$clusterTime") or {}).get("clusterTime") or hello.get("operationTime")
-        first = last = None
-        try:
-            oplog = client["local"]["oplog.rs"]
-            first_doc = oplog.find({}, {"ts": 1}).sort("$natural", 1).limit(1).next()
-            last_doc = oplog.find({}, {"ts": 1}).sort("$natural", -1).limit(1).next()
-            first, last = first_doc["ts"], last_doc["ts"]
-        except Exception as exc:  # no privilege on local, or not a replica set member
-            st.detail = f"oplog not readable ({exc.__class__.__name__}); retention unknown"
-    finally:
-        client.close()
-    if cluster is not None:
-        st.head = f"cluster time {cluster.time}.{cluster.inc}"
-    saved = (offset or {}).get("cluster_time")
-    if not offset:
-        st.snapshot = "not started"
-        st.state = INACTIVE
-        st.detail = st.detail or "no saved position (the source has not run yet)"
-        return st
-    st.snapshot = "running" if offset.get("snapshot") else "done"
-    if saved:
-        st.saved_position = st.position = f"cluster time {saved['t']}.{saved['i']}"
-        if cluster is not None:
-            st.lag_seconds = float(max(0, cluster.time - int(saved["t"])))
-            st.state = LAGGING if st.lag_seconds > 0 else OK
-        if first is not None and last is not None:
-            window = max(1, last.time - first.time)
-            if int(saved["t"]) < first.time:
-                st.state = LOST
-                st.risk = "the saved resume point is older than the oplog: a new snapshot is needed"
-            elif int(saved["t"]) - first.time < window * 0.1:
-                st.state = AT_RISK
-                st.risk = (
-                    f"the saved resume point is in the oldest 10% of the oplog window "
-                    f"({window} s): grow the oplog or catch up"
-                )
-    return st
-
-
-_PROBES: dict[str, Callable[[Any, Mapping[str, Any] | None, int], SourceStatus]] = {
-    "postgres": _postgres,
-    "mysql": _mysql,
-    "mongodb": _mongodb,
-}
-
-
 def probe_source(
     cfg: Any,
     offset: Mapping[str, Any] | None,
@@ -404,7 +194,8 @@ def probe_source(
     warn_bytes: int = DEFAULT_RETAINED_WARN_BYTES,
 ) -> SourceStatus:
     """Status of one ``[[sources]]`` entry; ``offset``: its saved position (state store)."""
-    probe = _PROBES.get(cfg.kind)
+    kind = SOURCE_KINDS.get(cfg.kind)
+    probe = kind.status_probe() if kind is not None else None
     if probe is None:
         return SourceStatus(cfg.name, cfg.kind, state=OK, detail="no status probe for this kind")
     try:
@@ -415,7 +206,7 @@ def probe_source(
             cfg.name,
             cfg.kind,
             state=UNREACHABLE,
-            detail=_mask(f"{exc.__class__.__name__}: {first}"),
+            detail=mask(f"{exc.__class__.__name__}: {first}"),
         )
 
 
@@ -539,7 +330,7 @@ def _routes(cfg: Any, store: Any, timeout: float) -> list[RouteStatus]:
 
 
 def _open_state(url: str) -> tuple[Any, StateStatus]:
-    st = StateStatus(_mask(url))
+    st = StateStatus(mask(url))
     try:
         from cdc_bridge.state import StateStore
 
@@ -556,7 +347,7 @@ def _open_state(url: str) -> tuple[Any, StateStatus]:
         st.dead_letters = store.count_dead_letters()
         return store, st
     except Exception as exc:
-        st.error = _mask(f"cannot read the state store: {exc}".splitlines()[0])
+        st.error = mask(f"cannot read the state store: {exc}".splitlines()[0])
         return None, st
 
 
@@ -600,7 +391,7 @@ def render(status: BridgeStatus, console: Any) -> None:
     for s in status.sources:
         lag = []
         if s.lag_bytes is not None:
-            lag.append(_human(s.lag_bytes))
+            lag.append(human_bytes(s.lag_bytes))
         if s.lag_seconds is not None:
             lag.append(f"{s.lag_seconds:.0f} s")
         notes = s.risk or s.detail
@@ -610,7 +401,7 @@ def render(status: BridgeStatus, console: Any) -> None:
             f"[{_STYLE.get(s.state, 'white')}]{s.state}[/]",
             escape(s.position or s.saved_position or "-"),
             " / ".join(lag) or "-",
-            _human(s.retained_bytes),
+            human_bytes(s.retained_bytes),
             s.snapshot,
             escape(notes),
         )

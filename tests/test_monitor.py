@@ -11,12 +11,12 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer
-from pydantic import SecretStr
 
 from cdc_bridge import metrics
 from cdc_bridge.kafka import TopicAdmin, TopicSettings
 from cdc_bridge.metrics import Health, MetricsServer
 from cdc_bridge.monitor import Monitor
+from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 from cdc_bridge.testing import services
 from cdc_bridge.testing.services import KafkaService, PostgresService
 
@@ -50,7 +50,7 @@ def test_readyz_flips_when_a_source_loses_its_database(
         conn.execute("SELECT pg_create_logical_replication_slot('cdc_bridge_mon', 'pgoutput')")
         conn.execute("CREATE TABLE t (id int PRIMARY KEY)")
         conn.execute("INSERT INTO t SELECT generate_series(1, 100)")
-    cfg = SimpleNamespace(name="mon", kind="postgres", dsn=SecretStr(dsn), slot_name=None)
+    cfg = PostgresSourceConfig(name="mon", kind="postgres", dsn=dsn)
     ctx = SimpleNamespace(safe_offset=lambda: None)  # a source that has confirmed nothing yet
     health = Health()
     monitor = Monitor(health, interval=3600)

@@ -11,17 +11,19 @@ from types import SimpleNamespace
 
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
-from pydantic import SecretStr
 from rich.console import Console
 
 from cdc_bridge import status
 from cdc_bridge.kafka import TopicAdmin, TopicSettings
-from cdc_bridge.status import BridgeStatus, RouteStatus, StateStatus, binlog_lag
+from cdc_bridge.sources.mysql.config import MySqlSourceConfig
+from cdc_bridge.sources.mysql.status import binlog_lag
+from cdc_bridge.sources.postgres.config import PostgresSourceConfig
+from cdc_bridge.status import BridgeStatus, RouteStatus, StateStatus
 from cdc_bridge.testing.services import KafkaService, MariaDBService, MySQLDatabase
 
 
-def pg_source(name: str, dsn: str) -> SimpleNamespace:
-    return SimpleNamespace(name=name, kind="postgres", dsn=SecretStr(dsn), slot_name=None)
+def pg_source(name: str, dsn: str) -> PostgresSourceConfig:
+    return PostgresSourceConfig(name=name, kind="postgres", dsn=dsn)
 
 
 def test_postgres_slot_lag_retention_and_risk(pg_database: str) -> None:
@@ -75,9 +77,7 @@ def test_binlog_lag_arithmetic() -> None:
 def test_mysql_binlog_lag_and_purge_risk(
     mariadb: MariaDBService, mariadb_database: MySQLDatabase
 ) -> None:
-    src = SimpleNamespace(
-        name="inv", kind="mysql", dsn=SecretStr(mariadb.dsn_for(mariadb_database.name))
-    )
+    src = MySqlSourceConfig(name="inv", kind="mysql", dsn=mariadb.dsn_for(mariadb_database.name))
     conn = mariadb.connect(mariadb_database.name)
     try:
         cur = conn.cursor()

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from cdc_bridge import metrics
 from cdc_bridge.envelope import EnvelopeEncoder, Record
+from cdc_bridge.errors import RetriableError
 from cdc_bridge.events import ChangeEvent
 from cdc_bridge.kafka import EventProducer
 
@@ -70,6 +71,11 @@ class SourceContext:
         self.stopping = stop or threading.Event()
         self.log = logger or logging.getLogger(f"cdc_bridge.source.{name}")
         self._saved: dict[str, Any] | None = None
+        # Set by the coordinator (the source's checkpoint_interval_ms); see maybe_checkpoint.
+        self.checkpoint_interval_s = 1.0
+        self._last_checkpoint = time.monotonic()
+        # Counts stream_established() calls: the coordinator resets its backoff when it moved.
+        self.established = 0
         self._checkpoint_lock = threading.Lock()
         self.events_emitted = 0
         self.last_emit_monotonic = time.monotonic()
@@ -125,6 +131,28 @@ class SourceContext:
     def safe_offset(self) -> Any:
         """The highest offset whose events, and all events before them, Kafka confirmed."""
         return self.producer.safe_offset()
+
+    def stream_established(self) -> None:
+        """The adapter (re)connected its stream: a later failure starts a fresh backoff."""
+        self.established += 1
+
+    def backpressure(self, limit: int) -> None:
+        """Wait while more than ``limit`` records are unacknowledged (bounded memory)."""
+        producer = self.producer
+        while len(producer) > limit and not self.stopping.is_set():
+            time.sleep(0.002)
+
+    def maybe_checkpoint(self) -> None:
+        """Checkpoint if ``checkpoint_interval_s`` passed since the last one: the one cadence
+        every adapter uses from its loop. A state store that is briefly unreachable is not
+        the stream's problem: the next checkpoint stores the newer position."""
+        now = time.monotonic()
+        if now - self._last_checkpoint >= self.checkpoint_interval_s:
+            self._last_checkpoint = now
+            try:
+                self.checkpoint()
+            except RetriableError as exc:
+                self.log.warning("checkpoint failed (retried at the next one): %s", exc)
 
     def load_offset(self) -> dict[str, Any] | None:
         """The offset stored by the last run (None on first start or without a store)."""

@@ -93,7 +93,7 @@ class Running:
 
     def wait_streaming(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
-        while self.source.stream is None or self.source.stream._conn is None:
+        while self.source.binlog is None or self.source.binlog._conn is None:
             if self.error is not None:
                 raise self.error
             assert time.monotonic() < deadline, "source did not start streaming"

@@ -10,10 +10,11 @@ from pydantic import ValidationError
 from pymongo.errors import OperationFailure
 
 from cdc_bridge.registry import SOURCE_KINDS
+from cdc_bridge.sources.coordinator import SnapshotCursor, SnapshotProgress
 from cdc_bridge.sources.mongodb.checks import missing_privileges, topology_problem
 from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.offset import MongoOffset
-from cdc_bridge.sources.mongodb.snapshot import Progress, _batches, decode_id, encode_id
+from cdc_bridge.sources.mongodb.snapshot import _batches, decode_id, encode_id
 from cdc_bridge.sources.mongodb.stream import build_pipeline, is_history_lost, watch_database
 
 TOKEN = {
@@ -40,17 +41,22 @@ def test_offset_round_trip() -> None:
     inv = MongoOffset.at(
         TOKEN,
         start_after=True,
-        snapshot={
-            "done": ["a.b"],
-            "ns": "a.c",
-            "last_id": '{"$oid": "635019a078be67426d7cf4d2"}',
-            "rows": 5,
-        },
+        snapshot=SnapshotCursor(("a.b",), "a.c", '{"$oid": "635019a078be67426d7cf4d2"}', 5),
     )
     d = inv.to_dict()
     assert d["start_after"] is True and d["snapshot"]["rows"] == 5
     assert MongoOffset.from_dict(d) == inv
     assert inv.snapshot_running and not off.snapshot_running
+
+
+def test_offsets_stored_before_the_coordinator_are_migrated() -> None:
+    old = MongoOffset.at(TOKEN).to_dict()
+    old["snapshot"] = {"done": ["a.b"], "ns": "a.c", "last_id": '{"$numberInt": "7"}', "rows": 5}
+    assert MongoOffset.from_dict(old).snapshot == SnapshotCursor(
+        ("a.b",), "a.c", '{"$numberInt": "7"}', 5
+    )
+    old["snapshot"] = {"done": []}
+    assert MongoOffset.from_dict(old).snapshot == SnapshotCursor()
 
 
 def test_config_secret_and_defaults() -> None:
@@ -166,9 +172,9 @@ def test_snapshot_batches_and_ids() -> None:
 
 
 def test_progress_line() -> None:
-    p = Progress("shop.orders", total=100, already=40)
-    assert p.line().startswith("snapshot shop.orders: 40/~100 documents (40%)")
-    assert p.eta_s() is None  # no rate measured yet
+    p = SnapshotProgress("shop.orders", estimated_rows=100, rows=40, already=40)
+    assert p.line().startswith("snapshot shop.orders: 40/~100 rows (40%)")
+    assert p.eta_s is None  # no rate measured yet
 
 
 def test_readme_key_table_is_current() -> None:

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from cdc_bridge.registry import SOURCE_KINDS
+from cdc_bridge.sources.coordinator import SnapshotCursor
 from cdc_bridge.sources.mysql.binlog import parse_lenenc, parse_table_map
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
-from cdc_bridge.sources.mysql.offset import MySqlOffset, merge_mariadb_gtid
+from cdc_bridge.sources.mysql.offset import GtidTracker, MySqlOffset
 from cdc_bridge.sources.mysql.rows import ColumnInfo, RowDecoder, T
-from cdc_bridge.sources.mysql.source import merge_gtid
 
 
 def test_registry_points_at_the_mysql_source() -> None:
@@ -44,24 +44,39 @@ def test_every_field_is_documented_with_an_example() -> None:
 def test_offset_round_trip() -> None:
     o = MySqlOffset("mysql-bin.000003", 1234, "0-1-99", events=2, row=3)
     assert MySqlOffset.from_dict(o.to_dict()) == o
-    s = MySqlOffset(
-        "f",
-        4,
-        None,
-        snapshot=True,
-        snapshot_done=("a.b",),
-        snapshot_table="a.c",
-        snapshot_after=[7],
-    )
+    s = MySqlOffset("f", 4, None, snapshot=SnapshotCursor(("a.b",), "a.c", [7], 100))
     assert MySqlOffset.from_dict(s.to_dict()) == s
 
 
-def test_gtid_merge() -> None:
-    assert merge_mariadb_gtid("", "0-1-5") == "0-1-5"
-    assert merge_mariadb_gtid("0-1-5,1-2-9", "0-3-6") == "0-3-6,1-2-9"
-    assert merge_mariadb_gtid("0-1-5", "2-1-1") == "0-1-5,2-1-1"
+def test_offsets_stored_before_the_coordinator_are_migrated() -> None:
+    old = {
+        "file": "f",
+        "pos": 4,
+        "snapshot": True,
+        "snapshot_done": ["a.b"],
+        "snapshot_table": "a.c",
+        "snapshot_after": [7],
+    }
+    assert MySqlOffset.from_dict(old) == MySqlOffset(
+        "f", 4, snapshot=SnapshotCursor(("a.b",), "a.c", [7])
+    )
+    fresh = MySqlOffset.from_dict({"file": "f", "pos": 4, "snapshot": True, "snapshot_done": []})
+    assert fresh.snapshot == SnapshotCursor()
+    assert MySqlOffset.from_dict({"file": "f", "pos": 4}).snapshot is None
+
+
+def _tracked(state: str, gtid: str, mariadb: bool) -> str | None:
+    tracker = GtidTracker(state, mariadb)
+    tracker.add(gtid)
+    return tracker.state()
+
+
+def test_gtid_tracker_merges() -> None:
+    assert _tracked("", "0-1-5", True) == "0-1-5"
+    assert _tracked("0-1-5,1-2-9", "0-3-6", True) == "0-3-6,1-2-9"
+    assert _tracked("0-1-5", "2-1-1", True) == "0-1-5,2-1-1"
     uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
-    assert merge_gtid(f"{uuid}:1-5", f"{uuid}:6", mariadb=False) == f"{uuid}:1-6"
+    assert _tracked(f"{uuid}:1-5", f"{uuid}:6", False) == f"{uuid}:1-6"
 
 
 def test_lenenc() -> None:

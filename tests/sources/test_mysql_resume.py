@@ -204,15 +204,16 @@ def test_interrupted_snapshot_resumes_after_the_last_confirmed_key(
     r = Running(cfg, kafka.bootstrap, store)
     with r:
         deadline = time.monotonic() + 30
-        while r.source.snapshot_progress.get("rows", 0) < 1000:
+        while sum(p["rows"] for p in r.source.snapshot_status().values()) < 1000:
             assert time.monotonic() < deadline
             time.sleep(0.001)
         r.ctx.stopping.set()
         r.thread.join(30)
     saved = store.data[name]
-    assert saved["snapshot"] is True and saved["snapshot_done"] == [f"{db.name}.s1"]
-    assert saved["snapshot_table"] == f"{db.name}.s2" and saved["snapshot_after"][0] >= 500
-    after = saved["snapshot_after"][0]
+    cursor = saved["snapshot"]
+    assert cursor["done"] == [f"{db.name}.s1"]
+    assert cursor["table"] == f"{db.name}.s2" and cursor["last_key"][0] >= 500
+    after = cursor["last_key"][0]
     first = consume(kafka.bootstrap, f"{name}.{db.name}.s2", count(after))
     s1 = payloads(consume(kafka.bootstrap, f"{name}.{db.name}.s1", count(500)))
     marks = [v["source"]["snapshot"] for v in s1]

@@ -110,7 +110,7 @@ def test_snapshot_then_stream_with_concurrent_writer_has_no_gap(
 
         ids_seen: list[Any] = []
         consume(kafka.bootstrap, _topic(name, db, "s"), done, timeout=60)
-        assert r.source.snapshot_progress["rows"] >= 3000
+        assert r.source.snapshot_status()[f"{db.name}.s"]["rows"] >= 3000
     assert expected <= ids
     vals = payloads(ids_seen)
     snap = [v for v in vals if v["op"] == "r"]

@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from cdc_bridge.registry import SOURCE_KINDS
+from cdc_bridge.sources.coordinator import SnapshotCursor
 from cdc_bridge.sources.postgres.config import PostgresSourceConfig, reference_table
 from cdc_bridge.sources.postgres.source import PostgresOffset, PostgresSource
 
@@ -46,12 +47,25 @@ def test_every_field_documented() -> None:
 
 
 def test_offset_round_trip() -> None:
-    o = PostgresOffset(
-        0x16B374D848, False, {"done": ["public.a"], "table": "public.b", "after": ["7"]}
-    )
+    o = PostgresOffset(0x16B374D848, SnapshotCursor(("public.a",), "public.b", ["7"], 12))
     d = o.to_dict()
     assert d["lsn"] == "16/B374D848"
     assert PostgresOffset.from_dict(d) == o
+    assert PostgresOffset.from_dict(PostgresOffset(5).to_dict()) == PostgresOffset(5)
+
+
+def test_offsets_stored_before_the_coordinator_are_migrated() -> None:
+    old = {
+        "lsn": "0/10",
+        "snapshot_done": False,
+        "snapshot": {"done": ["public.a"], "table": "public.b", "after": ["7"]},
+    }
+    assert PostgresOffset.from_dict(old) == PostgresOffset(
+        16, SnapshotCursor(("public.a",), "public.b", ["7"])
+    )
+    pending = PostgresOffset.from_dict({"lsn": "0/0", "snapshot_done": False})
+    assert pending.snapshot == SnapshotCursor() and not pending.snapshot_done
+    assert PostgresOffset.from_dict({"lsn": "0/10", "snapshot_done": True}).snapshot is None
 
 
 def test_readme_key_table_is_current() -> None:

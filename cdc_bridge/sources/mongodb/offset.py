@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bson import Timestamp
+
+from cdc_bridge.sources.coordinator import SnapshotCursor
 
 __all__ = ["MongoOffset", "token_cluster_time"]
 
@@ -36,15 +38,18 @@ class MongoOffset:
       event Kafka confirmed; during a snapshot, the resume point noted before scanning.
     - ``cluster_time``: that token's cluster time (seconds, increment), for humans and lag.
     - ``start_after``: the token is an ``invalidate`` event's; reopen with ``start_after``.
-    - ``snapshot``: while a snapshot runs: ``{"done": [namespaces finished], "ns": current
-      namespace, "last_id": canonical Extended JSON of the last _id confirmed, "rows": n}``;
-      None once the snapshot has been handed off to streaming.
+    - ``snapshot``: while a snapshot runs, its cursor (namespaces done, the current one, the
+      canonical Extended JSON of its last ``_id`` confirmed, rows); None once the snapshot has
+      been handed off to streaming.
     """
 
     resume_token: dict[str, Any] | None
     cluster_time: tuple[int, int] | None = None
     start_after: bool = False
-    snapshot: dict[str, Any] | None = field(default=None)
+    snapshot: SnapshotCursor | None = field(default=None)
+
+    def with_snapshot(self, cursor: SnapshotCursor | None) -> MongoOffset:
+        return replace(self, snapshot=cursor)
 
     @classmethod
     def at(cls, token: Mapping[str, Any] | None, **kw: Any) -> MongoOffset:
@@ -62,7 +67,7 @@ class MongoOffset:
         if self.start_after:
             out["start_after"] = True
         if self.snapshot is not None:
-            out["snapshot"] = self.snapshot
+            out["snapshot"] = self.snapshot.to_dict()
         return out
 
     @classmethod
@@ -73,7 +78,10 @@ class MongoOffset:
             resume_token=dict(token) if token is not None else None,
             cluster_time=(int(ct["t"]), int(ct["i"])) if ct else None,
             start_after=bool(data.get("start_after", False)),
-            snapshot=data.get("snapshot"),
+            # before the coordinator: {"done", "ns", "last_id", "rows"}, read by from_dict
+            snapshot=SnapshotCursor.from_dict(raw)
+            if (raw := data.get("snapshot")) is not None
+            else None,
         )
 
     @property

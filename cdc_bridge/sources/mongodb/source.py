@@ -1,12 +1,10 @@
 """``MongoSource``: snapshot, then stream MongoDB change streams as Debezium MongoDB events.
 
-Lifecycle of ``run``:
-
-1. checks (replica set / sharded cluster, privileges, collections exist);
-2. with no stored position (or an unfinished snapshot) and ``snapshot`` not ``never``: note a
-   resume point, scan the collections (``snapshot.py``), hand off to streaming from that point;
-3. stream from the stored resume token (``resume_after``; ``start_after`` past an invalidate),
-   handing each batch to Kafka with the resume token that becomes safe once Kafka confirmed it.
+The coordinator (``sources/coordinator.py``) runs it: ``prepare`` checks (replica set /
+sharded cluster, privileges, collections exist); a snapshot notes a resume point first and
+scans the collections (``snapshot.py``); ``stream`` reads from the stored resume token
+(``resume_after``; ``start_after`` past an invalidate), handing each batch to Kafka with the
+resume token that becomes safe once Kafka confirmed it.
 
 Behaviour on non-document events (never a crash):
 
@@ -18,16 +16,14 @@ Behaviour on non-document events (never a crash):
 - ``invalidate`` (a database-level stream after dropDatabase / renaming): the position is
   stored with ``start_after`` and the stream reopens after the invalidate event.
 
-Passing outages (elections, network) are retried with capped exponential backoff, resuming from
-the position Kafka confirmed. If the stored resume token is no longer in the oplog (ChangeStreamHistoryLost): with
-``snapshot = "when_needed"`` a new snapshot is taken; otherwise the source stops with a
-FatalError that lists the recovery steps.
+Passing outages (elections, network) raise ``RetriableError``: the coordinator retries from
+the position Kafka confirmed. A resume token no longer in the oplog (ChangeStreamHistoryLost)
+raises ``HistoryLost``, a ``PositionLost``: the source's ``on_position_lost`` decides.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from pymongo import MongoClient
@@ -35,38 +31,36 @@ from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 from cdc_bridge.events import ChangeEvent
-from cdc_bridge.sources.base import Source, SourceContext
+from cdc_bridge.sources.base import SourceContext
+from cdc_bridge.sources.coordinator import CaptureAdapter, PositionLost
 from cdc_bridge.sources.mongodb.checks import captured_collections, run_checks
 from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.convert import ChangeConverter, StreamNotice
 from cdc_bridge.sources.mongodb.offset import MongoOffset
-from cdc_bridge.sources.mongodb.snapshot import Snapshotter
+from cdc_bridge.sources.mongodb.snapshot import MongoSnapshotReader
 from cdc_bridge.sources.mongodb.stream import is_history_lost, open_change_stream
 
 __all__ = ["HistoryLost", "MongoSource"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_EVERY_S = 1.0
 
-
-class HistoryLost(FatalError):
+class HistoryLost(PositionLost):
     """The stored resume point fell out of the oplog; changes since then cannot be streamed."""
 
 
-class MongoSource(Source):
+class MongoSource(CaptureAdapter):
     """A MongoDB capture adapter (change streams, resume tokens, snapshot hand-off)."""
 
     kind = "mongodb"
+    offset_type = MongoOffset
     config: MongoSourceConfig
 
     def __init__(self, config: MongoSourceConfig) -> None:
         super().__init__(config)
         self.converter = ChangeConverter(config.name, config.json_output)
         self._client: MongoClient[dict[str, Any]] | None = None
-        self.snapshot_rows = 0
         self.notices: list[StreamNotice] = []
-        self._last_checkpoint = 0.0
 
     # -- connection ------------------------------------------------------------------------
 
@@ -90,7 +84,9 @@ class MongoSource(Source):
             self._client.close()
             self._client = None
 
-    def check(self) -> None:
+    # -- adapter pieces (run by sources/coordinator.py) --------------------------------------
+
+    def prepare(self, ctx: SourceContext | None) -> None:
         try:
             run_checks(self.client, self.config)
         except OperationFailure as exc:
@@ -102,65 +98,15 @@ class MongoSource(Source):
         except PyMongoError as exc:
             raise RetriableError(f"sources.{self.name}.uri: cannot reach MongoDB: {exc}") from exc
 
-    # -- run -------------------------------------------------------------------------------
+    def position_now(self, ctx: SourceContext) -> MongoOffset:
+        return self._note_resume_point()
 
-    def run(self, ctx: SourceContext) -> None:
-        self.check()
-        stored = ctx.load_offset()
-        offset = MongoOffset.from_dict(stored) if stored else None
-        mode = self.config.snapshot
-        failures = 0
-        last_failure = 0.0
-        while not ctx.stopping.is_set():
-            try:
-                needs_snapshot = offset is None or offset.snapshot_running
-                if needs_snapshot and mode != "never":
-                    offset = self._snapshot(ctx, offset)
-                    if offset is None:
-                        return
-                if mode == "initial_only":
-                    log.info("source %s: snapshot done (snapshot = initial_only)", self.name)
-                    return
-                offset = self._stream(ctx, offset)
-            except HistoryLost:
-                if mode != "when_needed":
-                    raise
-                log.warning(
-                    "source %s: the stored resume token is no longer in the oplog; "
-                    "snapshot = when_needed, so taking a new snapshot",
-                    self.name,
-                )
-                offset = None
-            except RetriableError as exc:
-                # A passing outage (election, network): pymongo already retried once. Resume
-                # from what Kafka confirmed; events in flight may repeat, none are skipped.
-                now = time.monotonic()
-                failures = failures + 1 if now - last_failure < 60 else 1
-                last_failure = now
-                delay = min(30.0, 0.5 * 2**failures)
-                log.warning("source %s: %s; retrying in %.1fs", self.name, exc, delay)
-                if ctx.stopping.wait(delay):
-                    return
-                offset = ctx.safe_offset() or offset
-
-    def _snapshot(self, ctx: SourceContext, offset: MongoOffset | None) -> MongoOffset | None:
-        if offset is None or not offset.snapshot_running:
-            offset = self._note_resume_point()
-            log.info("source %s: snapshot starting; will stream from %s", self.name, offset)
-            offset.snapshot = {"done": []}
-            ctx.emit([], offset)
+    def open_snapshot(self, ctx: SourceContext, resume: MongoOffset | None) -> MongoSnapshotReader:
+        noted = resume.with_snapshot(None) if resume is not None else self._note_resume_point()
+        if resume is None:
+            log.info("source %s: snapshot starting; will stream from %s", self.name, noted)
         collections = self._call(captured_collections, self.client, self.config)
-        snap = Snapshotter(self.client, self.config, self.converter)
-        try:
-            result = snap.run(ctx, offset, collections, lambda: self._checkpoint(ctx))
-        except OperationFailure as exc:
-            raise FatalError(f"source {self.name}: snapshot failed: {exc}") from exc
-        except PyMongoError as exc:
-            raise RetriableError(f"source {self.name}: snapshot interrupted: {exc}") from exc
-        finally:
-            self.snapshot_rows += snap.rows
-        self._checkpoint(ctx, force=True)
-        return result
+        return MongoSnapshotReader(self.client, self.config, self.converter, noted, collections)
 
     def _note_resume_point(self) -> MongoOffset:
         """A fresh change stream's post-batch resume token: where streaming starts after a scan."""
@@ -175,12 +121,13 @@ class MongoSource(Source):
             )
         return MongoOffset.at(token)
 
-    def _stream(self, ctx: SourceContext, offset: MongoOffset | None) -> MongoOffset | None:
+    def stream(self, ctx: SourceContext, start: MongoOffset) -> MongoOffset | None:
         """Stream until stopping (returns None) or an invalidate (returns the start_after offset)."""
         cfg = self.config
         skip = set(cfg.skip_ops)
         convert = self.converter.convert
         limit = cfg.stream_batch_size
+        offset = start
         try:
             stream = open_change_stream(self.client, cfg, offset)
         except OperationFailure as exc:
@@ -190,6 +137,7 @@ class MongoSource(Source):
                 f"source {self.name}: cannot open the change stream: {exc}"
             ) from exc
         last_token: Any = offset.resume_token if offset else None
+        ctx.stream_established()
         log.info("source %s: streaming from %s", self.name, offset or "now")
         try:
             with stream:
@@ -217,7 +165,7 @@ class MongoSource(Source):
                     if events or (token is not None and token != last_token):
                         ctx.emit(events, MongoOffset.at(token))
                         last_token = token
-                    self._checkpoint(ctx)
+                    ctx.maybe_checkpoint()
         except OperationFailure as exc:
             raise self._failure(exc, offset) from exc
         except PyMongoError as exc:
@@ -252,14 +200,10 @@ class MongoSource(Source):
         if is_history_lost(exc):
             where = str(offset) if offset else "the stored position"
             return HistoryLost(
-                f"source {self.name}: cannot resume the MongoDB change stream: {where} is no longer "
-                f"in the oplog ({exc.code}: {_errmsg(exc)}). Changes made since then can no longer "
-                'be streamed. To recover: (1) set snapshot = "when_needed" on this source to take a '
-                'new snapshot automatically (consumers receive op "r" events for every document), '
-                f"or (2) delete the stored position of source {self.name!r} from the state store and "
-                'restart (snapshot = "initial" re-snapshots, "never" starts from now and skips the '
-                "gap). To avoid it: grow the oplog (replSetResizeOplog, or oplogMinRetentionHours) "
-                "beyond the longest time the bridge may be down."
+                f"the MongoDB change stream cannot resume: {where} is no longer in the oplog "
+                f"({exc.code}: {_errmsg(exc)})",
+                hint="Grow the oplog (replSetResizeOplog, or oplogMinRetentionHours) beyond the "
+                "longest time the bridge may be down.",
             )
         if exc.code in (13, 18):  # Unauthorized, AuthenticationFailed
             return ConfigError(
@@ -267,12 +211,6 @@ class MongoSource(Source):
                 "user the `read` role on the captured databases (find + changeStream)"
             )
         return FatalError(f"source {self.name}: change stream failed: {exc.code}: {_errmsg(exc)}")
-
-    def _checkpoint(self, ctx: SourceContext, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last_checkpoint >= CHECKPOINT_EVERY_S:
-            self._last_checkpoint = now
-            ctx.checkpoint()
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["GtidTracker", "MySqlOffset", "merge_mariadb_gtid"]
+from cdc_bridge.sources.coordinator import SnapshotCursor
+
+__all__ = ["GtidTracker", "MySqlOffset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,8 +18,8 @@ class MySqlOffset:
     ``gtids``: the GTID state *before* that transaction (MySQL executed set or MariaDB
     ``domain-server-seq`` list), used instead of file/pos when set.
     ``events``/``row``: row events of that transaction already delivered, and rows of the
-    next row event already delivered; resuming skips exactly those. ``snapshot`` marks a
-    position taken by an unfinished snapshot (``snapshot_done`` lists finished tables).
+    next row event already delivered; resuming skips exactly those. ``snapshot``: the cursor
+    of an unfinished snapshot taken at this position (None once streaming took over).
     """
 
     file: str
@@ -25,10 +27,10 @@ class MySqlOffset:
     gtids: str | None = None
     events: int = 0
     row: int = 0
-    snapshot: bool = False
-    snapshot_done: tuple[str, ...] = ()
-    snapshot_table: str | None = None
-    snapshot_after: Any = None  # last primary key emitted in snapshot_table
+    snapshot: SnapshotCursor | None = None
+
+    def with_snapshot(self, cursor: SnapshotCursor | None) -> MySqlOffset:
+        return MySqlOffset(self.file, self.pos, self.gtids, self.events, self.row, cursor)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"file": self.file, "pos": self.pos}
@@ -38,40 +40,33 @@ class MySqlOffset:
             d["event"] = self.events
         if self.row:
             d["row"] = self.row
-        if self.snapshot:
-            d["snapshot"] = True
-            d["snapshot_done"] = list(self.snapshot_done)
-            if self.snapshot_table is not None:
-                d["snapshot_table"] = self.snapshot_table
-                d["snapshot_after"] = self.snapshot_after
+        if self.snapshot is not None:
+            d["snapshot"] = self.snapshot.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MySqlOffset:
+        """Reads this shape and the one stored before the coordinator (``"snapshot": true``
+        with ``snapshot_done`` / ``snapshot_table`` / ``snapshot_after``)."""
+        raw = d.get("snapshot")
+        cursor: SnapshotCursor | None = None
+        if raw is True:
+            table = d.get("snapshot_table")
+            cursor = SnapshotCursor(
+                tuple(d.get("snapshot_done") or ()),
+                table,
+                d.get("snapshot_after") if table else None,
+            )
+        elif isinstance(raw, dict):
+            cursor = SnapshotCursor.from_dict(raw)
         return cls(
             file=str(d["file"]),
             pos=int(d["pos"]),
             gtids=d.get("gtids"),
             events=int(d.get("event", 0)),
             row=int(d.get("row", 0)),
-            snapshot=bool(d.get("snapshot", False)),
-            snapshot_done=tuple(d.get("snapshot_done", ())),
-            snapshot_table=d.get("snapshot_table"),
-            snapshot_after=d.get("snapshot_after"),
+            snapshot=cursor,
         )
-
-
-def merge_mariadb_gtid(state: str, gtid: str) -> str:
-    """MariaDB GTID position ``state`` with ``gtid`` (``domain-server-seq``) applied.
-
-    A MariaDB position holds the last GTID per replication domain.
-    """
-    domain = gtid.split("-", 1)[0]
-    parts = [p for p in (s.strip() for s in state.split(",")) if p]
-    parts = [p for p in parts if p.split("-", 1)[0] != domain]
-    parts.append(gtid)
-    parts.sort(key=lambda p: int(p.split("-", 1)[0]))
-    return ",".join(parts)
 
 
 class GtidTracker:

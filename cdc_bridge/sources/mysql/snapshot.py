@@ -3,8 +3,8 @@
 MariaDB: ``START TRANSACTION WITH CONSISTENT SNAPSHOT`` and the ``binlog_snapshot_file/
 position`` status it sets (no lock at all); the GTID comes from ``BINLOG_GTID_POS()``. MySQL:
 a brief ``FLUSH TABLES WITH READ LOCK`` around starting the snapshot and reading
-``SHOW MASTER STATUS``. Rows are read by primary-key ranges in batches, emitted as ``op: r``
-with an offset that lets a crashed snapshot continue where it stopped.
+``SHOW MASTER STATUS``. Rows are read by primary-key ranges in chunks; the coordinator emits
+them as ``op: r`` with an offset that lets a crashed snapshot continue where it stopped.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import Context, Decimal
 from typing import Any
 
@@ -21,25 +21,17 @@ import pymysql.converters
 import pymysql.cursors
 from pymysql.constants import FIELD_TYPE
 
-from cdc_bridge.events import (
-    OP_READ,
-    SNAPSHOT_FIRST,
-    SNAPSHOT_LAST,
-    SNAPSHOT_TRUE,
-    ChangeEvent,
-)
-from cdc_bridge.sources.base import SourceContext
+from cdc_bridge.errors import FatalError
+from cdc_bridge.events import OP_READ, SNAPSHOT_TRUE, ChangeEvent
+from cdc_bridge.sources.coordinator import SnapshotChunk, SnapshotReader
 from cdc_bridge.sources.mysql.offset import MySqlOffset
 from cdc_bridge.sources.mysql.rows import ColumnInfo, T, _days, zero_value
 from cdc_bridge.sources.mysql.schema import TableState, load_columns
 from cdc_bridge.types.mysql import TypeOptions
 
-__all__ = ["SnapshotPosition", "canonical_converter", "run_snapshot", "snapshot_connection"]
+__all__ = ["MySqlSnapshotReader", "canonical_converter", "snapshot_connection"]
 
 log = logging.getLogger(__name__)
-
-FIRST_IN_DATA_COLLECTION = "first_in_data_collection"
-LAST_IN_DATA_COLLECTION = "last_in_data_collection"
 
 # DECIMAL has up to 65 digits; the default context (28) would round.
 _WIDE = Context(prec=100)
@@ -127,14 +119,9 @@ def canonical_converter(col: ColumnInfo, zero_dates: str) -> Callable[[Any], Any
     return None
 
 
-class SnapshotPosition:
-    """Binlog coordinates a consistent snapshot belongs to."""
-
-    def __init__(self, file: str, pos: int, gtids: str | None) -> None:
-        self.file, self.pos, self.gtids = file, pos, gtids
-
-
-def _start_consistent(cur: Any, mariadb: bool, gtid_on: bool) -> SnapshotPosition:
+def _start_consistent(cur: Any, mariadb: bool, gtid_on: bool) -> tuple[str, int, str | None]:
+    """Start a consistent-snapshot transaction; the binlog coordinates (file, pos, GTIDs) it
+    belongs to."""
     cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
     if mariadb:
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -146,7 +133,7 @@ def _start_consistent(cur: Any, mariadb: bool, gtid_on: bool) -> SnapshotPositio
         if gtid_on:
             cur.execute("SELECT BINLOG_GTID_POS(%s, %s)", (file, pos))
             gtids = _text(cur.fetchone()[0] or "")
-        return SnapshotPosition(file, pos, gtids)
+        return file, pos, gtids
     cur.execute("FLUSH TABLES WITH READ LOCK")
     try:
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
@@ -158,104 +145,107 @@ def _start_consistent(cur: Any, mariadb: bool, gtid_on: bool) -> SnapshotPositio
     finally:
         cur.execute("UNLOCK TABLES")
     gt = _text(row[4]).replace("\n", "") if gtid_on and len(row) > 4 and row[4] else None
-    return SnapshotPosition(_text(row[0]), int(row[1]), gt if gtid_on else None)
+    return _text(row[0]), int(row[1]), gt if gtid_on else None
 
 
 def _jsonable(v: Any) -> bool:
     return isinstance(v, int | str) and not isinstance(v, bool)
 
 
-def run_snapshot(
-    ctx: SourceContext,
-    connect_args: dict[str, Any],
-    tables: Sequence[tuple[str, str]],
-    *,
-    source_name: str,
-    server_id: int,
-    mariadb: bool,
-    gtid_on: bool,
-    opts: TypeOptions,
-    batch_rows: int,
-    resume: MySqlOffset | None = None,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-    publish: bool = True,
-) -> MySqlOffset:
-    """Emit every row of ``tables`` as ``op: r``; returns the offset streaming starts from.
+class MySqlSnapshotReader(SnapshotReader):
+    """Reads the tables inside one consistent-snapshot transaction, by primary-key ranges of
+    ``batch_rows`` (tables without a key: one unbuffered scan, read in batches).
 
-    ``resume`` is the offset of an interrupted snapshot: finished tables are skipped, the
-    interrupted one continues after its last emitted key, and streaming starts at the
-    *first* attempt's coordinates (later changes replay, nothing is missed).
+    ``hand_off``: the binlog coordinates of the snapshot, or those of ``resume`` (an
+    interrupted snapshot): streaming starts at the *first* attempt's coordinates, so later
+    changes replay and nothing is missed. A chunk's last key is resumable when every key value
+    is an int or a string (else the table restarts from its beginning after a crash).
     """
-    conn = snapshot_connection(connect_args)
-    try:
-        cur = conn.cursor()
-        cur.execute("SET SESSION time_zone = '+00:00'")
-        here = _start_consistent(cur, mariadb, gtid_on)
-        base = resume if resume is not None and resume.snapshot else None
-        file, pos = (base.file, base.pos) if base else (here.file, here.pos)
-        gtids = base.gtids if base else here.gtids
-        done = list(base.snapshot_done) if base else []
-        total_est = 0
-        for db, tb in tables:
-            cur.execute(
-                "SELECT TABLE_ROWS FROM information_schema.TABLES "
-                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-                (db, tb),
-            )
-            r = cur.fetchone()
-            total_est += int(r[0] or 0) if r else 0
-        started = time.monotonic()
-        ts_us = time.time_ns() // 1000
-        emitted = 0
-        held: list[ChangeEvent] = []
-        held_offset: MySqlOffset | None = None
-        first = True
 
-        def flush(final: bool) -> None:
-            nonlocal held, held_offset
-            if not held:
-                return
-            if final:
-                held[-1].snapshot = SNAPSHOT_LAST
-            ctx.emit(held if publish else [], held_offset)
-            held, held_offset = [], None
+    def __init__(
+        self,
+        connect_args: dict[str, Any],
+        tables: Sequence[tuple[str, str]],
+        *,
+        source_name: str,
+        server_id: int,
+        mariadb: bool,
+        gtid_on: bool,
+        opts: TypeOptions,
+        batch_rows: int,
+        resume: MySqlOffset | None = None,
+    ) -> None:
+        self.conn = snapshot_connection(connect_args)
+        try:
+            cur = self.cur = self.conn.cursor()
+            cur.execute("SET SESSION time_zone = '+00:00'")
+            file, pos, gtids = _start_consistent(cur, mariadb, gtid_on)
+        except BaseException:
+            self.close()
+            raise
+        if resume is not None and resume.snapshot is not None:
+            file, pos, gtids = resume.file, resume.pos, resume.gtids
+        self.hand_off = MySqlOffset(file, pos, gtids)
+        self.by_name = {f"{db}.{tb}": (db, tb) for db, tb in tables}
+        self.source_name = source_name
+        self.server_id = server_id
+        self.opts = opts
+        self.batch_rows = batch_rows
+        self.ts_us = time.time_ns() // 1000
 
-        for db, tb in tables:
-            full = f"{db}.{tb}"
-            if full in done:
-                continue
-            loaded = load_columns(cur, db, tb)
-            if loaded is None:
-                raise LookupError(f"table {full} does not exist")
-            cols, key = loaded
-            state = TableState(source_name, db, tb, cols, key, opts)
-            convs: list[tuple[int, Callable[[Any], Any]]] = []
-            for i, x in enumerate(cols):
-                cv = canonical_converter(x, opts.zero_dates)
-                if cv is not None:
-                    convs.append((i, cv))
-            src_tmpl = {
-                "table": tb,
-                "server_id": server_id,
-                "gtid": None,
-                "file": file,
-                "pos": pos,
-                "row": 0,
-                "thread": None,
-                "query": None,
-            }
-            collist = ", ".join(f"`{c.name}`" for c in cols)
-            key_idx = [state.names.index(k) for k in key]
-            after: list[Any] | None = None
-            if base and base.snapshot_table == full and base.snapshot_after is not None:
-                after = list(base.snapshot_after)
-            keyset = bool(key)
-            scan: Any = None
-            table_first = True
+    def tables(self) -> list[str]:
+        return list(self.by_name)
+
+    def estimate(self, table: str) -> int:
+        db, tb = self.by_name[table]
+        self.cur.execute(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (db, tb),
+        )
+        r = self.cur.fetchone()
+        return int(r[0] or 0) if r else 0
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.commit()
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+    def read(self, table: str, after: Any) -> Iterator[SnapshotChunk]:
+        db, tb = self.by_name[table]
+        cur, batch_rows = self.cur, self.batch_rows
+        loaded = load_columns(cur, db, tb)
+        if loaded is None:
+            raise FatalError(f"source {self.source_name}: table {table} does not exist")
+        cols, key = loaded
+        state = TableState(self.source_name, db, tb, cols, key, self.opts)
+        convs: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, x in enumerate(cols):
+            cv = canonical_converter(x, self.opts.zero_dates)
+            if cv is not None:
+                convs.append((i, cv))
+        hand_off = self.hand_off
+        src_tmpl = {
+            "table": tb,
+            "server_id": self.server_id,
+            "gtid": None,
+            "file": hand_off.file,
+            "pos": hand_off.pos,
+            "row": 0,
+            "thread": None,
+            "query": None,
+        }
+        collist = ", ".join(f"`{c.name}`" for c in cols)
+        key_idx = [state.names.index(k) for k in key]
+        order = ", ".join(f"`{k}`" for k in key)
+        last: list[Any] | None = list(after) if key and isinstance(after, list) else None
+        scan: Any = None
+        ts_us, schema, make = self.ts_us, state.schema, state.row
+        try:
             while True:
-                if keyset:
-                    order = ", ".join(f"`{k}`" for k in key)
-                    if after is None:
+                if key:
+                    if last is None:
                         cur.execute(
                             f"SELECT {collist} FROM `{db}`.`{tb}` ORDER BY {order} LIMIT %s",
                             (batch_rows,),
@@ -265,19 +255,17 @@ def run_snapshot(
                         cur.execute(
                             f"SELECT {collist} FROM `{db}`.`{tb}` WHERE ({order}) > ({marks}) "
                             f"ORDER BY {order} LIMIT %s",
-                            (*after, batch_rows),
+                            (*last, batch_rows),
                         )
                     rows = cur.fetchall()
                 else:
                     # No key to page by: one unbuffered scan, read in batches.
                     if scan is None:
-                        scan = conn.cursor(pymysql.cursors.SSCursor)
+                        scan = self.conn.cursor(pymysql.cursors.SSCursor)
                         scan.execute(f"SELECT {collist} FROM `{db}`.`{tb}`")
                     rows = scan.fetchmany(batch_rows)
                 if not rows:
-                    if scan is not None:
-                        scan.close()
-                    break
+                    return
                 events = []
                 for raw in rows:
                     values = list(raw)
@@ -285,75 +273,24 @@ def run_snapshot(
                         v = values[i]
                         if v is not None:
                             values[i] = conv(v)
-                    ev = ChangeEvent(
-                        state.schema,
-                        OP_READ,
-                        None,
-                        state.row(values),
-                        ts_us,
-                        dict(src_tmpl),
-                        SNAPSHOT_TRUE,
+                    events.append(
+                        ChangeEvent(
+                            schema,
+                            OP_READ,
+                            None,
+                            make(values),
+                            ts_us,
+                            dict(src_tmpl),
+                            SNAPSHOT_TRUE,
+                        )
                     )
-                    events.append(ev)
-                # Debezium's markers: first / first_in_data_collection / true /
-                # last_in_data_collection / last.
-                if first:
-                    events[0].snapshot = SNAPSHOT_FIRST
-                    first = False
-                elif table_first:
-                    events[0].snapshot = FIRST_IN_DATA_COLLECTION
-                table_first = False
                 last_key = [rows[-1][i] for i in key_idx]
-                resumable = keyset and all(_jsonable(v) for v in last_key)
-                flush(False)
-                held = events
-                held_offset = MySqlOffset(
-                    file,
-                    pos,
-                    gtids,
-                    snapshot=True,
-                    snapshot_done=tuple(done),
-                    snapshot_table=full if resumable else None,
-                    snapshot_after=last_key if resumable else None,
-                )
-                emitted += len(rows)
-                elapsed = max(time.monotonic() - started, 1e-6)
-                rate = emitted / elapsed
-                info = {
-                    "table": full,
-                    "rows": emitted,
-                    "rows_per_s": round(rate),
-                    "eta_s": round(max(total_est - emitted, 0) / rate, 1) if rate else None,
-                }
-                if progress is not None:
-                    progress(info)
-                log.info(
-                    "snapshot %s: %d rows, %.0f rows/s, ETA %ss",
-                    full,
-                    emitted,
-                    rate,
-                    info["eta_s"],
-                )
-                if ctx.stopping.is_set():
-                    flush(False)
-                    raise InterruptedError("stopped during snapshot")
-                if keyset and len(rows) < batch_rows:
-                    break
-                after = last_key
-            done.append(full)
-            if not table_first and held:
-                held[-1].snapshot = LAST_IN_DATA_COLLECTION
-            if held:
-                held_offset = MySqlOffset(
-                    file, pos, gtids, snapshot=True, snapshot_done=tuple(done)
-                )
-        flush(True)
-        with contextlib.suppress(Exception):
-            conn.commit()
-        final = MySqlOffset(file, pos, gtids)
-        ctx.emit([], final)
-        log.info("snapshot finished: %d rows in %.1fs", emitted, time.monotonic() - started)
-        return final
-    finally:
-        with contextlib.suppress(Exception):
-            conn.close()
+                resumable = bool(key) and all(_jsonable(v) for v in last_key)
+                yield SnapshotChunk(events, last_key if resumable else None)
+                if key and len(rows) < batch_rows:
+                    return
+                last = last_key
+        finally:
+            if scan is not None:
+                with contextlib.suppress(Exception):
+                    scan.close()

@@ -10,16 +10,12 @@ twice by one process; only a crash replays (what Kafka confirmed after the last 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 import orjson
 import pymysql
-from pymysqlreplication.gtid import Gtid as MySqlGtid
-from pymysqlreplication.gtid import GtidSet
 
 from cdc_bridge.envelope import CONNECTOR_VERSION, source_schema
 from cdc_bridge.errors import ConfigError, FatalError, RetriableError
@@ -31,7 +27,8 @@ from cdc_bridge.events import (
     SNAPSHOT_FALSE,
     ChangeEvent,
 )
-from cdc_bridge.sources.base import Source, SourceContext
+from cdc_bridge.sources.base import SourceContext
+from cdc_bridge.sources.coordinator import CaptureAdapter, PositionLost
 from cdc_bridge.sources.mysql.binlog import (
     BinlogError,
     BinlogStream,
@@ -50,12 +47,12 @@ from cdc_bridge.sources.mysql.binlog import (
 )
 from cdc_bridge.sources.mysql.checks import ServerInfo, binlog_status, check_server, connect
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
-from cdc_bridge.sources.mysql.offset import GtidTracker, MySqlOffset, merge_mariadb_gtid
+from cdc_bridge.sources.mysql.offset import GtidTracker, MySqlOffset
 from cdc_bridge.sources.mysql.schema import TableState, load_columns, merge_table_map
-from cdc_bridge.sources.mysql.snapshot import run_snapshot
+from cdc_bridge.sources.mysql.snapshot import MySqlSnapshotReader
 from cdc_bridge.types.mysql import TypeOptions
 
-__all__ = ["MySqlSource", "current_position", "merge_gtid"]
+__all__ = ["MySqlSource", "current_position"]
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +60,6 @@ SYSTEM_SCHEMAS = frozenset({"mysql", "information_schema", "performance_schema",
 _TXN_CONTROL = ("SAVEPOINT", "ROLLBACK TO", "RELEASE SAVEPOINT", "XA START", "XA END")
 _TXN_END = ("XA COMMIT", "XA ROLLBACK")
 FLUSH_INTERVAL_S = 0.005
-CHECKPOINT_INTERVAL_S = 1.0
-
-
-def merge_gtid(state: str | None, gtid: str, mariadb: bool) -> str:
-    """The GTID position after the transaction ``gtid`` committed."""
-    if mariadb:
-        return merge_mariadb_gtid(state or "", gtid)
-    gset = GtidSet(state or "")
-    gset.merge_gtid(MySqlGtid(gtid))
-    return str(gset)
 
 
 def current_position(connect_args: dict[str, Any], mariadb: bool, gtid_on: bool) -> MySqlOffset:
@@ -95,10 +82,11 @@ def current_position(connect_args: dict[str, Any], mariadb: bool, gtid_on: bool)
         conn.close()
 
 
-class MySqlSource(Source):
+class MySqlSource(CaptureAdapter):
     """Streams row changes of MySQL 8 / MariaDB 10.6+ to ``<name>.<database>.<table>``."""
 
     kind = "mysql"
+    offset_type = MySqlOffset
 
     def __init__(self, config: MySqlSourceConfig) -> None:
         super().__init__(config)
@@ -110,9 +98,8 @@ class MySqlSource(Source):
             zero_dates=config.zero_dates,
         )
         self.info: ServerInfo | None = None
-        self.stream: BinlogStream | None = None
+        self.binlog: BinlogStream | None = None
         self.emitted: MySqlOffset | None = None
-        self.snapshot_progress: dict[str, Any] = {}
         self.reconnects = 0
         self._info_cache: dict[tuple[str, str], Any] = {}
         self._wanted: set[tuple[str, str]] = set()
@@ -138,118 +125,66 @@ class MySqlSource(Source):
         return self.info
 
     def close(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None
+        if self.binlog is not None:
+            self.binlog.close()
+            self.binlog = None
 
-    def run(self, ctx: SourceContext) -> None:
+    # -- adapter pieces (run by sources/coordinator.py) ---------------------------------------
+
+    def prepare(self, ctx: SourceContext | None) -> None:
+        self._wanted = set(self.server_info().tables)
+
+    def _info(self) -> ServerInfo:
+        return self.info or self.server_info()
+
+    def position_now(self, ctx: SourceContext) -> MySqlOffset:
+        info = self._info()
+        return current_position(self.config.connect_args(), info.mariadb, info.gtid_on)
+
+    def open_snapshot(self, ctx: SourceContext, resume: MySqlOffset | None) -> MySqlSnapshotReader:
+        cfg, info = self.config, self._info()
+        self.emitted = None
+        return MySqlSnapshotReader(
+            cfg.connect_args(),
+            info.tables,
+            source_name=cfg.name,
+            server_id=info.server_id,
+            mariadb=info.mariadb,
+            gtid_on=info.gtid_on,
+            opts=self.opts,
+            batch_rows=cfg.snapshot_batch_rows,
+            resume=resume,
+        )
+
+    def restart_position(self, ctx: SourceContext, last: MySqlOffset) -> MySqlOffset:
+        """After a broken stream: the last offset handed over (nothing is emitted twice)."""
+        self.reconnects += 1
+        return self.emitted or last
+
+    def stream(self, ctx: SourceContext, start: MySqlOffset) -> None:
         cfg = self.config
-        info = self.server_info()
-        self._wanted = set(info.tables)
-        args = cfg.connect_args()
-        stored = ctx.load_offset()
-        offset = MySqlOffset.from_dict(stored) if stored else None
-        mode = cfg.snapshot
-        if offset is None or offset.snapshot:
-            if mode == "never":
-                offset = (
-                    replace(offset, snapshot=False)
-                    if offset
-                    else current_position(args, info.mariadb, info.gtid_on)
-                )
-                ctx.emit([], offset)
-            else:
-                offset = self._snapshot(ctx, info, offset)
-                if offset is None:
-                    return
-        if mode == "initial_only":
-            self._drain(ctx)
-            return
-        backoff = 1.0
-        while not ctx.stopping.is_set():
-            progress_mark = self.emitted
-            try:
-                self._stream(ctx, info, self.emitted or offset)
-                return
-            except PositionPurgedError as exc:
-                where = self.emitted or offset
-                if mode == "when_needed":
-                    log.warning(
-                        "source %s: binlog position %s:%s is purged (%s); taking a new snapshot",
-                        cfg.name,
-                        where.file,
-                        where.pos,
-                        exc.message,
-                    )
-                    self.emitted = None
-                    new = self._snapshot(ctx, info, None)
-                    if new is None:
-                        return
-                    offset = new
-                    continue
-                gt = f" (GTIDs {where.gtids})" if where.gtids else ""
-                raise FatalError(
-                    f"source {cfg.name}: the saved binlog position {where.file}:{where.pos}{gt} "
-                    "is no longer on the server: its binlogs were purged (binlog_expire_logs_"
-                    "seconds / expire_logs_days), so changes since then cannot be read. To "
-                    'recover, set snapshot = "when_needed" on this source (it re-snapshots '
-                    "the tables and continues), or delete the stored position of source "
-                    f"{cfg.name!r} and restart; keep binlogs longer than the bridge can be down."
-                ) from None
-            except UnsupportedBinlogError as exc:
-                raise FatalError(f"source {cfg.name}: {exc.message}") from None
-            except ServerIdClashError:
-                raise FatalError(
-                    f"sources.{cfg.name}.server_id = {cfg.server_id} is used by another replica "
-                    "of this server: choose a server_id no other replica uses"
-                ) from None
-            except (BinlogError, RetriableError, OSError, pymysql.err.MySQLError) as exc:
-                self.reconnects += 1
-                if self.emitted is not progress_mark:
-                    backoff = 1.0  # it streamed for a while: a fresh failure
-                log.warning("source %s: binlog stream broke (%s); reconnecting", cfg.name, exc)
-                if ctx.stopping.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 30.0)
-            finally:
-                self.close()
-
-    # -- snapshot --------------------------------------------------------------------------
-
-    def _snapshot(
-        self, ctx: SourceContext, info: ServerInfo, resume: MySqlOffset | None
-    ) -> MySqlOffset | None:
-        cfg = self.config
-
-        def progress(p: dict[str, Any]) -> None:
-            self.snapshot_progress = p
-
         try:
-            offset = run_snapshot(
-                ctx,
-                cfg.connect_args(),
-                info.tables,
-                source_name=cfg.name,
-                server_id=info.server_id,
-                mariadb=info.mariadb,
-                gtid_on=info.gtid_on,
-                opts=self.opts,
-                batch_rows=cfg.snapshot_batch_rows,
-                resume=resume,
-                progress=progress,
-                publish="r" not in cfg.skip_ops,
-            )
-        except InterruptedError:
-            self._drain(ctx)
-            return None
-        self.emitted = offset
-        return offset
-
-    def _drain(self, ctx: SourceContext) -> None:
-        deadline = time.monotonic() + 30
-        while ctx.producer.in_flight() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        ctx.checkpoint()
+            _BinlogStreamer(self, ctx, self._info(), start).run()
+        except PositionPurgedError as exc:
+            where = self.emitted or start
+            gt = f" (GTIDs {where.gtids})" if where.gtids else ""
+            raise PositionLost(
+                f"binlog position {where.file}:{where.pos}{gt} is no longer on the server: its "
+                f"binlogs were purged ({exc.message})",
+                hint="Keep binlogs (binlog_expire_logs_seconds / expire_logs_days) longer than "
+                "the bridge can be down.",
+            ) from None
+        except UnsupportedBinlogError as exc:
+            raise FatalError(f"source {cfg.name}: {exc.message}") from None
+        except ServerIdClashError:
+            raise FatalError(
+                f"sources.{cfg.name}.server_id = {cfg.server_id} is used by another replica "
+                "of this server: choose a server_id no other replica uses"
+            ) from None
+        except (BinlogError, OSError, pymysql.err.MySQLError) as exc:
+            raise RetriableError(f"binlog stream broke ({exc})") from exc
+        finally:
+            self.close()
 
     # -- streaming -------------------------------------------------------------------------
 
@@ -349,8 +284,53 @@ class MySqlSource(Source):
         dbs = {d for d, _ in self._wanted}
         return db in dbs or any(f"{d}." in query or f"`{d}`." in query for d in dbs)
 
-    def _stream(self, ctx: SourceContext, info: ServerInfo, start: MySqlOffset) -> None:
-        cfg = self.config
+    def drain(self, ctx: SourceContext) -> None:
+        deadline = time.monotonic() + 30
+        while ctx.producer.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ctx.checkpoint()
+
+    def __repr__(self) -> str:
+        return f"MySqlSource(name={self.name!r})"
+
+
+class _BinlogStreamer:
+    """The hot loop of one binlog connection: events -> transactions -> batches with offsets.
+
+    ``pending`` is the offset safe after ``batch``: (file, pos) of a transaction end (GTIDs are
+    added when the offset is built, to keep commits cheap) or a ready ``MySqlOffset``
+    (mid-transaction: its start plus the row events already in the batch).
+    """
+
+    def __init__(
+        self, source: MySqlSource, ctx: SourceContext, info: ServerInfo, start: MySqlOffset
+    ) -> None:
+        cfg = source.config
+        self.src = source
+        self.ctx = ctx
+        self.info = info
+        self.start = start
+        self.mariadb = info.mariadb
+        self.include_query = cfg.include_query
+        self.max_batch = cfg.max_batch_rows
+        self.skip_ops = frozenset(cfg.skip_ops)
+        self.gtids = GtidTracker(start.gtids, info.mariadb)
+        self.file = start.file
+        self.skip_events, self.skip_rows = start.events, start.row
+        self.txn_pos = start.pos
+        self.txn_gtid: str | None = None
+        self.in_txn = False
+        self.begun = False
+        self.ev_idx = 0
+        self.thread: int | None = None
+        self.query: str | None = None
+        self.batch: list[ChangeEvent] = []
+        self.extra: list[Any] = []
+        self.pending: tuple[str, int] | MySqlOffset | None = None
+        self.last_flush = time.monotonic()
+
+    def connect(self) -> BinlogStream:
+        cfg, start, info, src = self.src.config, self.start, self.info, self.src
         use_gtid = info.gtid_on and bool(start.gtids)
         stream = BinlogStream(
             cfg.connect_args(),
@@ -360,215 +340,194 @@ class MySqlSource(Source):
             gtid=start.gtids if use_gtid else None,
             mariadb=info.mariadb,
             heartbeat_s=cfg.heartbeat_s,
-            want_table=self._want,
+            want_table=src._want,
             zero_dates=cfg.zero_dates,
             annotate=cfg.include_query,
         )
-        self.stream = stream
+        src.binlog = stream
         stream.connect()
+        self.ctx.stream_established()
         log.info(
             "source %s: streaming from %s",
             cfg.name,
             f"GTID {start.gtids}" if use_gtid else f"{start.file}:{start.pos}",
         )
-        mariadb = info.mariadb
-        include_query = cfg.include_query
-        max_batch = cfg.max_batch_rows
-        stopping = ctx.stopping
-        skip_ops = frozenset(cfg.skip_ops)
+        return stream
 
-        gtids = GtidTracker(start.gtids, mariadb)
-        file = start.file
-        skip_events, skip_rows = start.events, start.row
-        txn_pos = start.pos
-        txn_gtid: str | None = None
-        in_txn = False
-        begun = False
-        ev_idx = 0
-        thread: int | None = None
-        query: str | None = None
-        batch: list[ChangeEvent] = []
-        extra: list[Any] = []
-        # The offset safe after ``batch``: (file, pos) of a transaction end (GTIDs added when
-        # the offset is built, to keep commits cheap) or a ready MySqlOffset (mid-transaction).
-        pending: tuple[str, int] | MySqlOffset | None = None
-        last_flush = time.monotonic()
-        last_ckpt = last_flush
+    # -- batches ---------------------------------------------------------------------------
 
-        def flush() -> None:
-            nonlocal batch, extra, pending, last_flush, last_ckpt
-            if pending is None and not batch:
-                return
-            offset = (
-                MySqlOffset(pending[0], pending[1], gtids.state())
-                if isinstance(pending, tuple)
-                else pending
+    def flush(self) -> None:
+        pending, batch = self.pending, self.batch
+        if pending is None and not batch:
+            return
+        ctx = self.ctx
+        offset = (
+            MySqlOffset(pending[0], pending[1], self.gtids.state())
+            if isinstance(pending, tuple)
+            else pending
+        )
+        if self.extra:
+            ctx.emit(batch, None)
+            ctx.emit_records(self.extra, offset)
+        else:
+            ctx.emit(batch, offset)
+        if offset is not None:
+            self.src.emitted = offset
+        self.batch, self.extra, self.pending = [], [], None
+        self.last_flush = time.monotonic()
+        ctx.maybe_checkpoint()
+
+    def commit(self, end_pos: int) -> None:
+        if self.txn_gtid:
+            self.gtids.add(self.txn_gtid)
+        self.pending = (self.file, end_pos)
+        self.in_txn = self.begun = False
+        self.txn_gtid = None
+        self.txn_pos = end_pos
+        self.skip_events = self.skip_rows = 0
+        if (
+            len(self.batch) >= self.max_batch
+            or time.monotonic() - self.last_flush >= FLUSH_INTERVAL_S
+        ):
+            self.flush()
+
+    # -- events ----------------------------------------------------------------------------
+
+    def rows(self, ev: Rows) -> None:
+        if self.skip_events:  # resuming: already delivered before the restart
+            self.skip_events -= 1
+            self.ev_idx += 1
+            return
+        if ev.op in self.skip_ops:
+            self.skip_rows = 0
+            self.ev_idx += 1
+            return
+        state: TableState = ev.table.user
+        schema = state.schema
+        make = state.row
+        base = {
+            "table": ev.table.table,
+            "server_id": ev.server_id,
+            "gtid": self.txn_gtid,
+            "file": self.file,
+            "pos": self.txn_pos,
+            "row": 0,
+            "thread": self.thread,
+            "query": self.query,
+        }
+        ts_us = ev.ts * 1_000_000
+        rows = ev.rows
+        op = ev.op
+        batch = self.batch
+        append = batch.append
+        if op == OP_UPDATE:
+            for k in range(self.skip_rows, len(rows) // 2):
+                src = base.copy()
+                src["row"] = k
+                append(
+                    ChangeEvent(
+                        schema, OP_UPDATE, make(rows[2 * k]), make(rows[2 * k + 1]), ts_us, src
+                    )
+                )
+        elif op == OP_CREATE:
+            for k in range(self.skip_rows, len(rows)):
+                src = base.copy()
+                src["row"] = k
+                append(ChangeEvent(schema, OP_CREATE, None, make(rows[k]), ts_us, src))
+        else:
+            for k in range(self.skip_rows, len(rows)):
+                src = base.copy()
+                src["row"] = k
+                append(ChangeEvent(schema, OP_DELETE, make(rows[k]), None, ts_us, src))
+        self.skip_rows = 0
+        self.ev_idx += 1
+        if len(batch) >= self.max_batch:
+            # Mid-transaction: safe to resume at this transaction, minus what is sent.
+            # (This offset also covers the whole transactions before it in the batch.)
+            self.pending = MySqlOffset(
+                self.file, self.txn_pos, self.gtids.state(), events=self.ev_idx
             )
-            if extra:
-                ctx.emit(batch, None)
-                ctx.emit_records(extra, offset)
-            else:
-                ctx.emit(batch, offset)
-            if offset is not None:
-                self.emitted = offset
-            batch, extra, pending = [], [], None
-            last_flush = time.monotonic()
-            if last_flush - last_ckpt >= CHECKPOINT_INTERVAL_S:
-                checkpoint(last_flush)
+            self.flush()
 
-        def checkpoint(now: float) -> None:
-            nonlocal last_ckpt
-            with contextlib.suppress(RetriableError):
-                ctx.checkpoint()
-            last_ckpt = now
+    def gtid(self, ev: Gtid) -> None:
+        self.txn_pos = ev.pos
+        self.txn_gtid = ev.gtid or None
+        self.in_txn = True
+        # MariaDB's GTID event replaces BEGIN unless the group is one statement (DDL);
+        # MySQL's is followed by a BEGIN query for transactions.
+        self.begun = self.mariadb and not ev.standalone
+        self.ev_idx = 0
+        self.thread = None
+        self.query = None
 
-        def commit(end_pos: int) -> None:
-            nonlocal in_txn, begun, txn_gtid, skip_events, skip_rows, pending, txn_pos
-            if txn_gtid:
-                gtids.add(txn_gtid)
-            pending = (file, end_pos)
-            in_txn = begun = False
-            txn_gtid = None
-            txn_pos = end_pos
-            skip_events = skip_rows = 0
-            if len(batch) >= max_batch or time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
-                flush()
+    def statement(self, ev: Query) -> None:
+        q = ev.query.strip()
+        head = q[:20].upper()
+        if head == "BEGIN":
+            if not self.in_txn:
+                self.txn_pos = ev.pos
+                self.txn_gtid = None
+                self.in_txn = True
+                self.ev_idx = 0
+                self.query = None
+            self.begun = True
+            self.thread = ev.thread_id
+        elif head in ("COMMIT", "ROLLBACK") or head.startswith(_TXN_END):
+            self.commit(ev.end_pos)
+        elif head.startswith(_TXN_CONTROL) or self.begun:
+            # Savepoints, or a statement logged inside an open transaction (not DDL: DDL
+            # commits implicitly and is logged on its own): the transaction goes on.
+            return
+        else:
+            src = self.src
+            src._info_cache.clear()
+            if src._captured_db(ev.db, q):
+                if self.batch:
+                    self.ctx.emit(self.batch, None)
+                    self.batch = []
+                self.extra.append(src._schema_change(self.ctx, ev, self.txn_gtid, self.file))
+            self.commit(ev.end_pos)
+            self.flush()
 
+    def rotate(self, ev: Rotate) -> None:
+        self.file = ev.file
+        if not self.in_txn and not ev.fake:
+            # Between transactions: the next one starts in the new file.
+            self.txn_pos = ev.pos
+            self.pending = (self.file, ev.pos)
+
+    # -- loop --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        stream = self.connect()
+        stopping = self.ctx.stopping
+        table_state = self.src._table_state
+        info = self.info
         for ev in stream.events():
             t = type(ev)
             if t is Rows:
-                assert isinstance(ev, Rows)
-                if skip_events:  # resuming: already delivered before the restart
-                    skip_events -= 1
-                    ev_idx += 1
-                    continue
-                if ev.op in skip_ops:
-                    skip_rows = 0
-                    ev_idx += 1
-                    continue
-                state: TableState = ev.table.user
-                schema = state.schema
-                make = state.row
-                base = {
-                    "table": ev.table.table,
-                    "server_id": ev.server_id,
-                    "gtid": txn_gtid,
-                    "file": file,
-                    "pos": txn_pos,
-                    "row": 0,
-                    "thread": thread,
-                    "query": query,
-                }
-                ts_us = ev.ts * 1_000_000
-                rows = ev.rows
-                op = ev.op
-                if op == OP_UPDATE:
-                    for k in range(skip_rows, len(rows) // 2):
-                        src = base.copy()
-                        src["row"] = k
-                        batch.append(
-                            ChangeEvent(
-                                schema,
-                                OP_UPDATE,
-                                make(rows[2 * k]),
-                                make(rows[2 * k + 1]),
-                                ts_us,
-                                src,
-                            )
-                        )
-                elif op == OP_CREATE:
-                    for k in range(skip_rows, len(rows)):
-                        src = base.copy()
-                        src["row"] = k
-                        batch.append(
-                            ChangeEvent(schema, OP_CREATE, None, make(rows[k]), ts_us, src)
-                        )
-                else:
-                    for k in range(skip_rows, len(rows)):
-                        src = base.copy()
-                        src["row"] = k
-                        batch.append(
-                            ChangeEvent(schema, OP_DELETE, make(rows[k]), None, ts_us, src)
-                        )
-                skip_rows = 0
-                ev_idx += 1
-                if len(batch) >= max_batch:
-                    # Mid-transaction: safe to resume at this transaction, minus what is sent.
-                    # (This offset also covers the whole transactions before it in the batch.)
-                    pending = MySqlOffset(file, txn_pos, gtids.state(), events=ev_idx)
-                    flush()
+                self.rows(ev)  # type: ignore[arg-type]
             elif t is TableMap:
-                assert isinstance(ev, TableMap)
-                ev.user = self._table_state(ev, info)
+                ev.user = table_state(ev, info)  # type: ignore[union-attr,arg-type]
             elif t is Gtid:
-                assert isinstance(ev, Gtid)
-                txn_pos = ev.pos
-                txn_gtid = ev.gtid or None
-                in_txn = True
-                # MariaDB's GTID event replaces BEGIN unless the group is one statement (DDL);
-                # MySQL's is followed by a BEGIN query for transactions.
-                begun = mariadb and not ev.standalone
-                ev_idx = 0
-                thread = None
-                query = None
+                self.gtid(ev)  # type: ignore[arg-type]
             elif t is Xid:
-                assert isinstance(ev, Xid)
-                commit(ev.end_pos)
+                self.commit(ev.end_pos)  # type: ignore[union-attr]
                 if stopping.is_set():
                     break
             elif t is Query:
-                assert isinstance(ev, Query)
-                q = ev.query.strip()
-                head = q[:20].upper()
-                if head == "BEGIN":
-                    if not in_txn:
-                        txn_pos = ev.pos
-                        txn_gtid = None
-                        in_txn = True
-                        ev_idx = 0
-                        query = None
-                    begun = True
-                    thread = ev.thread_id
-                elif head in ("COMMIT", "ROLLBACK") or head.startswith(_TXN_END):
-                    commit(ev.end_pos)
-                elif head.startswith(_TXN_CONTROL):
-                    continue
-                elif begun:
-                    # A statement logged inside an open transaction (not DDL: DDL commits
-                    # implicitly and is logged on its own): the transaction goes on.
-                    continue
-                else:
-                    self._info_cache.clear()
-                    if self._captured_db(ev.db, q):
-                        if batch:
-                            extra_flush = batch
-                            batch = []
-                            ctx.emit(extra_flush, None)
-                        extra.append(self._schema_change(ctx, ev, txn_gtid, file))
-                    commit(ev.end_pos)
-                    flush()
+                self.statement(ev)  # type: ignore[arg-type]
             elif t is RowsQuery:
-                if include_query:
-                    assert isinstance(ev, RowsQuery)
-                    query = ev.query
+                if self.include_query:
+                    self.query = ev.query  # type: ignore[union-attr]
             elif t is Rotate:
-                assert isinstance(ev, Rotate)
-                file = ev.file
-                if not in_txn and not ev.fake:
-                    # Between transactions: the next one starts in the new file.
-                    txn_pos = ev.pos
-                    pending = (file, ev.pos)
+                self.rotate(ev)  # type: ignore[arg-type]
             elif t is Idle or t is Heartbeat:
-                if batch or pending is not None:
-                    flush()
-                now = time.monotonic()
-                if now - last_ckpt >= CHECKPOINT_INTERVAL_S:
-                    checkpoint(now)
+                if self.batch or self.pending is not None:
+                    self.flush()
+                self.ctx.maybe_checkpoint()
                 if stopping.is_set():
                     break
         # Stopped (or end of a non-blocking stream): hand over the whole transactions read.
-        flush()
-        self._drain(ctx)
-
-    def __repr__(self) -> str:
-        return f"MySqlSource(name={self.name!r})"
+        self.flush()
+        self.src.drain(self.ctx)

@@ -15,13 +15,13 @@ from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 from cdc_bridge.events import (
     OP_CREATE,
     OP_DELETE,
-    OP_READ,
     OP_TRUNCATE,
     OP_UPDATE,
     SNAPSHOT_FALSE,
     ChangeEvent,
 )
-from cdc_bridge.sources.base import Source, SourceContext
+from cdc_bridge.sources.base import SourceContext
+from cdc_bridge.sources.coordinator import CaptureAdapter, PositionLost, SnapshotCursor
 from cdc_bridge.sources.postgres import pgoutput as po
 from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 from cdc_bridge.sources.postgres.lsn import LSN
@@ -41,7 +41,7 @@ from cdc_bridge.sources.postgres.slot import (
     slot_lag,
     slot_state,
 )
-from cdc_bridge.sources.postgres.snapshot import SnapshotReader
+from cdc_bridge.sources.postgres.snapshot import PgSnapshotReader
 from cdc_bridge.sources.postgres.tables import ColumnDef, TableCodec, TypeCatalog, catalog_columns
 from cdc_bridge.types.postgres import SESSION_OPTIONS, TypeOptions
 
@@ -55,27 +55,43 @@ _SLOT_RELEASE_WAIT_S = 10.0
 @dataclass(frozen=True, slots=True)
 class PostgresOffset:
     """Position of a Postgres source: the WAL position safe to confirm to the slot, and the
-    snapshot state (``snapshot_done``; ``snapshot`` holds progress while one is running)."""
+    cursor of an unfinished snapshot (None once it was handed off to streaming)."""
 
     lsn: int
-    snapshot_done: bool = True
-    snapshot: dict[str, Any] | None = None
+    snapshot: SnapshotCursor | None = None
+
+    @property
+    def snapshot_done(self) -> bool:
+        return self.snapshot is None
+
+    def with_snapshot(self, cursor: SnapshotCursor | None) -> PostgresOffset:
+        return PostgresOffset(self.lsn, cursor)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"lsn": str(LSN(self.lsn)), "snapshot_done": self.snapshot_done}
+        out: dict[str, Any] = {"lsn": str(LSN(self.lsn))}
         if self.snapshot is not None:
-            out["snapshot"] = self.snapshot
+            out["snapshot"] = self.snapshot.to_dict()
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PostgresOffset:
-        return cls(LSN.parse(d["lsn"]), bool(d.get("snapshot_done", True)), d.get("snapshot"))
+        """Reads this shape and the one stored before the coordinator (``snapshot_done``)."""
+        raw = d.get("snapshot")
+        if "snapshot_done" in d:  # before the coordinator: a bool plus an optional progress
+            if d["snapshot_done"]:
+                raw = None
+            elif raw is None:
+                raw = {}
+        cursor = SnapshotCursor.from_dict(raw) if raw is not None else None
+        return cls(LSN.parse(d["lsn"]), cursor)
 
 
-class PostgresSource(Source):
-    """Captures committed changes of the configured tables (see the README's Postgres section)."""
+class PostgresSource(CaptureAdapter):
+    """Captures committed changes of the configured tables (see docs: Postgres source)."""
 
     kind = "postgres"
+    offset_type = PostgresOffset
+    collection_markers = False
 
     def __init__(self, config: PostgresSourceConfig) -> None:
         super().__init__(config)
@@ -94,8 +110,7 @@ class PostgresSource(Source):
         self._codecs: dict[tuple[Any, ...], TableCodec] = {}
         self.relations: dict[int, TableCodec] = {}
         self.relation_msgs: dict[int, po.Relation] = {}
-        self.snapshot_reader: SnapshotReader | None = None
-        self.streamed = False
+        self.max_in_flight = config.max_in_flight_events
         self.stats: dict[str, Any] = {
             "slot_lag_bytes": None,
             "events": 0,
@@ -144,117 +159,127 @@ class PostgresSource(Source):
                 ) from exc
             raise RetriableError(f"replication connection failed: {msg}") from exc
 
-    # -- Source interface ------------------------------------------------------------------------
+    # -- adapter pieces (run by sources/coordinator.py) -----------------------------------------
 
     def _tables(self) -> list[TableInfo]:
         return resolve_tables(self._meta(), self.cfg.tables)
 
-    def check(self) -> None:
+    def prepare(self, ctx: SourceContext | None) -> None:
         conn = self._meta()
         tables = self._tables()
+        if ctx is not None:
+            # A previous process of ours may still hold the slot for a moment (its walsender
+            # exits when it notices the closed connection): wait before calling it a conflict.
+            deadline = time.monotonic() + _SLOT_RELEASE_WAIT_S
+            while (
+                (state := slot_state(conn, self.cfg.slot)) is not None
+                and state.active
+                and time.monotonic() < deadline
+                and not ctx.stopping.wait(0.25)
+            ):
+                pass
         check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
 
-    def run(self, ctx: SourceContext) -> None:
-        """Snapshot if needed, then stream. Once streaming ran, a broken connection (server
-        restart, terminated walsender, network) is retried with backoff from the slot's
-        confirmed position; failures before that are raised at once (likely a setup error)."""
-        attempt = 0
-        while True:
-            try:
-                self._run_once(ctx)
-                return
-            except RetriableError as exc:
-                if not self.streamed or ctx.stopping.is_set():
-                    raise
-                attempt += 1
-                delay = min(30.0, 0.25 * 2**attempt)
-                ctx.log.warning("%s; reconnecting in %.1fs (attempt %d)", exc, delay, attempt)
-                self.close()
-                if ctx.stopping.wait(delay):
-                    return
-
-    def _run_once(self, ctx: SourceContext) -> None:
-        conn = self._meta()
+    def _publication(self) -> None:
         tables = self._tables()
-        # A previous process of ours may still hold the slot for a moment (its walsender exits
-        # when it notices the closed connection): wait a little before calling it a conflict.
-        deadline = time.monotonic() + _SLOT_RELEASE_WAIT_S
-        while (
-            (state := slot_state(conn, self.cfg.slot)) is not None
-            and state.active
-            and time.monotonic() < deadline
-            and not ctx.stopping.wait(0.25)
-        ):
-            pass
-        check_prerequisites(conn, slot=self.cfg.slot, tables=tables, source=self.name)
-        mode = self.cfg.snapshot
-        stored_raw = ctx.load_offset()
-        stored = PostgresOffset.from_dict(stored_raw) if stored_raw else None
+        ensure_publication(
+            self._meta(), self.cfg.publication, None if self.cfg.tables is None else tables
+        )
 
-        if mode == "initial_only":
-            if stored is not None and stored.snapshot_done:
-                ctx.log.info("snapshot already completed; nothing to do (snapshot = initial_only)")
-                return
-            self._snapshot(ctx, tables, None, LSN(0), stored.snapshot if stored else None)
-            return
-
-        ensure_publication(conn, self.cfg.publication, None if self.cfg.tables is None else tables)
-        state = slot_state(conn, self.cfg.slot)
-        repl = self.repl = self._repl()
-        start_lsn = LSN(0)
-        if state is None:
-            want_snapshot = mode in ("initial", "when_needed")
-            if stored is not None and stored.snapshot_done:
-                ctx.log.warning(
-                    "replication slot %s is gone although a position was stored (%s): changes "
-                    "made since then cannot be read; %s",
-                    self.cfg.slot,
-                    LSN(stored.lsn),
-                    "taking a new snapshot" if want_snapshot else "streaming from now on",
-                )
-            if want_snapshot:
-                # Persist "snapshot pending" before the slot exists: a crash after creating the
-                # slot must not look like a finished snapshot on restart.
-                ctx.emit([], PostgresOffset(0, False, None))
-                ctx.checkpoint()
-            slot = repl.create_slot(
-                self.cfg.slot, snapshot="export" if want_snapshot else "nothing"
+    def position_now(self, ctx: SourceContext) -> PostgresOffset:
+        """The slot's position; a new slot (without a snapshot) when there is none."""
+        self._publication()
+        state = slot_state(self._meta(), self.cfg.slot)
+        if state is not None and state.restart_lsn is not None:
+            ctx.log.warning(
+                "slot %s exists but no stored position was found: streaming from the slot",
+                self.cfg.slot,
             )
-            ctx.log.info("created replication slot %s at %s", self.cfg.slot, slot.consistent_point)
-            start_lsn = slot.consistent_point
-            if want_snapshot:
-                # The exported snapshot lives until the next command on ``repl``: read it now.
-                if not self._snapshot(ctx, tables, slot.snapshot_name, start_lsn, None):
-                    return
-            else:
-                ctx.emit([], PostgresOffset(start_lsn))
+            return PostgresOffset(state.confirmed_flush or LSN(0))
+        self.forget_position(ctx)
+        slot = self._repl_conn().create_slot(self.cfg.slot, snapshot="nothing")
+        ctx.log.info("created replication slot %s at %s", self.cfg.slot, slot.consistent_point)
+        return PostgresOffset(slot.consistent_point)
+
+    def _slot_or_lost(self, stored: PostgresOffset) -> Any:
+        state = slot_state(self._meta(), self.cfg.slot)
+        if state is None:
+            raise PositionLost(
+                f"replication slot {self.cfg.slot!r} no longer exists (the stored position "
+                f"was {LSN(stored.lsn)})",
+                hint="Do not drop the slot while the bridge is stopped.",
+            )
+        if state.restart_lsn is None:
+            raise PositionLost(
+                f"replication slot {self.cfg.slot!r} was invalidated: the server removed WAL it "
+                f"still needed (the stored position was {LSN(stored.lsn)})",
+                hint="Raise max_slot_wal_keep_size above what accumulates while the bridge is "
+                "down.",
+            )
+        return state
+
+    def resume(self, ctx: SourceContext, stored: PostgresOffset) -> PostgresOffset:
+        self._publication()
+        state = self._slot_or_lost(stored)
+        confirmed = int(state.confirmed_flush or 0)
+        return PostgresOffset(max(confirmed, stored.lsn))
+
+    def forget_position(self, ctx: SourceContext) -> None:
+        """Drop the slot if it exists but is invalidated (it can never be read again)."""
+        conn = self._meta()
+        state = slot_state(conn, self.cfg.slot)
+        if state is not None and state.restart_lsn is None:
+            ctx.log.warning("dropping invalidated replication slot %s", self.cfg.slot)
+            drop_slot(conn, self.cfg.slot)
+
+    def open_snapshot(self, ctx: SourceContext, resume: PostgresOffset | None) -> PgSnapshotReader:
+        tables = self._tables()
+        snapshot_name: str | None = None
+        if self.cfg.snapshot == "initial_only":
+            lsn = LSN(resume.lsn if resume else 0)  # no slot: nothing streams afterwards
         else:
-            start_lsn = state.confirmed_flush or LSN(0)
-            resume_snapshot = stored is not None and not stored.snapshot_done
-            if stored is None and mode == "when_needed":
-                resume_snapshot = True
-            elif stored is None and mode == "initial":
-                ctx.log.warning(
-                    "slot %s exists but no stored position was found: streaming from the slot "
-                    'without a snapshot (snapshot = "when_needed" re-reads the tables)',
-                    self.cfg.slot,
-                )
-            if resume_snapshot and mode != "never":
+            self._publication()
+            state = slot_state(self._meta(), self.cfg.slot)
+            if state is None:
+                # Persist "snapshot pending" before the slot exists: a crash after creating
+                # the slot must not look like a finished snapshot on restart.
+                ctx.emit([], PostgresOffset(0, SnapshotCursor()))
+                ctx.checkpoint()
+                slot = self._repl_conn().create_slot(self.cfg.slot, snapshot="export")
                 ctx.log.info(
-                    "snapshot of source %s was not finished; resuming it (a new snapshot; the "
-                    "slot replays every change since its start)",
-                    self.name,
+                    "created replication slot %s at %s", self.cfg.slot, slot.consistent_point
                 )
-                if not self._snapshot(
-                    ctx, tables, None, start_lsn, stored.snapshot if stored else None
-                ):
-                    return
-            if stored is not None and stored.lsn > start_lsn:
-                start_lsn = LSN(stored.lsn)
-            safe = ctx.safe_offset()  # this process may have confirmed more than it stored
-            if isinstance(safe, PostgresOffset) and safe.snapshot_done and safe.lsn > start_lsn:
-                start_lsn = LSN(safe.lsn)
-        self._stream(ctx, repl, start_lsn)
+                # The exported snapshot lives until the next command on the replication
+                # connection: the reader's transaction imports it right now.
+                lsn, snapshot_name = slot.consistent_point, slot.snapshot_name
+                resume = None
+            else:
+                # The slot replays every change since its confirmed position: a new snapshot
+                # of the tables now, streamed from there, misses nothing.
+                lsn = state.confirmed_flush or LSN(0)
+        self._meta()
+
+        def make_codec(t: TableInfo, cols: list[Any], key: tuple[str, ...]) -> TableCodec:
+            return self._codec(t.schema, t.name, cols, key)
+
+        return PgSnapshotReader(
+            self._connect(),
+            tables,
+            make_codec,
+            fetch_size=self.cfg.snapshot_fetch_size,
+            hand_off=PostgresOffset(lsn),
+            snapshot_name=snapshot_name,
+        )
+
+    def stream(self, ctx: SourceContext, start: PostgresOffset) -> None:
+        self._slot_or_lost(start)
+        repl = self._repl_conn()
+        self._stream(ctx, repl, LSN(start.lsn))
+
+    def _repl_conn(self) -> ReplicationConnection:
+        if self.repl is None:
+            self.repl = self._repl()
+        return self.repl
 
     def close(self) -> None:
         for c in (self.repl,):
@@ -330,47 +355,6 @@ class PostgresSource(Source):
             if all(c.type_oid != oid for c in codec.columns)
         }
 
-    # -- snapshot --------------------------------------------------------------------------------
-
-    def _snapshot(
-        self,
-        ctx: SourceContext,
-        tables: list[TableInfo],
-        snapshot_name: str | None,
-        lsn: LSN,
-        resume: dict[str, Any] | None,
-    ) -> bool:
-        conn = self._connect()
-        self._meta()
-
-        def make_codec(t: TableInfo, cols: list[Any], key: tuple[str, ...]) -> TableCodec:
-            return self._codec(t.schema, t.name, cols, key)
-
-        skip_reads = OP_READ in self.skip
-
-        def emit(events: list[ChangeEvent], state: dict[str, Any]) -> None:
-            _backpressure(ctx, self.cfg.max_in_flight_events)
-            ctx.emit([] if skip_reads else events, PostgresOffset(lsn, False, state))
-
-        reader = self.snapshot_reader = SnapshotReader(
-            conn,
-            tables,
-            make_codec,
-            fetch_size=self.cfg.snapshot_fetch_size,
-            stopping=ctx.stopping,
-        )
-        ctx.log.info(
-            "snapshot of %d table(s) started%s", len(tables), " (resuming)" if resume else ""
-        )
-        try:
-            finished = reader.run(emit, snapshot_name=snapshot_name, lsn=lsn, resume=resume)
-        finally:
-            conn.close()
-        if finished:
-            ctx.emit([], PostgresOffset(lsn, True, None))
-            ctx.log.info("snapshot finished")
-        return finished
-
     # -- streaming -------------------------------------------------------------------------------
 
     def _stream(self, ctx: SourceContext, repl: ReplicationConnection, start: LSN) -> None:
@@ -394,7 +378,7 @@ class PostgresSource(Source):
             ) from exc
         except psycopg.Error as exc:
             raise FatalError(f"START_REPLICATION failed: {str(exc).strip()}") from exc
-        self.streamed = True
+        ctx.stream_established()
         ctx.log.info(
             "streaming from slot %s at %s (pgoutput v%d%s)",
             cfg.slot,
@@ -427,9 +411,7 @@ class PostgresSource(Source):
             if state and state.confirmed_flush
             else None,
             "lag_bytes": slot_lag(conn, self.cfg.slot) if state else None,
-            "snapshot": {k: v.line() for k, v in self.snapshot_reader.progress.items()}
-            if self.snapshot_reader
-            else {},
+            "snapshot": self.snapshot_status(),
         }
 
     def drop_slot_and_publication(self) -> tuple[bool, bool]:
@@ -468,7 +450,7 @@ class _Streamer:
 
     def flush(self) -> None:
         if self.pending or self.pending_offset is not None:
-            _backpressure(self.ctx, self.src.cfg.max_in_flight_events)
+            self.ctx.backpressure(self.src.max_in_flight)
             self.ctx.emit(self.pending, self.pending_offset)
             self.src.stats["events"] += len(self.pending)
             self.pending = []
@@ -696,13 +678,6 @@ class _Streamer:
             self.src.stats["transactions"],
             self.src.stats["events"],
         )
-
-
-def _backpressure(ctx: SourceContext, limit: int) -> None:
-    """Wait while more than ``limit`` records are unacknowledged (bounded memory)."""
-    producer = ctx.producer
-    while len(producer) > limit and not ctx.stopping.is_set():
-        time.sleep(0.002)
 
 
 _STREAM_CONTROL = frozenset({po.StreamStart, po.StreamStop, po.StreamCommit, po.StreamAbort})
