@@ -70,12 +70,6 @@ class SalesforceSourceConfig(SalesforceAuthSettings, SourceConfigBase):
         "ping-pong); mark: publish them with `source.echo = true`.",
         examples=["drop"],
     )
-    on_position_lost: Literal["fail", "resnapshot"] = Field(
-        "fail",
-        description="When the stored replay id is outside the retention window (72 hours): "
-        "fail with a clear message, or take a new snapshot.",
-        examples=["fail"],
-    )
     batch_size: int = Field(
         100,
         ge=1,
