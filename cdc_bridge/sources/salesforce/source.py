@@ -576,7 +576,8 @@ class SalesforceSource(CaptureAdapter):
             op = OP_CREATE if created and created[:19] >= since[:19] else OP_UPDATE
             out.append(ChangeEvent(model.table, op, None, row, ts_us, src))
         for rec in self.rest.query(
-            f"SELECT Id FROM {model.name} WHERE IsDeleted = true AND LastModifiedDate >= {since}",
+            # a delete moves SystemModstamp (not necessarily LastModifiedDate)
+            f"SELECT Id FROM {model.name} WHERE IsDeleted = true AND SystemModstamp >= {since}",
             include_deleted=True,
         ):
             before = dict.fromkeys(model.fields)

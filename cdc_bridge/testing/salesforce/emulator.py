@@ -304,6 +304,23 @@ class SalesforceEmulator:
 
         return ctx()
 
+    def without_change_events(self) -> Any:
+        """``with emu.without_change_events():`` writes that publish no change events (to
+        build what a gap or overflow event stands for)."""
+        import contextlib
+
+        store = self.store
+
+        @contextlib.contextmanager
+        def ctx() -> Any:
+            hook, store.on_commit = store.on_commit, None
+            try:
+                yield
+            finally:
+                store.on_commit = hook
+
+        return ctx()
+
     def define_platform_event(self, name: str, fields: dict[str, str]) -> str:
         """Declare a platform event ``name`` (e.g. Order_Placed__e); returns its topic."""
         return self.bus.define_platform_event(name, fields)

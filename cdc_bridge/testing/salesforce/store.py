@@ -432,7 +432,7 @@ class Store:
         tx.check_fault(rid)
         rec = self.live[owner.name].pop(rid)
         self._index_remove(owner, rid, rec)
-        rec = {**rec, "IsDeleted": True}
+        rec = {**rec, "IsDeleted": True, "SystemModstamp": _now()}
         self.deleted[owner.name][rid] = rec
         tx.undo.append(("delete", owner, rid))
         return rid
