@@ -36,6 +36,16 @@ class DatabaseSinkConfig(SinkConfigBase):
         examples=["cdc_bridge_offsets"],
     )
     pool_size: int = Field(2, ge=1, description="Connections kept per route.", examples=[2])
+    replication_origin: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]{1,50}$",
+        description="PostgreSQL targets: mark every transaction of this sink with a replication "
+        "origin named `<replication_origin>_<n>` (one per connection; created when missing), so "
+        'a Postgres source of the same database with `skip_origins = ["<replication_origin>*"]` '
+        "skips them: two-way sync without echo. Needs superuser, or EXECUTE on the "
+        "pg_replication_origin_* functions.",
+        examples=["cdc_bridge"],
+    )
 
 
 class DatabaseRouteConfig(RouteConfigBase):

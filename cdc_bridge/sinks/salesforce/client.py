@@ -79,6 +79,7 @@ class SalesforceClient:
         stopping: threading.Event | None = None,
     ) -> None:
         self.config = config
+        self._call_options = f"client={config.call_options_client}"
         if auth is None or quota is None:
             shared_auth, shared_quota = shared_org(config)
             auth = auth or shared_auth
@@ -116,6 +117,8 @@ class SalesforceClient:
         if headers:
             hdrs.update(headers)
         hdrs["Authorization"] = f"Bearer {token.access_token}"
+        # tags the resulting change events (changeOrigin): how a Salesforce source skips them
+        hdrs["Sforce-Call-Options"] = self._call_options
         self.calls[kind] += 1
         API_CALLS.labels(self.config.name, kind).inc()
         resp = self.http.request(

@@ -33,6 +33,14 @@ class SalesforceSinkConfig(SalesforceAuthSettings, SinkConfigBase):
     kind: Literal["salesforce"] = Field(
         "salesforce", description="Sink kind.", examples=["salesforce"]
     )
+    call_options_client: str = Field(
+        "cdc-bridge",
+        pattern=r"^[A-Za-z0-9_./-]{1,64}$",
+        description="Sent as `Sforce-Call-Options: client=<this>` on every call; Salesforce copies "
+        "it into changeOrigin of the resulting change events, so a Salesforce source with the "
+        "same `echo_client` drops this sink's writes (two-way sync without echo).",
+        examples=["cdc-bridge"],
+    )
     quota_reserve: float = Field(
         0.1,
         ge=0,
