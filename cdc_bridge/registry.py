@@ -85,6 +85,7 @@ SOURCE_KINDS: dict[str, Kind] = {
         "cdc_bridge.sources.salesforce.config:SalesforceSourceConfig",
         "cdc_bridge.sources.salesforce.source:SalesforceSource",
         summary="Salesforce Change Data Capture and platform events (Pub/Sub API)",
+        status="cdc_bridge.sources.salesforce.status:probe",
     ),
 }
 
