@@ -46,6 +46,16 @@ class DatabaseSinkConfig(SinkConfigBase):
         "pg_replication_origin_* functions.",
         examples=["cdc_bridge"],
     )
+    gtid_domain_id: int | None = Field(
+        None,
+        ge=1,
+        le=0xFFFFFFFF,
+        description="MariaDB targets: run this sink's transactions in this GTID domain "
+        "(`SET SESSION gtid_domain_id`), so a MariaDB source of the same server with "
+        "`skip_gtid_domains = [<id>]` skips them: two-way sync without echo. Needs SUPER "
+        "(or BINLOG ADMIN); pick a domain no server uses. Not available on MySQL.",
+        examples=[77],
+    )
 
 
 class DatabaseRouteConfig(RouteConfigBase):

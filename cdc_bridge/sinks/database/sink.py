@@ -161,6 +161,18 @@ class DatabaseSink(Sink):
             def _mark_origin(dbapi_conn: Any, _rec: Any) -> None:
                 _setup_replication_origin(dbapi_conn, origin, self.cfg.name)
 
+        domain = self.cfg.gtid_domain_id
+        if domain is not None:
+            if engine.dialect.name not in ("mysql", "mariadb"):
+                raise ConfigError(
+                    f"sinks.{self.cfg.name}.gtid_domain_id: GTID domains exist only in MariaDB, "
+                    f"not in {engine.dialect.name}"
+                )
+
+            @event.listens_for(engine, "connect")
+            def _gtid_domain(dbapi_conn: Any, _rec: Any) -> None:
+                _set_gtid_domain(dbapi_conn, domain, self.cfg.name)
+
         return engine
 
     def open(self) -> None:
@@ -793,3 +805,24 @@ def _setup_replication_origin(dbapi_conn: Any, prefix: str, sink: str) -> None:
         )
     finally:
         dbapi_conn.autocommit = autocommit
+
+
+def _set_gtid_domain(dbapi_conn: Any, domain: int, sink: str) -> None:
+    """Put a new MariaDB session's transactions into GTID domain ``domain``."""
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        version = str(cur.fetchone()[0])
+        if "mariadb" not in version.lower():
+            raise ConfigError(
+                f"sinks.{sink}.gtid_domain_id: the target is MySQL {version}, which has no GTID "
+                "domains; two-way sync with a MySQL table is not available (see the docs)"
+            )
+        try:
+            cur.execute(f"SET SESSION gtid_domain_id = {int(domain)}")
+        except Exception as exc:
+            if "SUPER" in str(exc) or "BINLOG ADMIN" in str(exc) or "1227" in str(exc):
+                raise ConfigError(
+                    f"sinks.{sink}.gtid_domain_id: the target user may not set gtid_domain_id; "
+                    "grant it SUPER (or BINLOG ADMIN on MariaDB 10.5.2+)"
+                ) from exc
+            raise

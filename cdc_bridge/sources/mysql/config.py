@@ -48,6 +48,13 @@ class MySqlSourceConfig(SourceConfigBase):
         "(long; values above 2^63-1 wrap, as in Debezium's long mode).",
         examples=["precise"],
     )
+    skip_gtid_domains: list[int] = Field(
+        default_factory=list,
+        description="MariaDB: skip transactions in these GTID domains — the writes of a "
+        "database sink with `gtid_domain_id` set, so a two-way sync does not echo them back "
+        "(MySQL has no GTID domains: not available there).",
+        examples=[[77]],
+    )
     include_query: bool = Field(
         True,
         description="Fill source.query with the statement (needs binlog_annotate_row_events "

@@ -196,22 +196,124 @@ def test_salesforce_edits_reach_postgres_and_sqlite_value_for_value(
 
 # -- two-way sync ----------------------------------------------------------------------------
 
-CUSTOMERS = """
-CREATE TABLE customers (
-    id text PRIMARY KEY,
-    name text NOT NULL,
-    city text,
-    employees integer
-)
-"""
 
+class _Side:
+    """The database half of a two-way sync: Postgres (replication origin) or MariaDB (GTID
+    domain): its table, a source that skips the sink's marker, a sink that sets it."""
 
-def _pg_rows(dsn: str) -> dict[str, tuple[Any, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return {
-            r[0]: (r[1], r[2], r[3])
-            for r in conn.execute("SELECT id, name, city, employees FROM customers")
-        }
+    def __init__(self, kind: str, request: Any, name: str) -> None:
+        self.kind = kind
+        if kind == "pg":
+            postgres = request.getfixturevalue("postgres")
+            self._pg = postgres
+            self.db = f"tw_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            self.dsn = postgres.create_database(self.db)
+            self.execute(
+                "CREATE TABLE customers (id text PRIMARY KEY, name text NOT NULL, city text, "
+                "employees integer)"
+            )
+            self.source_cfg: Any = PostgresSourceConfig.model_validate(
+                {
+                    "name": f"{name}_db",
+                    "kind": "postgres",
+                    "dsn": self.dsn,
+                    "tables": ["public.customers"],
+                    "skip_origins": ["cdc_bridge*"],
+                }
+            )
+            self.topic = f"{name}_db.public.customers"
+            self.sink = DatabaseSinkConfig(
+                name="db",
+                kind="database",
+                url=self.dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+                replication_origin="cdc_bridge",
+            )
+        else:
+            from cdc_bridge.sources.mysql.config import MySqlSourceConfig
+
+            db = request.getfixturevalue("mariadb_database")
+            self._maria = db
+            self.execute(
+                "CREATE TABLE customers (id varchar(20) PRIMARY KEY, name varchar(100) NOT NULL, "
+                "city varchar(100), employees int)"
+            )
+            self.source_cfg = MySqlSourceConfig.model_validate(
+                {
+                    "name": f"{name}_db",
+                    "kind": "mysql",
+                    "dsn": f"mysql://{db.user}:{db.password}@{db.host}:{db.port}/",
+                    "tables": [f"{db.name}.customers"],
+                    "server_id": 6200 + os.getpid() % 500,
+                    "skip_gtid_domains": [77],
+                }
+            )
+            self.topic = f"{name}_db.{db.name}.customers"
+            self.sink = DatabaseSinkConfig(
+                name="db",
+                kind="database",
+                url=db.dsn.replace("mysql://", "mysql+pymysql://", 1),
+                gtid_domain_id=77,
+            )
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> None:
+        if self.kind == "pg":
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(sql, params)
+        else:
+            import pymysql
+
+            conn = pymysql.connect(**self._maria.connect_kwargs(), autocommit=True)
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(sql, params)
+            finally:
+                conn.close()
+
+    def upsert(self, rid: str, name: str) -> None:
+        if self.kind == "pg":
+            self.execute(
+                "INSERT INTO customers VALUES (%s, %s, 'Bergen', 1) "
+                "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name",
+                (rid, name),
+            )
+        else:
+            self.execute(
+                "INSERT INTO customers VALUES (%s, %s, 'Bergen', 1) "
+                "ON DUPLICATE KEY UPDATE name = VALUES(name)",
+                (rid, name),
+            )
+
+    def rows(self) -> dict[str, tuple[Any, ...]]:
+        if self.kind == "pg":
+            with psycopg.connect(self.dsn) as conn:
+                found = conn.execute("SELECT id, name, city, employees FROM customers").fetchall()
+        else:
+            import pymysql
+
+            conn = pymysql.connect(**self._maria.connect_kwargs())
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT id, name, city, employees FROM customers")
+                    found = list(cur.fetchall())
+            finally:
+                conn.close()
+        return {r[0]: (r[1], r[2], r[3]) for r in found}
+
+    def source(self) -> Any:
+        if self.kind == "pg":
+            return PostgresSource(self.source_cfg)
+        from cdc_bridge.sources.mysql.source import MySqlSource
+
+        return MySqlSource(self.source_cfg)
+
+    def skipped(self, source: Any) -> int:
+        if self.kind == "pg":
+            return int(source.stats["origin_skipped_transactions"])
+        return int(source.domain_skipped_events)
+
+    def close(self) -> None:
+        if self.kind == "pg":
+            self._pg.drop_database(self.db)
 
 
 def _sf_rows(emu: SalesforceEmulator) -> dict[str, tuple[Any, ...]]:
@@ -222,45 +324,35 @@ def _sf_rows(emu: SalesforceEmulator) -> dict[str, tuple[Any, ...]]:
     }
 
 
-def test_two_way_postgres_customers_and_salesforce_account_without_ping_pong(
-    kafka: Any, postgres: Any, topic_name: Any
+@pytest.mark.parametrize("side", ["pg", "maria"])
+def test_two_way_database_customers_and_salesforce_account_without_ping_pong(
+    kafka: Any, request: Any, topic_name: Any, side: str
 ) -> None:
     edit_s = float(os.environ.get("CDC_TWO_WAY_EDIT_S", "8"))
-    db = f"tw_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    dsn = postgres.create_database(db)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(CUSTOMERS)
-        for i in range(30):
-            conn.execute(
-                "INSERT INTO customers VALUES (%s, %s, %s, %s)",
-                (str(i), f"Customer {i}", "Oslo", i),
-            )
-    emu = SalesforceEmulator(bulk_delay=0.02, pubsub_keepalive_s=0.5).start()
+    if side == "maria":
+        edit_s = min(edit_s, 8.0)
     name = topic_name("tw").replace("-", "_")
-    pg_cfg = PostgresSourceConfig.model_validate(
-        {
-            "name": f"{name}_pg",
-            "kind": "postgres",
-            "dsn": dsn,
-            "tables": ["public.customers"],
-            "skip_origins": ["cdc_bridge*"],
-        }
-    )
+    db = _Side(side, request, name)
+    for i in range(30):
+        db.execute(
+            "INSERT INTO customers VALUES (%s, %s, %s, %s)", (str(i), f"Customer {i}", "Oslo", i)
+        )
+    emu = SalesforceEmulator(bulk_delay=0.02, pubsub_keepalive_s=0.5).start()
     producer = EventProducer(kafka.bootstrap, {"linger.ms": 2})
-    pg_ctx = SourceContext(pg_cfg.name, producer, EnvelopeEncoder())
-    pg_source = PostgresSource(pg_cfg)
+    db_ctx = SourceContext(db.source_cfg.name, producer, EnvelopeEncoder())
+    db_source = db.source()
     errors: list[BaseException] = []
 
-    def run_pg() -> None:
+    def run_db() -> None:
         try:
-            pg_source.run(pg_ctx)
+            db_source.run(db_ctx)
         except BaseException as exc:
             errors.append(exc)
         finally:
-            pg_source.close()
+            db_source.close()
 
-    pg_thread = threading.Thread(target=run_pg, daemon=True)
-    pg_thread.start()
+    db_thread = threading.Thread(target=run_db, daemon=True)
+    db_thread.start()
     sf_src = RunningSource(source_config(emu, name=f"{name}_sf", snapshot="never"), kafka.bootstrap)
     c = emu.auth_config
     sf_sink = SalesforceSinkConfig.model_validate(
@@ -277,17 +369,11 @@ def test_two_way_postgres_customers_and_salesforce_account_without_ping_pong(
             "ca_bundle": emu.ca_file,
         }
     )
-    db_sink = DatabaseSinkConfig(
-        name="db",
-        kind="database",
-        url=dsn.replace("postgresql://", "postgresql+psycopg://", 1),
-        replication_origin="cdc_bridge",
-    )
     routes = [
         SalesforceRouteConfig.model_validate(
             {
-                "name": "pg-to-sf",
-                "from": f"{name}_pg.public.customers",
+                "name": "db-to-sf",
+                "from": db.topic,
                 "to": "crm",
                 "sobject": "Account",
                 "external_id": "External_Id__c",
@@ -298,7 +384,7 @@ def test_two_way_postgres_customers_and_salesforce_account_without_ping_pong(
         ),
         DatabaseRouteConfig.model_validate(
             {
-                "name": "sf-to-pg",
+                "name": "sf-to-db",
                 "from": f"{name}_sf.Account",
                 "to": "db",
                 "table": "customers",
@@ -319,75 +405,66 @@ def test_two_way_postgres_customers_and_salesforce_account_without_ping_pong(
             }
         ),
     ]
-    running = run_routes(_bridge(kafka, [sf_sink, db_sink], routes, name))
+    running = run_routes(_bridge(kafka, [sf_sink, db.sink], routes, name))
     rng = random.Random(7)
     try:
         # the initial rows reach Salesforce
-        wait_for(lambda: _sf_rows(emu) == _pg_rows(dsn), 60, "initial sync")
-        # mixed edits on both sides: Postgres edits even ids, reps edit odd ones in the UI
+        wait_for(lambda: _sf_rows(emu) == db.rows(), 60, "initial sync")
+        # mixed edits on both sides: the database edits even ids, reps edit odd ones in the UI
         # (concurrent edits of the same record are not reconciled: last writer per side)
         deadline = time.monotonic() + edit_s
         n = 0
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            while time.monotonic() < deadline:
-                n += 1
-                i = rng.randrange(0, 40)
-                if i % 2 == 0:
-                    if i >= 30 and rng.random() < 0.5:
-                        conn.execute(
-                            "INSERT INTO customers VALUES (%s, %s, 'Bergen', 1) ON CONFLICT (id) "
-                            "DO UPDATE SET name = EXCLUDED.name",
-                            (str(i), f"PG new {n}"),
-                        )
-                    elif rng.random() < 0.1:
-                        conn.execute("DELETE FROM customers WHERE id = %s", (str(i),))
-                    else:
-                        conn.execute(
-                            "UPDATE customers SET city = %s, employees = %s WHERE id = %s",
-                            (f"City {n}", n, str(i)),
-                        )
+        while time.monotonic() < deadline:
+            n += 1
+            i = rng.randrange(0, 40)
+            if i % 2 == 0:
+                if i >= 30 and rng.random() < 0.5:
+                    db.upsert(str(i), f"DB new {n}")
+                elif rng.random() < 0.1:
+                    db.execute("DELETE FROM customers WHERE id = %s", (str(i),))
                 else:
-                    sf = {
-                        r["External_Id__c"]: r["Id"]
-                        for r in emu.records("Account")
-                        if r.get("External_Id__c")
-                    }
-                    if str(i) in sf:
-                        emu.ui_update(
-                            "Account", sf[str(i)], {"Name": f"Rep edit {n}", "NumberOfEmployees": n}
-                        )
-                    elif i >= 30:
-                        emu.ui_create(
-                            "Account",
-                            {
-                                "Name": f"Rep new {n}",
-                                "External_Id__c": str(i),
-                                "BillingCity": "Rome",
-                            },
-                        )
-                time.sleep(0.02)
+                    db.execute(
+                        "UPDATE customers SET city = %s, employees = %s WHERE id = %s",
+                        (f"City {n}", n, str(i)),
+                    )
+            else:
+                sf = {
+                    r["External_Id__c"]: r["Id"]
+                    for r in emu.records("Account")
+                    if r.get("External_Id__c")
+                }
+                if str(i) in sf:
+                    emu.ui_update(
+                        "Account", sf[str(i)], {"Name": f"Rep edit {n}", "NumberOfEmployees": n}
+                    )
+                elif i >= 30:
+                    emu.ui_create(
+                        "Account",
+                        {"Name": f"Rep new {n}", "External_Id__c": str(i), "BillingCity": "Rome"},
+                    )
+            time.sleep(0.02)
         # quiet: both sides converge
-        wait_for(lambda: _sf_rows(emu) == _pg_rows(dsn), 90, "two-way convergence")
+        wait_for(lambda: _sf_rows(emu) == db.rows(), 90, "two-way convergence")
         # ... and nothing keeps flowing: no ping-pong
         time.sleep(3)
-        before = (emu.bus.published, pg_ctx.events_emitted, sf_src.ctx.events_emitted)
+        before = (emu.bus.published, db_ctx.events_emitted, sf_src.ctx.events_emitted)
         time.sleep(4)
-        after = (emu.bus.published, pg_ctx.events_emitted, sf_src.ctx.events_emitted)
+        after = (emu.bus.published, db_ctx.events_emitted, sf_src.ctx.events_emitted)
         assert after == before, (before, after)
-        assert _sf_rows(emu) == _pg_rows(dsn)
+        assert _sf_rows(emu) == db.rows()
         # the echoes were seen and dropped on both sides
         assert sf_src.source.echo_dropped > 0
-        assert pg_source.stats["origin_skipped_transactions"] > 0
+        assert db.skipped(db_source) > 0
         print(
-            f"two-way: {n} edits in {edit_s:.0f}s; echoes dropped: salesforce "
-            f"{sf_src.source.echo_dropped}, postgres {pg_source.stats['origin_skipped_transactions']}"
+            f"two-way {side}: {n} edits in {edit_s:.0f}s; echoes dropped: salesforce "
+            f"{sf_src.source.echo_dropped}, database {db.skipped(db_source)}"
         )
         assert not errors and sf_src.error is None
     finally:
         running.close()
         sf_src.stop()
-        pg_ctx.stopping.set()
-        pg_thread.join(15)
+        db_ctx.stopping.set()
+        db_thread.join(15)
         producer.close(10)
         emu.stop()
-        postgres.drop_database(db)
+        db.close()
