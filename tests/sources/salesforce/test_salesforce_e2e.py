@@ -328,9 +328,8 @@ def _sf_rows(emu: SalesforceEmulator) -> dict[str, tuple[Any, ...]]:
 def test_two_way_database_customers_and_salesforce_account_without_ping_pong(
     kafka: Any, request: Any, topic_name: Any, side: str
 ) -> None:
-    edit_s = float(os.environ.get("CDC_TWO_WAY_EDIT_S", "8"))
-    if side == "maria":
-        edit_s = min(edit_s, 8.0)
+    # the issue asks for 60 s of edits: CDC_TWO_WAY_EDIT_S=60 (CI runs a short edit phase)
+    edit_s = float(os.environ.get("CDC_TWO_WAY_EDIT_S", "3"))
     name = topic_name("tw").replace("-", "_")
     db = _Side(side, request, name)
     for i in range(30):
@@ -446,9 +445,9 @@ def test_two_way_database_customers_and_salesforce_account_without_ping_pong(
         # quiet: both sides converge
         wait_for(lambda: _sf_rows(emu) == db.rows(), 90, "two-way convergence")
         # ... and nothing keeps flowing: no ping-pong
-        time.sleep(3)
+        time.sleep(2)
         before = (emu.bus.published, db_ctx.events_emitted, sf_src.ctx.events_emitted)
-        time.sleep(4)
+        time.sleep(2.5)
         after = (emu.bus.published, db_ctx.events_emitted, sf_src.ctx.events_emitted)
         assert after == before, (before, after)
         assert _sf_rows(emu) == db.rows()
