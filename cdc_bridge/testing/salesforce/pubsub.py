@@ -20,13 +20,14 @@ bug would otherwise pass unnoticed.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -293,12 +294,30 @@ def change_event_name(sobject: str) -> str:
 
 @dataclass
 class BusEvent:
+    """One event of the replay log. The Avro payload of a change event is encoded on first
+    delivery (``raw`` is then a function over a copy of the values), so writes stay cheap."""
+
     replay: int
     topic: str
     schema_id: str
-    payload: bytes
+    raw: bytes | Callable[[], bytes]
     event_id: str
     at: float
+
+    @property
+    def payload(self) -> bytes:
+        raw = self.raw
+        if not isinstance(raw, bytes):
+            raw = self.raw = raw()
+        return raw
+
+
+def _later(
+    sch: ChangeSchema, header: dict[str, Any], rec: dict[str, Any] | None, fields: set[str] | None
+) -> Callable[[], bytes]:
+    """Encode at delivery, from the values as they are now."""
+    snap = None if rec is None else dict(rec) if fields is None else {n: rec.get(n) for n in fields}
+    return functools.partial(sch.encode, header, snap, fields)
 
 
 @dataclass
@@ -334,6 +353,7 @@ class EventBus:
         self._by_schema_id: dict[str, str] = {}  # schema id -> JSON
         self._platform: dict[str, _PlatformTopic] = {}
         self._commit_number = 0
+        self._run = uuid.uuid4().hex  # this bus's id, the base of event ids and transaction keys
         self.delivery_delay_s = 0.0
         self.streams: list[_Stream] = []
         self.published = 0
@@ -403,12 +423,14 @@ class EventBus:
 
     # ---- the log ------------------------------------------------------------------------
 
-    def _append(self, topic: str, schema_id: str, payload: bytes) -> int:
+    def _append(self, topic: str, schema_id: str, payload: bytes | Callable[[], bytes]) -> int:
         with self._cond:
             replay = self._next_replay
             self._next_replay += 1
             self._log.append(
-                BusEvent(replay, topic, schema_id, payload, str(uuid.uuid4()), time.time())
+                BusEvent(
+                    replay, topic, schema_id, payload, f"{self._run}-{replay:012x}", time.time()
+                )
             )
             self.published += 1
             self._trim()
@@ -467,9 +489,23 @@ class EventBus:
     def _on_commit(self, tx: Tx) -> None:
         """Turn a committed transaction's writes into change events (called under the store lock)."""
         self._commit_number += 1
-        tx_key = str(uuid.uuid4())
+        # uuid-shaped, cheaper than uuid4() on every write
+        tx_key = f"{self._run[:8]}-0000-4000-8000-{self._commit_number:012x}"
         origin = tx.origin
         user = tx.user or API_USER_ID
+        undo = tx.undo
+        if len(undo) == 1 and undo[0][0] in ("insert", "delete"):  # the common case, fast
+            kind, obj, rid = undo[0][0], undo[0][1], undo[0][2]
+            sch = self.change_schema(obj)
+            if kind == "insert":
+                h = self._header(obj, [rid], "CREATE", origin, user, tx_key, 1, self._commit_number)
+                self._append(
+                    sch.topic, sch.schema_id, _later(sch, h, self.store.live[obj.name][rid], None)
+                )
+            else:
+                h = self._header(obj, [rid], "DELETE", origin, user, tx_key, 1, self._commit_number)
+                self._append(sch.topic, sch.schema_id, _later(sch, h, None, None))
+            return
         # (object, change type, changed field names) -> record ids, in first-write order
         groups: dict[tuple[str, str, frozenset[str]], list[str]] = {}
         objs: dict[str, ObjectSchema] = {}
@@ -536,7 +572,7 @@ class EventBus:
                         self._append(
                             sch.topic,
                             sch.schema_id,
-                            sch.encode(h, self.store.live[oname][rid], None),
+                            _later(sch, h, self.store.live[oname][rid], None),
                         )
                     continue
                 if change == "UPDATE" and len(chunk) > 1:
@@ -555,10 +591,10 @@ class EventBus:
                         self._append(
                             sch.topic,
                             sch.schema_id,
-                            sch.encode(h, self.store.live[oname][same[0]], set(changed)),
+                            _later(sch, h, self.store.live[oname][same[0]], set(changed)),
                         )
                     continue
-                self._append(sch.topic, sch.schema_id, sch.encode(header, rec, fields))
+                self._append(sch.topic, sch.schema_id, _later(sch, header, rec, fields))
 
     # ---- injected faults ----------------------------------------------------------------
 
