@@ -177,3 +177,22 @@ def test_fetch_messages_use_the_documented_field_numbers() -> None:
     assert resp.events[0].event.id == "x" and resp.events[0].event.schema_id == "s1"
     assert resp.events[0].replay_id == b"\x00\x07"
     assert resp.latest_replay_id == b"\x09" and resp.pending_num_requested == 3
+
+
+def test_checked_in_pb2_matches_the_proto(tmp_path: Any) -> None:
+    """pubsub_api_pb2.py is generated from pubsub_api.proto (see the .proto for the command)."""
+    import importlib.util
+    from pathlib import Path
+
+    from grpc_tools import protoc
+
+    src = Path(pb.__file__).parent
+    rc = protoc.main(
+        ["protoc", f"-I{src}", f"--python_out={tmp_path}", str(src / "pubsub_api.proto")]
+    )
+    assert rc == 0
+    fresh = (tmp_path / "pubsub_api_pb2.py").read_text()
+    start = fresh.index("AddSerializedFile(")
+    ours = Path(pb.__file__).read_text()
+    assert ours[ours.index("AddSerializedFile(") :].split("\n")[0] == fresh[start:].split("\n")[0]
+    assert importlib.util.find_spec("cdc_bridge.sources.salesforce.pubsub.pubsub_api_pb2")
