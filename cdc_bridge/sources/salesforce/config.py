@@ -116,6 +116,8 @@ class SalesforceSourceConfig(SalesforceAuthSettings, SourceConfigBase):
 
     @model_validator(mode="after")
     def _something(self) -> SalesforceSourceConfig:
+        if self.tables is not None:
+            raise ValueError("a salesforce source lists `objects`, not `tables`")
         if not self.objects and not self.platform_events:
             raise ValueError("set objects (and/or platform_events): there is nothing to capture")
         unknown = sorted(set(self.fields) - set(self.objects))

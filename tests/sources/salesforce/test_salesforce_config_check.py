@@ -41,6 +41,8 @@ def test_config_validation_names_the_problem() -> None:
         SalesforceSourceConfig.model_validate(
             {**BASE, "objects": ["Account"], "fields": {"Contact": ["Email"]}}
         )
+    with pytest.raises(ValidationError, match="not `tables`"):
+        SalesforceSourceConfig.model_validate({**BASE, "tables": ["Account"]})
     with pytest.raises(ValidationError, match="session_id"):
         SalesforceSourceConfig.model_validate(
             {"name": "sf", "kind": "salesforce", "auth": "session", "objects": ["Account"]}
