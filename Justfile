@@ -39,6 +39,10 @@ bench-encode *ARGS:
 bench-sfemu *ARGS:
     .venv/bin/python bench/salesforce_emulator.py {{ARGS}}
 
+# Salesforce change events (emulator, Pub/Sub API) -> source -> Kafka: events/s, API calls per 10k.
+bench-sfsource *ARGS:
+    .venv/bin/python bench/salesforce_to_kafka.py {{ARGS}}
+
 # MongoDB change documents -> Debezium records, in-process (Extended JSON writer + envelope).
 bench-mongodb-convert *ARGS:
     .venv/bin/python bench/mongodb_convert.py {{ARGS}}

@@ -23,6 +23,7 @@ from cdc_bridge.events import (
     CONNECTOR_MONGODB,
     CONNECTOR_MYSQL,
     CONNECTOR_POSTGRES,
+    CONNECTOR_SALESFORCE,
     OP_CREATE,
     OP_DELETE,
     OP_UPDATE,
@@ -66,6 +67,8 @@ SOURCE_SCHEMA_NAMES = {
     CONNECTOR_POSTGRES: "io.debezium.connector.postgresql.Source",
     CONNECTOR_MYSQL: "io.debezium.connector.mysql.Source",
     CONNECTOR_MONGODB: "io.debezium.connector.mongo.Source",
+    # no Debezium counterpart: named after the project
+    CONNECTOR_SALESFORCE: "cdc_bridge.connector.salesforce.Source",
 }
 
 
@@ -123,6 +126,21 @@ _CONNECTOR_SOURCE_FIELDS: dict[str, list[dict[str, Any]]] = {
         _f("lsid", "string", True),
         _f("txnNumber", "int64", True),
         _f("wallTime", "int64", True),
+    ],
+    CONNECTOR_SALESFORCE: [
+        _f("object", "string", False),
+        _f("replay_id", "string", True),
+        _f("change_origin", "string", True),
+        _f("commit_user", "string", True),
+        _f("transaction_key", "string", True),
+        _f("sequence_number", "int64", True),
+        {
+            "type": "array",
+            "items": {"type": "string", "optional": False},
+            "optional": True,
+            "field": "changed_fields",
+        },
+        _f("echo", "boolean", True),
     ],
 }
 

@@ -17,6 +17,7 @@ __all__ = [
     "CONNECTOR_MONGODB",
     "CONNECTOR_MYSQL",
     "CONNECTOR_POSTGRES",
+    "CONNECTOR_SALESFORCE",
     "OPS",
     "OP_CREATE",
     "OP_DELETE",
@@ -55,6 +56,7 @@ SNAPSHOT_INCREMENTAL = "incremental"
 CONNECTOR_POSTGRES = "postgresql"
 CONNECTOR_MYSQL = "mysql"
 CONNECTOR_MONGODB = "mongodb"
+CONNECTOR_SALESFORCE = "salesforce"
 
 _TOPIC_ILLEGAL = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -123,7 +125,9 @@ class ChangeEvent:
     - ``ts_us``: when the database committed the change (microseconds since the epoch).
     - ``source``: the connector-specific tail of Debezium's ``source`` block, in Debezium's
       field order (Postgres: schema, table, txId, lsn, xmin; MySQL: table, server_id, gtid,
-      file, pos, row, thread, query; MongoDB: collection, ord, lsid, txnNumber, wallTime).
+      file, pos, row, thread, query; MongoDB: collection, ord, lsid, txnNumber, wallTime;
+      Salesforce: object, replay_id, change_origin, commit_user, transaction_key,
+      sequence_number, changed_fields, echo).
       The common fields (version, connector, name, ts_ms, snapshot, db, sequence, ts_us,
       ts_ns) are added by the encoder.
     - ``key``: an explicit key payload (MongoDB's ``{"id": ...}``); relational adapters leave it

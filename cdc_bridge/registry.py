@@ -80,6 +80,13 @@ SOURCE_KINDS: dict[str, Kind] = {
         summary="MongoDB change streams",
         status="cdc_bridge.sources.mongodb.status:probe",
     ),
+    "salesforce": Kind(
+        "salesforce",
+        "cdc_bridge.sources.salesforce.config:SalesforceSourceConfig",
+        "cdc_bridge.sources.salesforce.source:SalesforceSource",
+        summary="Salesforce Change Data Capture and platform events (Pub/Sub API)",
+        status="cdc_bridge.sources.salesforce.status:probe",
+    ),
 }
 
 SINK_KINDS: dict[str, Kind] = {

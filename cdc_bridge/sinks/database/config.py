@@ -36,6 +36,26 @@ class DatabaseSinkConfig(SinkConfigBase):
         examples=["cdc_bridge_offsets"],
     )
     pool_size: int = Field(2, ge=1, description="Connections kept per route.", examples=[2])
+    replication_origin: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_]{1,50}$",
+        description="PostgreSQL targets: mark every transaction of this sink with a replication "
+        "origin named `<replication_origin>_<n>` (one per connection; created when missing), so "
+        'a Postgres source of the same database with `skip_origins = ["<replication_origin>*"]` '
+        "skips them: two-way sync without echo. Needs superuser, or EXECUTE on the "
+        "pg_replication_origin_* functions.",
+        examples=["cdc_bridge"],
+    )
+    gtid_domain_id: int | None = Field(
+        None,
+        ge=1,
+        le=0xFFFFFFFF,
+        description="MariaDB targets: run this sink's transactions in this GTID domain "
+        "(`SET SESSION gtid_domain_id`), so a MariaDB source of the same server with "
+        "`skip_gtid_domains = [<id>]` skips them: two-way sync without echo. Needs SUPER "
+        "(or BINLOG ADMIN); pick a domain no server uses. Not available on MySQL.",
+        examples=[77],
+    )
 
 
 class DatabaseRouteConfig(RouteConfigBase):

@@ -236,6 +236,30 @@ class DatabaseSink(Sink):
             def _begin(conn: Connection) -> None:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+        origin = self.cfg.replication_origin
+        if origin:
+            if engine.dialect.name != "postgresql":
+                raise ConfigError(
+                    f"sinks.{self.cfg.name}.replication_origin: replication origins exist only "
+                    f"in PostgreSQL, not in {engine.dialect.name}"
+                )
+
+            @event.listens_for(engine, "connect")
+            def _mark_origin(dbapi_conn: Any, _rec: Any) -> None:
+                _setup_replication_origin(dbapi_conn, origin, self.cfg.name)
+
+        domain = self.cfg.gtid_domain_id
+        if domain is not None:
+            if engine.dialect.name not in ("mysql", "mariadb"):
+                raise ConfigError(
+                    f"sinks.{self.cfg.name}.gtid_domain_id: GTID domains exist only in MariaDB, "
+                    f"not in {engine.dialect.name}"
+                )
+
+            @event.listens_for(engine, "connect")
+            def _gtid_domain(dbapi_conn: Any, _rec: Any) -> None:
+                _set_gtid_domain(dbapi_conn, domain, self.cfg.name)
+
         return engine
 
     def _where(self) -> str:
@@ -979,3 +1003,73 @@ def _first(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
     return text.splitlines()[0] if text else type(orig).__name__
+
+
+_ORIGIN_SLOTS = 64
+
+
+def _setup_replication_origin(dbapi_conn: Any, prefix: str, sink: str) -> None:
+    """Mark a new PostgreSQL session's transactions with a replication origin.
+
+    PostgreSQL 15 lets one origin be active in one session only, so each connection takes the
+    first free ``<prefix>_<n>`` (created when missing). Decoding then sends an Origin message
+    before each of its transactions, which the Postgres source can skip (``skip_origins``).
+    """
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        with dbapi_conn.cursor() as cur:
+            for n in range(_ORIGIN_SLOTS):
+                name = f"{prefix}_{n}"
+                try:
+                    cur.execute("SELECT pg_replication_origin_oid(%s)", (name,))
+                    if cur.fetchone()[0] is None:
+                        cur.execute("SELECT pg_replication_origin_create(%s)", (name,))
+                    cur.execute("SELECT pg_replication_origin_session_setup(%s)", (name,))
+                    return
+                except Exception as exc:
+                    state = getattr(exc, "sqlstate", None)
+                    if state == "55006" or "already active" in str(exc):  # in use: next one
+                        continue
+                    if state == "23505":  # created concurrently: use it
+                        try:
+                            cur.execute("SELECT pg_replication_origin_session_setup(%s)", (name,))
+                            return
+                        except Exception:
+                            continue
+                    if state == "42501":
+                        raise ConfigError(
+                            f"sinks.{sink}.replication_origin: the target user may not use "
+                            "replication origins; run as superuser or GRANT EXECUTE ON FUNCTION "
+                            "pg_replication_origin_create(text), "
+                            "pg_replication_origin_session_setup(text), "
+                            "pg_replication_origin_oid(text) TO the sink's user"
+                        ) from exc
+                    raise
+        raise ConfigError(
+            f"sinks.{sink}.replication_origin: all {_ORIGIN_SLOTS} origins {prefix}_0.."
+            f"{prefix}_{_ORIGIN_SLOTS - 1} are in use by other sessions"
+        )
+    finally:
+        dbapi_conn.autocommit = autocommit
+
+
+def _set_gtid_domain(dbapi_conn: Any, domain: int, sink: str) -> None:
+    """Put a new MariaDB session's transactions into GTID domain ``domain``."""
+    with dbapi_conn.cursor() as cur:
+        cur.execute("SELECT VERSION()")
+        version = str(cur.fetchone()[0])
+        if "mariadb" not in version.lower():
+            raise ConfigError(
+                f"sinks.{sink}.gtid_domain_id: the target is MySQL {version}, which has no GTID "
+                "domains; two-way sync with a MySQL table is not available (see the docs)"
+            )
+        try:
+            cur.execute(f"SET SESSION gtid_domain_id = {int(domain)}")
+        except Exception as exc:
+            if "SUPER" in str(exc) or "BINLOG ADMIN" in str(exc) or "1227" in str(exc):
+                raise ConfigError(
+                    f"sinks.{sink}.gtid_domain_id: the target user may not set gtid_domain_id; "
+                    "grant it SUPER (or BINLOG ADMIN on MariaDB 10.5.2+)"
+                ) from exc
+            raise

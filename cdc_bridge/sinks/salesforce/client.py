@@ -21,8 +21,8 @@ import orjson
 import requests
 from pydantic import SecretStr
 
+from cdc_bridge._salesforce.auth import Authenticator, Token, http_session
 from cdc_bridge.errors import ConfigError, RetriableError
-from cdc_bridge.sinks.salesforce.auth import Authenticator, Token, http_session
 from cdc_bridge.sinks.salesforce.config import SalesforceSinkConfig
 from cdc_bridge.sinks.salesforce.errors import (
     Action,
@@ -84,6 +84,7 @@ class SalesforceClient:
         stopping: threading.Event | None = None,
     ) -> None:
         self.config = config
+        self._call_options = f"client={config.call_options_client}"
         if auth is None or quota is None:
             shared_auth, shared_quota = shared_org(config)
             auth = auth or shared_auth
@@ -121,6 +122,8 @@ class SalesforceClient:
         if headers:
             hdrs.update(headers)
         hdrs["Authorization"] = f"Bearer {token.access_token}"
+        # tags the resulting change events (changeOrigin): how a Salesforce source skips them
+        hdrs["Sforce-Call-Options"] = self._call_options
         self.calls[kind] += 1
         API_CALLS.labels(self.config.name, kind).inc()
         resp = self.http.request(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from cdc_bridge._salesforce.settings import SalesforceAuthSettings
 from cdc_bridge.config import RouteConfigBase, SinkConfigBase
 
 __all__ = [
@@ -14,8 +15,6 @@ __all__ = [
     "SalesforceRouteConfig",
     "SalesforceSinkConfig",
 ]
-
-AuthFlow = Literal["jwt", "client_credentials", "password", "session"]
 
 # Keys of an inline-table field expression (`{ field = "...", format = "date" }`). A nested
 # table under `[routes.fields]` whose keys are not these is a relationship (lookup) instead.
@@ -26,70 +25,28 @@ EXPRESSION_KEYS = frozenset(
 FieldSpec = str | int | float | bool | None | dict[str, Any]
 
 
-class SalesforceSinkConfig(SinkConfigBase):
+class SalesforceSinkConfig(SalesforceAuthSettings, SinkConfigBase):
     """A Salesforce org: how to log in, which API version, which CA to trust."""
+
+    role: ClassVar[str] = "sink"
+
+    timeout_s: float = Field(
+        60.0, gt=0, description="Timeout of one HTTP request, in seconds.", examples=[60]
+    )
+
+    def http_timeout_s(self) -> float:
+        return self.timeout_s
 
     kind: Literal["salesforce"] = Field(
         "salesforce", description="Sink kind.", examples=["salesforce"]
     )
-    auth: AuthFlow = Field(
-        "jwt",
-        description="OAuth flow: jwt (JWT bearer, connected app + certificate), client_credentials, password (username-password flow), session (an existing session id).",
-        examples=["jwt"],
-    )
-    login_url: str = Field(
-        "https://login.salesforce.com",
-        description="Token endpoint host (https://test.salesforce.com for sandboxes, or your My Domain URL for client_credentials).",
-        examples=["https://login.salesforce.com"],
-    )
-    instance_url: str | None = Field(
-        None,
-        description="Instance URL; required for auth = session, otherwise taken from the token response.",
-        examples=["https://acme.my.salesforce.com"],
-    )
-    client_id: str | None = Field(
-        None,
-        description="Connected app consumer key (jwt, client_credentials, password).",
-        examples=["${SF_CLIENT_ID}"],
-    )
-    client_secret: SecretStr | None = Field(
-        None,
-        description="Connected app consumer secret (client_credentials, password); from ${ENV} or a file.",
-        examples=["${SF_CLIENT_SECRET}"],
-    )
-    username: str | None = Field(
-        None,
-        description="Integration user (jwt: the subject; password flow).",
-        examples=["integration@acme.com"],
-    )
-    password: SecretStr | None = Field(
-        None,
-        description="Password of the integration user (password flow); from ${ENV}.",
-        examples=["${SF_PASSWORD}"],
-    )
-    security_token: SecretStr | None = Field(
-        None,
-        description="Security token appended to the password (password flow, when the IP is not trusted); from ${ENV}.",
-        examples=["${SF_SECURITY_TOKEN}"],
-    )
-    private_key_file: str | None = Field(
-        None,
-        description="PEM file with the RSA private key whose certificate is on the connected app (jwt).",
-        examples=["/run/secrets/sf_jwt_key.pem"],
-    )
-    session_id: SecretStr | None = Field(
-        None,
-        description="An existing session id / access token (auth = session); cannot be refreshed.",
-        examples=["${SF_SESSION_ID}"],
-    )
-    api_version: str = Field("61.0", description="REST API version.", examples=["61.0"])
-    ca_bundle: str | None = Field(
-        None,
-        description="PEM file of CAs to trust for the login and instance hosts (private proxies, emulators).",
-        examples=["/etc/ssl/certs/corp-ca.pem"],
-    )
-    timeout_s: float = Field(
-        60.0, gt=0, description="Timeout of one HTTP request, in seconds.", examples=[60]
+    call_options_client: str = Field(
+        "cdc-bridge",
+        pattern=r"^[A-Za-z0-9_./-]{1,64}$",
+        description="Sent as `Sforce-Call-Options: client=<this>` on every call; Salesforce copies "
+        "it into changeOrigin of the resulting change events, so a Salesforce source with the "
+        "same `echo_client` drops this sink's writes (two-way sync without echo).",
+        examples=["cdc-bridge"],
     )
     quota_reserve: float = Field(
         0.1,
@@ -118,31 +75,6 @@ class SalesforceSinkConfig(SinkConfigBase):
         description="Longest a batch waits on a paused quota before it is handed back to the route engine, which retries it (already applied records are not resent) and can shut down meanwhile.",
         examples=[30],
     )
-
-    @field_validator("api_version")
-    @classmethod
-    def _version(cls, v: str) -> str:
-        v = v.removeprefix("v")
-        parts = v.split(".")
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise ValueError(f"expected a version like '61.0', got {v!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _auth_keys(self) -> SalesforceSinkConfig:
-        needed = {
-            "jwt": ("client_id", "username", "private_key_file"),
-            "client_credentials": ("client_id", "client_secret"),
-            "password": ("client_id", "client_secret", "username", "password"),
-            "session": ("instance_url", "session_id"),
-        }[self.auth]
-        missing = [k for k in needed if getattr(self, k) in (None, "")]
-        if missing:
-            raise ValueError(
-                f"auth = {self.auth!r} needs {', '.join(needed[:-1])} and {needed[-1]}; "
-                f"missing: {', '.join(missing)} (set them on this sink, secrets as ${{ENV_VAR}})"
-            )
-        return self
 
 
 class SalesforceRouteConfig(RouteConfigBase):

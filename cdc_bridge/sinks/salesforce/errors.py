@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from cdc_bridge._salesforce.auth import tls_verification_failed
 from cdc_bridge.errors import ConfigError, FatalError, RecordError, RetriableError
 
 __all__ = [
@@ -27,29 +28,6 @@ __all__ = [
     "raise_for_response",
     "tls_verification_failed",
 ]
-
-
-def tls_verification_failed(exc: BaseException) -> bool:
-    """Whether a TLS error (as ``requests`` raises it) is a real certificate verification
-    failure -- a configuration problem (``ca_bundle``) -- rather than the connection being
-    reset or closed during the handshake, which is a passing network failure to retry."""
-    import ssl
-
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, ssl.SSLCertVerificationError):
-            return True
-        todo += [e.__cause__, e.__context__, *(a for a in e.args if isinstance(a, BaseException))]
-        reason = getattr(e, "reason", None)
-        if isinstance(reason, BaseException):
-            todo.append(reason)
-    text = str(exc)
-    return "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text
 
 
 class Action(Enum):

@@ -54,6 +54,13 @@ class MySqlSourceConfig(SourceConfigBase):
         "2^63-1 wrap to negative numbers) or Connect Decimal (precise, never overflows).",
         examples=["long"],
     )
+    skip_gtid_domains: list[int] = Field(
+        default_factory=list,
+        description="MariaDB: skip transactions in these GTID domains — the writes of a "
+        "database sink with `gtid_domain_id` set, so a two-way sync does not echo them back "
+        "(MySQL has no GTID domains: not available there).",
+        examples=[[77]],
+    )
     include_query: bool = Field(
         False,
         description="Fill source.query with the statement, as Debezium's include.query "

@@ -106,6 +106,7 @@ class MySqlSource(CaptureAdapter):
         self.binlog: BinlogStream | None = None
         self.emitted: MySqlOffset | None = None
         self.reconnects = 0
+        self.domain_skipped_events = 0  # row events of skip_gtid_domains (two-way sync echoes)
         self._info_cache: dict[tuple[str, str], Any] = {}
         self._wanted: set[tuple[str, str]] = set()
         # How the binlog connection registers with the server (SHOW SLAVE HOSTS): names the
@@ -317,6 +318,8 @@ class _BinlogStreamer:
         self.mariadb = info.mariadb
         self.include_query = cfg.include_query
         self.max_batch = cfg.stream_batch_size
+        self.skip_domains = frozenset(cfg.skip_gtid_domains)
+        self.skip_txn = False  # this transaction's GTID domain is skipped (a sink's echo)
         self.skip_ops = frozenset(cfg.skip_ops)
         self.gtids = GtidTracker(start.gtids, info.mariadb)
         self.file = start.file
@@ -387,6 +390,7 @@ class _BinlogStreamer:
             self.gtids.add(self.txn_gtid)
         self.pending = (self.file, end_pos)
         self.in_txn = self.begun = False
+        self.skip_txn = False
         self.txn_gtid = None
         self.txn_pos = end_pos
         self.skip_events = self.skip_rows = 0
@@ -403,7 +407,9 @@ class _BinlogStreamer:
             self.skip_events -= 1
             self.ev_idx += 1
             return
-        if ev.op in self.skip_ops:
+        if ev.op in self.skip_ops or self.skip_txn:
+            if self.skip_txn:
+                self.src.domain_skipped_events += 1
             self.skip_rows = 0
             self.ev_idx += 1
             return
@@ -455,6 +461,7 @@ class _BinlogStreamer:
             self.flush()
 
     def gtid(self, ev: Gtid) -> None:
+        self.skip_txn = bool(self.skip_domains) and ev.domain in self.skip_domains
         self.txn_pos = ev.pos
         self.txn_gtid = ev.gtid or None
         self.in_txn = True

@@ -53,6 +53,13 @@ class PostgresSourceConfig(SourceConfigBase):
         '`skipped.operations` default `t`; `[]` publishes them (op `"t"`, null key).',
         examples=[[]],
     )
+    skip_origins: list[str] = Field(
+        default_factory=list,
+        description="Skip transactions whose replication origin matches one of these names "
+        "(shell-style globs): the writes of a database sink with `replication_origin` set, so "
+        "a two-way sync does not echo them back.",
+        examples=[["cdc_bridge*"]],
+    )
     toast_placeholder: str = Field(
         "__debezium_unavailable_value",
         description="Value written for unchanged TOASTed columns the server did not send.",

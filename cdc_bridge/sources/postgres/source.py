@@ -3,6 +3,7 @@ acknowledging to the slot only what Kafka confirmed."""
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import time
 from collections.abc import Sequence
@@ -121,6 +122,8 @@ class PostgresSource(CaptureAdapter):
             "events": 0,
             "transactions": 0,
             "streamed_transactions": 0,
+            "origin_skipped_transactions": 0,
+            "origin_skipped_changes": 0,
         }
 
     # -- connections -----------------------------------------------------------------------------
@@ -454,6 +457,9 @@ class PostgresSource(CaptureAdapter):
         return drop_slot(conn, self.cfg.slot), drop_publication(conn, self.cfg.publication)
 
 
+_ROW_MESSAGES = frozenset({po.Insert, po.Update, po.Delete, po.Truncate})
+
+
 class _Streamer:
     """The hot loop: decode, batch across transactions, emit at commit boundaries, feed back."""
 
@@ -480,6 +486,12 @@ class _Streamer:
         self.streams: dict[int, list[tuple[int, po.Message]]] = {}
         self.stream_xid: int | None = None
         self.max_batch = source.cfg.stream_batch_size
+        # transactions of a skipped replication origin (a sink of this bridge wrote them)
+        patterns = source.cfg.skip_origins
+        self.skip_origin = (
+            (lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)) if patterns else None
+        )
+        self.skip_tx = False
 
     # emit ---------------------------------------------------------------------------------------
 
@@ -540,6 +552,9 @@ class _Streamer:
 
     def handle(self, msg: po.Message, lsn: int) -> None:
         skip = self.src.skip
+        if self.skip_tx and type(msg) in _ROW_MESSAGES:
+            self.src.stats["origin_skipped_changes"] += 1
+            return
         if type(msg) is po.Insert:
             if OP_CREATE not in skip:
                 c = self._codec(msg.relid)
@@ -573,7 +588,12 @@ class _Streamer:
                 self.pending.append(self._event(c, OP_DELETE, before, None, lsn))
                 if c.stale:
                     self._redo(msg, lsn)
+        elif type(msg) is po.Origin:
+            if self.skip_origin is not None and self.skip_origin(msg.name):
+                self.skip_tx = True
+                self.src.stats["origin_skipped_transactions"] += 1
         elif type(msg) is po.Begin:
+            self.skip_tx = False
             self.in_tx = True
             self.xid = msg.xid
             self.commit_us = po.pg_timestamp_to_unix_us(msg.commit_ts)
@@ -626,6 +646,7 @@ class _Streamer:
         if type(msg) is po.StreamCommit:
             buffered = self.streams.pop(msg.xid, [])
             self.src.stats["streamed_transactions"] += 1
+            self.skip_tx = False  # the buffered messages carry the transaction's Origin
             self.in_tx = True
             self.xid = msg.xid
             self.commit_us = po.pg_timestamp_to_unix_us(msg.commit_ts)

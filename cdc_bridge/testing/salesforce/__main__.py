@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "url": emu.url,
         "token_url": emu.token_url,
         "ca_file": emu.ca_file,
+        "pubsub_endpoint": emu.pubsub_endpoint,
         "username": auth.username,
         "password": auth.password,
         "security_token": auth.security_token,

@@ -82,6 +82,12 @@ class Sessions:
             self._by_token[token] = Session(token, username)
         return token
 
+    def valid(self, token: str | None) -> Session | None:
+        """The live session of this token (not counted as a call), or None."""
+        with self._lock:
+            s = self._by_token.get(token or "")
+            return None if s is None or s.expired else s
+
     def use(self, token: str | None) -> bool:
         """Count a call on this session; False if it is unknown or expired."""
         if not token:

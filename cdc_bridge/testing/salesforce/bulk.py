@@ -53,6 +53,8 @@ class IngestJob:
     error_message: str | None = None
     processing_ms: int = 0
     abort: threading.Event = field(default_factory=threading.Event)
+    origin: str = ""  # Sforce-Call-Options of the creating request (change events)
+    user: str = ""
 
     def info(self, full: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -150,6 +152,8 @@ class BulkIngest:
             line_ending=line_ending,
             delimiter=delimiter,
             api_version=api_version,
+            origin=getattr(self.store.context, "origin", ""),
+            user=getattr(self.store.context, "user", ""),
         )
         with self._lock:
             self.jobs[job.id] = job
@@ -217,6 +221,8 @@ class BulkIngest:
         job.touch("Failed")
 
     def _run(self, job: IngestJob) -> None:
+        # the job's writes carry the origin and user of the request that created it
+        self.store.set_context(job.origin, job.user)
         time.sleep(self.delay)
         if job.abort.is_set():
             return

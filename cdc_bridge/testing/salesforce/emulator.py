@@ -25,6 +25,7 @@ from .coerce import TypeMismatch
 from .errors import ApiError, SfError, not_found
 from .faults import FaultConfig, FaultInjector
 from .ids import IdFactory, to18
+from .pubsub import API_USER_ID, UI_USER_ID, EventBus, PubSubServer
 from .schema import ObjectSchema, default_objects, object_from_dict
 from .store import MultipleMatches, Store
 
@@ -48,6 +49,7 @@ class _Response(NamedTuple):
     status: int
     body: bytes
     content_type: str = "application/json;charset=UTF-8"
+    headers: dict[str, str] | None = None
 
 
 def _json(status: int, body: Any) -> _Response:
@@ -142,6 +144,11 @@ class SalesforceEmulator:
         include_defaults: bool = True,
         cert_dir: str | None = None,
         advertised_host: str | None = None,
+        pubsub: bool = True,
+        replay_retention_s: float = 72 * 3600,
+        replay_max_events: int = 1_000_000,
+        pubsub_keepalive_s: float = 270.0,
+        pubsub_idle_timeout_s: float | None = None,
     ) -> None:
         self.api_version = api_version
         self.host = host
@@ -166,6 +173,16 @@ class SalesforceEmulator:
         self.auth_config = auth or AuthConfig()
         self.authenticator = Authenticator(self.auth_config, self.sessions)
         self.bulk = BulkIngest(self.store, self.ids, self.faults.lock_row, delay=bulk_delay)
+        # Change Data Capture: every committed write becomes change events on the bus
+        self.bus = EventBus(
+            self.store, retention_s=replay_retention_s, max_events=replay_max_events
+        )
+        self._pubsub_enabled = pubsub
+        self._pubsub_opts = {
+            "keepalive_s": pubsub_keepalive_s,
+            "idle_timeout_s": pubsub_idle_timeout_s,
+        }
+        self.pubsub: PubSubServer | None = None
         self.daily_limit = (
             faults.daily_limit if faults and faults.daily_limit is not None else daily_limit
         )
@@ -173,6 +190,9 @@ class SalesforceEmulator:
         self._usage_lock = threading.Lock()
         self._log: list[Call] = []
         self._cursors: dict[str, tuple[int, list[dict[str, Any]], str]] = {}
+        # Bulk API 2.0 query jobs: id -> (info, header, rows, created monotonic)
+        self._query_jobs_: dict[str, tuple[dict[str, Any], list[str], list[list[str]], float]] = {}
+        self._bulk_delay = bulk_delay
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._tmp: str | None = None
@@ -201,6 +221,15 @@ class SalesforceEmulator:
             ctx.load_cert_chain(files.cert_file, files.key_file)
             server.tls = ctx
             self.ca_file = files.ca_file
+        if self._pubsub_enabled:
+            self.pubsub = PubSubServer(
+                self.bus,
+                self.sessions,
+                host=self.host,
+                cert_file=files.cert_file if self._tls else None,
+                key_file=files.key_file if self._tls else None,
+                **self._pubsub_opts,  # type: ignore[arg-type]
+            )
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever,
@@ -212,6 +241,9 @@ class SalesforceEmulator:
         return self
 
     def stop(self) -> None:
+        if self.pubsub is not None:
+            self.pubsub.stop()
+            self.pubsub = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -251,6 +283,95 @@ class SalesforceEmulator:
     @property
     def token_url(self) -> str:
         return f"{self.url}/services/oauth2/token"
+
+    @property
+    def pubsub_endpoint(self) -> str:
+        """``host:port`` of the Pub/Sub API (gRPC, TLS with the same CA as the REST API)."""
+        if self.pubsub is None:
+            raise RuntimeError("the Pub/Sub API is off or the emulator is not running")
+        host = self.advertised_host or ("127.0.0.1" if self.host in ("0.0.0.0", "") else self.host)
+        return f"{host}:{self.pubsub.port}"
+
+    # ---- change data capture: test API -------------------------------------------------
+
+    def ui_create(self, sobject: str, values: dict[str, Any]) -> str:
+        """A user creates a record in the UI: another commitUser, empty changeOrigin."""
+        with self._as_ui(), self.store.tx() as tx:
+            return self.store.insert(tx, self._obj(sobject), values)
+
+    def ui_update(self, sobject: str, rid: str, values: dict[str, Any]) -> None:
+        """A user edits a record in the UI (None values clear fields)."""
+        with self._as_ui(), self.store.tx() as tx:
+            self.store.update(tx, self._obj(sobject), rid, values)
+
+    def ui_delete(self, sobject: str, rid: str) -> None:
+        with self._as_ui(), self.store.tx() as tx:
+            self.store.delete(tx, self._obj(sobject), rid)
+
+    def undelete(self, sobject: str, rid: str) -> None:
+        """A user restores a record from the recycle bin (an UNDELETE change event)."""
+        with self._as_ui(), self.store.tx() as tx:
+            self.store.undelete(tx, self._obj(sobject), rid)
+
+    def ui_transaction(self) -> Any:
+        """``with emu.ui_transaction() as tx:`` several UI writes in one transaction."""
+        emu = self
+
+        class _Tx:
+            def __enter__(self) -> Any:
+                self._ctx = emu._as_ui()
+                self._ctx.__enter__()
+                self._tx = emu.store.tx()
+                return self._tx.__enter__()
+
+            def __exit__(self, *exc: Any) -> None:
+                try:
+                    self._tx.__exit__(*exc)
+                finally:
+                    self._ctx.__exit__(*exc)
+
+        return _Tx()
+
+    def _as_ui(self) -> Any:
+        import contextlib
+
+        store = self.store
+
+        @contextlib.contextmanager
+        def ctx() -> Any:
+            before = (getattr(store.context, "origin", ""), getattr(store.context, "user", ""))
+            store.set_context("", UI_USER_ID)
+            try:
+                yield
+            finally:
+                store.set_context(*before)
+
+        return ctx()
+
+    def without_change_events(self) -> Any:
+        """``with emu.without_change_events():`` writes that publish no change events (to
+        build what a gap or overflow event stands for)."""
+        import contextlib
+
+        store = self.store
+
+        @contextlib.contextmanager
+        def ctx() -> Any:
+            hook, store.on_commit = store.on_commit, None
+            try:
+                yield
+            finally:
+                store.on_commit = hook
+
+        return ctx()
+
+    def define_platform_event(self, name: str, fields: dict[str, str]) -> str:
+        """Declare a platform event ``name`` (e.g. Order_Placed__e); returns its topic."""
+        return self.bus.define_platform_event(name, fields)
+
+    def publish_platform_event(self, name: str, values: dict[str, Any]) -> str:
+        """Publish a platform event; returns its EventUuid."""
+        return self.bus.publish_platform_event(f"/event/{name}", values)
 
     # ---- inspection and control (for tests) --------------------------------------------
 
@@ -318,6 +439,20 @@ class SalesforceEmulator:
         query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         kind = _kind(path, method)
         extra: dict[str, str] = {}
+        # who writes: Salesforce copies Sforce-Call-Options' client into changeOrigin
+        options = headers.get("Sforce-Call-Options", "") or ""
+        client = next(
+            (
+                p.split("=", 1)[1].strip()
+                for p in options.split(",")
+                if p.strip().lower().startswith("client=")
+            ),
+            "",
+        )
+        api = "bulk" if kind == "bulk" else "rest"
+        vm = _VERSION_RE.match(path)
+        origin = f"com/salesforce/api/{api}/{vm.group(1) if vm else self.api_version}"
+        self.store.set_context(origin + (f";client={client}" if client else ""), API_USER_ID)
         if self.faults.config.latency:
             time.sleep(self.faults.config.latency)
         if kind == "auth":
@@ -325,6 +460,8 @@ class SalesforceEmulator:
         else:
             resp = self._api(method, path, query, headers, body, kind)
             extra["Sforce-Limit-Info"] = f"api-usage={self._used}/{self.daily_limit}"
+        if resp.headers:
+            extra.update(resp.headers)
         with self._usage_lock:
             self._log.append(Call(method, path, kind, resp.status))
         return resp, extra
@@ -449,6 +586,8 @@ class SalesforceEmulator:
             return self._query(p, q, headers, v, include_deleted=head == "queryAll")
         if head == "jobs" and n >= 2 and p[1] == "ingest":
             return self._jobs(method, p[2:], headers, body, v)
+        if head == "jobs" and n >= 2 and p[1] == "query":
+            return self._query_jobs(method, p[2:], q, body, v)
         raise not_found()
 
     def _limits(self) -> dict[str, Any]:
@@ -665,6 +804,18 @@ class SalesforceEmulator:
         if method == "GET" and len(p) == 1:
             return self._retrieve(self._obj(p[0]), q, v)
         data = self._body(body)
+        if method == "POST" and len(p) == 1 and isinstance(data, dict) and "ids" in data:
+            # retrieve by POST (up to 2,000 ids): {"ids": [...], "fields": [...]}
+            ids = data.get("ids") or []
+            if len(ids) > 2000:
+                raise ApiError(
+                    400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot retrieve more than 2000"
+                )
+            return self._retrieve(
+                self._obj(p[0]),
+                {"ids": ",".join(ids), "fields": ",".join(data.get("fields", []))},
+                v,
+            )
         if not isinstance(data, dict) or not isinstance(data.get("records"), list):
             raise ApiError(400, "JSON_PARSER_ERROR", "Expected an object with a 'records' array")
         records = data["records"]
@@ -861,6 +1012,83 @@ class SalesforceEmulator:
             out["nextRecordsUrl"] = f"/services/data/v{v}/query/{locator}-{start + size}"
         return out
 
+    # ---- Bulk API 2.0 query jobs -------------------------------------------------------
+
+    def _query_jobs(
+        self, method: str, p: list[str], q: dict[str, str], body: bytes, v: str
+    ) -> _Response:
+        """Create a query job (the result is computed at creation), poll it, page its CSV."""
+        import csv
+        import io
+
+        if not p and method == "POST":
+            data = self._body(body)
+            op = data.get("operation", "query") if isinstance(data, dict) else None
+            if op not in ("query", "queryAll") or not isinstance(data.get("query"), str):
+                raise ApiError(
+                    400, "INVALIDJOB", "InvalidJob : operation must be query or queryAll"
+                )
+            parsed = soql.parse(self.store, data["query"])
+            if any(len(path) > 1 for path in parsed.select):
+                raise ApiError(
+                    400, "INVALIDJOB", "relationship fields are not emulated in query jobs"
+                )
+            _, rows = soql.execute(self.store, parsed, v, include_deleted=op == "queryAll")
+            header = [path[0].name for path in parsed.select]
+            job_id = self.ids.new("750")
+            info = {
+                "id": job_id,
+                "operation": op,
+                "object": parsed.obj.name,
+                "createdById": API_USER_ID,
+                "state": "UploadComplete",
+                "concurrencyMode": "Parallel",
+                "contentType": "CSV",
+                "apiVersion": float(v),
+                "lineEnding": "LF",
+                "columnDelimiter": "COMMA",
+            }
+            table = [[_csv_value(r.get(h)) for h in header] for r in rows]
+            self._query_jobs_[job_id] = (info, header, table, time.monotonic())
+            return _json(200, info)
+        if not p:
+            raise _method(method)
+        job = self._query_jobs_.get(p[0])
+        if job is None:
+            raise ApiError(404, "NOT_FOUND", "Could not find the job")
+        info, header, table, created = job
+        done = time.monotonic() - created >= self._bulk_delay
+        if len(p) == 1 and method == "GET":
+            state = "JobComplete" if done else "InProgress"
+            return _json(
+                200,
+                {**info, "state": state, "numberRecordsProcessed": len(table) if done else 0},
+            )
+        if len(p) == 1 and method == "DELETE":
+            self._query_jobs_.pop(p[0], None)
+            return _Response(204, b"")
+        if len(p) == 2 and p[1] == "results" and method == "GET":
+            if not done:
+                raise ApiError(400, "INVALIDJOBSTATE", "job not complete")
+            start = int(q.get("locator") or 0)
+            size = int(q.get("maxRecords") or 50000)
+            page = table[start : start + size]
+            out = io.StringIO()
+            w = csv.writer(out, lineterminator="\n")
+            w.writerow(header)
+            w.writerows(page)
+            nxt = start + size
+            return _Response(
+                200,
+                out.getvalue().encode(),
+                "text/csv",
+                {
+                    "Sforce-Locator": str(nxt) if nxt < len(table) else "null",
+                    "Sforce-NumberOfRecords": str(len(page)),
+                },
+            )
+        raise not_found()
+
     # ---- Bulk API 2.0 -------------------------------------------------------------------
 
     def _jobs(self, method: str, p: list[str], headers: Any, body: bytes, v: str) -> _Response:
@@ -902,6 +1130,14 @@ class SalesforceEmulator:
                 raise not_found()
             return _Response(200, bulk.results(job_id, kind).encode(), "text/csv")
         raise not_found()
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _convert(f: Any, value: str) -> Any:

@@ -34,12 +34,19 @@ class MultipleMatches(Exception):
 
 
 class Tx:
-    """One atomic unit of writes; `rollback()` undoes every write made through it."""
+    """One atomic unit of writes; `rollback()` undoes every write made through it.
+
+    ``origin`` / ``user``: who wrote (``Sforce-Call-Options`` client, session user), copied
+    into change events by the Pub/Sub part of the emulator when the transaction commits.
+    """
 
     def __init__(self, store: Store, fault: Callable[[str | None], SfError | None] | None) -> None:
         self.store = store
         self.fault = fault
         self.undo: list[tuple[Any, ...]] = []
+        ctx = store.context
+        self.origin: str = getattr(ctx, "origin", "")
+        self.user: str = getattr(ctx, "user", "")
 
     def check_fault(self, rid: str | None) -> None:
         if self.fault is not None:
@@ -61,6 +68,10 @@ class Store:
 
     def __init__(self, objects: list[ObjectSchema], ids: IdFactory | None = None) -> None:
         self.lock = threading.RLock()
+        # who is writing on this thread (set per request); read by Tx
+        self.context = threading.local()
+        # called with each committed Tx that wrote something (change data capture)
+        self.on_commit: Callable[[Tx], None] | None = None
         self.ids = ids or IdFactory()
         self.objects: dict[str, ObjectSchema] = {}
         self.by_prefix: dict[str, ObjectSchema] = {}
@@ -146,6 +157,13 @@ class Store:
             except BaseException:
                 t.rollback()
                 raise
+            if t.undo and self.on_commit is not None:
+                self.on_commit(t)
+
+    def set_context(self, origin: str, user: str) -> None:
+        """Who writes on this thread from now on (origin: a Sforce-Call-Options value)."""
+        self.context.origin = origin
+        self.context.user = user
 
     def _index_add(self, obj: ObjectSchema, rid: str, rec: dict[str, Any]) -> None:
         for name, index in self.indexes[obj.name].items():
@@ -175,6 +193,10 @@ class Store:
                 self._index_remove(obj, rid, live[rid])
                 live[rid] = entry[3]
                 self._index_add(obj, rid, entry[3])
+            elif kind == "undelete":
+                rec = live.pop(rid)
+                self._index_remove(obj, rid, rec)
+                self.deleted[obj.name][rid] = {**rec, "IsDeleted": True}
             elif kind == "delete":
                 rec = self.deleted[obj.name].pop(rid)
                 rec["IsDeleted"] = False
@@ -410,9 +432,21 @@ class Store:
         tx.check_fault(rid)
         rec = self.live[owner.name].pop(rid)
         self._index_remove(owner, rid, rec)
-        rec = {**rec, "IsDeleted": True}
+        rec = {**rec, "IsDeleted": True, "SystemModstamp": _now()}
         self.deleted[owner.name][rid] = rec
         tx.undo.append(("delete", owner, rid))
+        return rid
+
+    def undelete(self, tx: Tx, obj: ObjectSchema, raw_id: Any) -> str:
+        """Restore a deleted record from the recycle bin."""
+        rid = to18(raw_id) if isinstance(raw_id, str) else None
+        if rid is None or rid not in self.deleted[obj.name]:
+            raise SfError("UNDELETE_FAILED", "Entity is not in the recycle bin", [])
+        rec = {**self.deleted[obj.name].pop(rid), "IsDeleted": False}
+        rec["LastModifiedDate"] = rec["SystemModstamp"] = _now()
+        self.live[obj.name][rid] = rec
+        self._index_add(obj, rid, rec)
+        tx.undo.append(("undelete", obj, rid))
         return rid
 
     # ---- output -------------------------------------------------------------------------

@@ -1,0 +1,132 @@
+"""Helpers for the Salesforce source tests: configs for the emulator, a source running in a
+thread, a topic reader, REST writes as a bridge or another API client."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+
+from cdc_bridge.envelope import EnvelopeEncoder
+from cdc_bridge.kafka import EventProducer, TopicSettings
+from cdc_bridge.sources.base import SourceContext
+from cdc_bridge.sources.salesforce.config import SalesforceSourceConfig
+from cdc_bridge.sources.salesforce.source import SalesforceSource
+from cdc_bridge.testing.salesforce import SalesforceEmulator
+from tests.sources.mongodb_harness import TopicReader, events
+
+__all__ = ["RunningSource", "TopicReader", "Writer", "events", "source_config"]
+
+
+def source_config(emu: SalesforceEmulator, **kw: Any) -> SalesforceSourceConfig:
+    """A password-flow source config that logs in to the emulator and trusts its CA."""
+    c = emu.auth_config
+    data: dict[str, Any] = {
+        "name": "sf",
+        "kind": "salesforce",
+        "auth": "password",
+        "login_url": emu.url,
+        "client_id": c.client_id,
+        "client_secret": c.client_secret,
+        "username": c.username,
+        "password": c.password,
+        "security_token": c.security_token,
+        "ca_bundle": emu.ca_file,
+        "pubsub_endpoint": emu.pubsub_endpoint,
+        "objects": ["Account"],
+        "snapshot": "never",
+        "max_wait_ms": 50,
+    }
+    data.update(kw)
+    return SalesforceSourceConfig.model_validate(data)
+
+
+class RunningSource:
+    """A SalesforceSource running in a thread against a real broker."""
+
+    def __init__(self, config: SalesforceSourceConfig, bootstrap: str, store: Any = None) -> None:
+        self.producer = EventProducer(
+            bootstrap, {"linger.ms": 5}, topics=TopicSettings(partitions=1)
+        )
+        self.ctx = SourceContext(config.name, self.producer, EnvelopeEncoder(), store)
+        self.source = SalesforceSource(config)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"source-{config.name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.source.run(self.ctx)
+        except BaseException as exc:
+            self.error = exc
+
+    def stop(self, timeout: float = 30) -> None:
+        self.ctx.stopping.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "source did not stop"
+        self.producer.flush(timeout)
+        self.ctx.checkpoint()
+        self.source.close()
+        self.producer.close(timeout)
+
+
+class Writer:
+    """REST writes to the emulator, optionally tagged with Sforce-Call-Options: client=..."""
+
+    def __init__(self, emu: SalesforceEmulator, client: str | None = None) -> None:
+        self.emu = emu
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {emu.session_token()}"
+        if client:
+            self.http.headers["Sforce-Call-Options"] = f"client={client}"
+        self.base = f"{emu.url}/services/data/v61.0"
+
+    def _ok(self, resp: requests.Response) -> requests.Response:
+        assert resp.status_code < 300, resp.text
+        return resp
+
+    def create(self, sobject: str, values: dict[str, Any]) -> str:
+        r = self.http.post(f"{self.base}/sobjects/{sobject}", json=values, verify=self.emu.ca_file)
+        return str(self._ok(r).json()["id"])
+
+    def update(self, sobject: str, rid: str, values: dict[str, Any]) -> None:
+        self._ok(
+            self.http.patch(
+                f"{self.base}/sobjects/{sobject}/{rid}", json=values, verify=self.emu.ca_file
+            )
+        )
+
+    def delete(self, sobject: str, rid: str) -> None:
+        self._ok(self.http.delete(f"{self.base}/sobjects/{sobject}/{rid}", verify=self.emu.ca_file))
+
+    def update_many(self, sobject: str, records: list[dict[str, Any]]) -> None:
+        """sObject Collections update (200 per call)."""
+        for i in range(0, len(records), 200):
+            body = {
+                "allOrNone": False,
+                "records": [{"attributes": {"type": sobject}, **r} for r in records[i : i + 200]],
+            }
+            r = self.http.patch(
+                f"{self.base}/composite/sobjects", json=body, verify=self.emu.ca_file
+            )
+            self._ok(r)
+            assert all(x["success"] for x in r.json()), r.text
+
+    def create_many(self, sobject: str, records: list[dict[str, Any]]) -> list[str]:
+        ids: list[str] = []
+        for i in range(0, len(records), 200):
+            body = {
+                "allOrNone": False,
+                "records": [{"attributes": {"type": sobject}, **r} for r in records[i : i + 200]],
+            }
+            r = self._ok(
+                self.http.post(
+                    f"{self.base}/composite/sobjects", json=body, verify=self.emu.ca_file
+                )
+            )
+            ids.extend(x["id"] for x in r.json())
+        return ids
+
+    def close(self) -> None:
+        self.http.close()
