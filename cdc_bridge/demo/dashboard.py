@@ -304,13 +304,20 @@ def render(snap: Snapshot) -> RenderableType:
         (clock, "cyan"),
         f"   traffic {snap.rate:g} transactions/s",
     )
-    sources = Table(title="sources -> Kafka", title_justify="left", box=box.SIMPLE_HEAD)
-    sources.add_column("source")
-    sources.add_column("database")
-    sources.add_column("transactions", justify="right")
-    sources.add_column("events captured", justify="right")
-    sources.add_column("lag", justify="right")
-    sources.add_column("state")
+    # Short headers and no edge padding: both tables fit an 80-column terminal uncut.
+    sources = Table(
+        title="sources -> Kafka (transactions written, events captured)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    sources.add_column("source", no_wrap=True)
+    sources.add_column("database", no_wrap=True)
+    sources.add_column("written", justify="right", no_wrap=True)
+    sources.add_column("captured", justify="right", no_wrap=True)
+    sources.add_column("lag", justify="right", no_wrap=True)
+    sources.add_column("state", no_wrap=True)
     for s in snap.sources:
         sources.add_row(
             s.name,
@@ -320,14 +327,20 @@ def render(snap: Snapshot) -> RenderableType:
             _fmt_lag(s.lag_s),
             _state(s.state),
         )
-    routes = Table(title="Kafka -> routes -> targets", title_justify="left", box=box.SIMPLE_HEAD)
-    routes.add_column("route")
-    routes.add_column("sink")
-    routes.add_column("applied", justify="right")
-    routes.add_column("filtered", justify="right")
-    routes.add_column("DLQ", justify="right")
-    routes.add_column("lag", justify="right")
-    routes.add_column("state")
+    routes = Table(
+        title="Kafka -> routes -> targets",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    routes.add_column("route", overflow="fold")
+    routes.add_column("sink", no_wrap=True)
+    routes.add_column("applied", justify="right", no_wrap=True)
+    routes.add_column("filtered", justify="right", no_wrap=True)
+    routes.add_column("DLQ", justify="right", no_wrap=True)
+    routes.add_column("lag", justify="right", no_wrap=True)
+    routes.add_column("state", no_wrap=True)
     for r in snap.routes:
         routes.add_row(
             r.name,

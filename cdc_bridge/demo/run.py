@@ -29,6 +29,7 @@ import orjson
 from rich import box
 from rich.console import Console
 from rich.live import Live
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -294,13 +295,56 @@ def _drained(probe: Probe, idle_for: float, state: dict[str, Any]) -> bool:
     return lag == 0 and now - state["since"] >= idle_for
 
 
-def _verification_table(results: list[verify.CheckResult]) -> Table:
+def _outcome(r: verify.CheckResult) -> Text:
+    if r.ok:
+        outcome = Text("match", style="bold green")
+        if r.soft_deleted:
+            outcome.append(f", {r.soft_deleted} soft-deleted", style="green")
+        return outcome
+    parts = []
+    if r.error:
+        parts.append(r.error)
+    if r.missing:
+        parts.append(f"{r.missing} missing")
+    if r.extra:
+        parts.append(f"{r.extra} unexpected")
+    if r.different:
+        parts.append(f"{r.different} different")
+    return Text("MISMATCH: " + ", ".join(parts), style="bold red")
+
+
+def _rows(r: verify.CheckResult) -> str:
+    return f"{r.source_rows} = {r.target_rows}" if r.ok else f"{r.source_rows} / {r.target_rows}"
+
+
+#: Below this many columns the verification table puts each target on its own line.
+WIDE = 110
+
+
+def _verification_table(results: list[verify.CheckResult], width: int = WIDE) -> Table:
+    """Every target table against its source; in a narrow terminal (80 columns) the target
+    heads its group and table and source share a column, so neither the row counts nor the
+    result are cut."""
     table = Table(
         title="verification: every target table against its source table",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        collapse_padding=width < WIDE,
     )
+    if width < WIDE:
+        table.add_column("target: table / object <- source", overflow="fold")
+        table.add_column("rows", justify="right", no_wrap=True)
+        table.add_column("result", overflow="fold", min_width=22)
+        last_target = None
+        for r in results:
+            c = r.check
+            if c.target != last_target:
+                table.add_row(Text(c.target, style="bold"), "", "")
+                last_target = c.target
+            where = Padding(f"{c.table} <- {c.source}.{c.source_table}", (0, 0, 0, 2))
+            table.add_row(where, _rows(r), _outcome(r))
+        return table
     table.add_column("target", no_wrap=True)
     table.add_column("table / object", no_wrap=True)
     table.add_column("source", no_wrap=True)
@@ -309,27 +353,12 @@ def _verification_table(results: list[verify.CheckResult]) -> Table:
     last_target = None
     for r in results:
         c = r.check
-        if r.ok:
-            outcome = Text("match", style="bold green")
-            if r.soft_deleted:
-                outcome.append(f", {r.soft_deleted} soft-deleted", style="green")
-        else:
-            parts = []
-            if r.error:
-                parts.append(r.error)
-            if r.missing:
-                parts.append(f"{r.missing} missing")
-            if r.extra:
-                parts.append(f"{r.extra} unexpected")
-            if r.different:
-                parts.append(f"{r.different} different")
-            outcome = Text("MISMATCH: " + ", ".join(parts), style="bold red")
         table.add_row(
             c.target if c.target != last_target else "",
             c.table,
             f"{c.source}.{c.source_table}",
-            f"{r.source_rows} = {r.target_rows}" if r.ok else f"{r.source_rows} / {r.target_rows}",
-            outcome,
+            _rows(r),
+            _outcome(r),
         )
         last_target = c.target
     return table
@@ -602,7 +631,7 @@ def _run_phases(
         time.sleep(2)
         results = verify.verify_all(endpoints, checks)
     result.results = results
-    console.print(_verification_table(results))
+    console.print(_verification_table(results, console.width))
     summary, all_ok = _summary_table(results)
     _write_report(
         Path(probe.config_path).parent / "verification.json",
