@@ -10,8 +10,8 @@ had an order are deleted (Salesforce Opportunities look their Account up).
 
 With the Salesforce emulator given, a fifth worker plays sales reps editing Accounts in the
 Salesforce UI (the emulator's UI test API: another commitUser, no changeOrigin): names and
-industries of odd-numbered seed customers, which the shop itself only updates on even ones, so
-the two directions of the two-way sync never edit the same record at the same time.
+industries of odd-numbered customers, each once, while the shop itself only updates even ones,
+so the two directions of the two-way sync never edit the same record at the same time.
 """
 
 from __future__ import annotations
@@ -114,6 +114,8 @@ class Traffic:
         self.product_weight = False
         # Customers that never had an order: the only ones the generator deletes.
         self._orderless: set[int] = set()
+        # Customers added during the run that got an order (never deleted; reps may edit them).
+        self._with_orders: set[int] = set()
         if duration is None:
             self.schedule = _Schedule(key_change_at=15.0, schema_change_at=30.0)
         else:
@@ -281,9 +283,21 @@ class Traffic:
     # -- salesforce (reps in the emulator's UI) ---------------------------------------------------
 
     def _rep_edit(self, reps: _Reps) -> str:
-        """A rep renames an odd-numbered seed customer's Account and sets its industry."""
+        """A rep renames the Account of an odd-numbered customer and sets its industry.
+
+        Each Account is edited once: a rep's edit travels to Postgres and comes back to
+        Salesforce as the same values (the write-back whose change event is dropped as an
+        echo); a second edit of the same Account within that round trip would be overwritten
+        by the first one's write-back (two-way sync is last-writer-wins per hop). Only
+        customers that are never deleted qualify: seed customers and those with an order.
+        """
         emu = reps.emulator
-        odd = list(range(1, self.seed_customers + 1, 2))
+        edited = set(self.rep_edits)
+        odd = [
+            c
+            for c in (*range(1, self.seed_customers + 1), *sorted(self._with_orders.copy()))
+            if c % 2 and c not in edited
+        ]
         if not odd:
             return ""
         cid = self.rng.choice(odd)
@@ -293,8 +307,7 @@ class Traffic:
         rid = accounts.get(str(cid))
         if rid is None:  # not in Salesforce yet (the snapshot is still being written)
             return ""
-        n = self.tallies[REPS].updates + 1
-        name = f"{schema.company(self.rng, cid)} (rep edit {n})"
+        name = f"{schema.company(self.rng, cid)} (edited by a rep)"
         industry = self.rng.choice(schema.INDUSTRIES)
         emu.ui_update("Account", rid, {"Name": name, "Industry": industry})
         self.rep_edits[cid] = (name, industry)
@@ -347,6 +360,7 @@ class Traffic:
             return self._new_customer(conn)
         oid = self._next_id("orders")
         self._orderless.discard(got[0])
+        self._with_orders.add(got[0])
         conn.execute(INSERT["orders"], schema.order_row(self.rng, oid, got[0]))
         return "c"
 
