@@ -137,6 +137,7 @@ class Endpoints:
     #: customer id -> (name, industry) of the reps' last Account edit (the reverse direction)
     rep_edits: Mapping[int, tuple[str, str]] = field(default_factory=dict)
     echoes: Echoes | None = None  # what the two-way sync's echo suppression saw
+    echo_topic: str = "salesforce.Account"  # the demo's Salesforce source topic
 
 
 @dataclass
@@ -558,7 +559,7 @@ def _check_echo(ep: Endpoints, check: TableCheck) -> CheckResult:
     `salesforce.Account` topic holds no event with the bridge's client in changeOrigin), and
     nothing flowed during the quiet period after draining (no ping-pong)."""
     echoes = ep.echoes or Echoes()
-    records = _topic_rows(ep.kafka_bootstrap, "salesforce.Account") or []
+    records = _topic_rows(ep.kafka_bootstrap, ep.echo_topic) or []
     passed = 0
     for _key, value in records:
         event = (value or {}).get("payload", value) or {}

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,3 +169,37 @@ def test_demo_short_run_verifies_every_target(tmp_path: Path) -> None:
     # The traffic made every kind of change the demo promises, and nothing was dead-lettered.
     assert "primary-key change" in proc.stdout and "schema change" in proc.stdout
     assert "dead letters: 0" in proc.stdout
+
+
+def test_echo_check_counts_the_bridges_own_events_and_ping_pong(
+    kafka: Any, topic_name: Any
+) -> None:
+    """The two-way row passes with reps' events only, and fails on an event of the bridge's
+    own write on the topic or on events flowing after draining."""
+    from confluent_kafka import Producer
+
+    topic = topic_name("sf-account")
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+
+    def send(origin: str) -> None:
+        value = {"op": "u", "after": {"Id": "001"}, "source": {"change_origin": origin}}
+        producer.produce(topic, key=b'{"Id": "001"}', value=json.dumps(value).encode())
+        assert producer.flush(10) == 0
+
+    check = next(c for c in verify.CHECKS if c.target == verify.ECHO)
+
+    def run(echoes: verify.Echoes) -> verify.CheckResult:
+        ep = verify.Endpoints(
+            None, None, "", kafka.bootstrap, None, echoes=echoes, echo_topic=topic
+        )
+        return verify.verify_one(ep, check)
+
+    send("")  # a rep in the UI
+    send("com/salesforce/api/rest/61.0;client=someone-else")
+    ok = run(verify.Echoes(dropped=7))
+    assert ok.ok and ok.note == "0 echoes, 7 dropped", ok
+    pinged = run(verify.Echoes(dropped=7, after_quiet=4, quiet_s=3))
+    assert not pinged.ok and any("ping-pong" in e for e in pinged.examples), pinged
+    send("com/salesforce/api/rest/61.0;client=cdc-bridge")  # an echo that got through
+    echoed = run(verify.Echoes(dropped=7))
+    assert not echoed.ok and echoed.extra == 1, echoed
