@@ -6,6 +6,10 @@ demo's ``routes.toml`` into a run directory and start the bridge in-process
 (:class:`cdc_bridge.runtime.Bridge`); generate traffic for ``duration`` seconds while a live
 dashboard shows the flow; stop the traffic, wait for the routes to drain, compare every target
 with its source and print a pass/fail table. The exit code is 0 only if every target matches.
+
+Two-way: while the databases' traffic runs, simulated reps edit Accounts in the emulator; the
+`salesforce` source and the `accounts-to-customers` route bring those edits into the shop's
+``customers``, and the table's last rows check them and count echoes (none may come back).
 """
 
 from __future__ import annotations
