@@ -107,13 +107,17 @@ def _verdict(name: str, kind: str, outcome: Any) -> CheckResult:
     return CheckResult(name, kind, True, "reachable, prerequisites met")
 
 
-def _run_check(name: str, kind: str, build: Any) -> CheckResult:
+def _run_check(name: str, kind: str, build: Any, stored: Any = None) -> CheckResult:
     try:
         component = build()
     except Exception as exc:
         return CheckResult(name, kind, False, f"cannot build it: {_failure(exc)}")
     try:
-        return _verdict(name, kind, component.check())
+        verdict = _verdict(name, kind, component.check())
+        report = getattr(component, "position_report", None)
+        if verdict.ok and report is not None:
+            verdict = _position_verdict(verdict, component, report(stored))
+        return verdict
     except Exception as exc:
         log.debug("%s check failed", name, exc_info=True)
         return CheckResult(name, kind, False, _failure(exc))
@@ -133,13 +137,44 @@ def _takes_route(impl: Any) -> bool:
     return len(params) >= 3
 
 
-def check_source(cfg: Any) -> CheckResult:
+def _position_verdict(verdict: CheckResult, component: Any, report: Any) -> CheckResult:
+    """Add a source's position report (``position_report(stored) -> (lines, lost)``, e.g. the
+    salesforce source's replay ids) to its check; a lost position fails the check when the
+    source's ``on_position_lost`` policy is ``fail``."""
+    lines, lost = report
+    cfg = getattr(component, "config", None)
+    policy = getattr(cfg, "on_position_lost", None) or (
+        "resnapshot" if getattr(cfg, "snapshot", None) == "when_needed" else "fail"
+    )
+    message = verdict.message + "; position: " + "; ".join(lines)
+    if lost:
+        message += f" -- the stored position is lost; on_position_lost = {policy}"
+    return CheckResult(verdict.component, verdict.kind, not (lost and policy == "fail"), message)
+
+
+def _stored_offsets(config: BridgeConfig) -> dict[str, Any]:
+    """Every source's saved position in the state store ({} when it cannot be read)."""
+    from cdc_bridge.state import StateStore
+
+    try:
+        store = StateStore(config.bridge.state)
+        try:
+            return {name: offset for name, (offset, _ts) in store.offsets().items()}
+        finally:
+            store.close()
+    except Exception as exc:
+        log.debug("no saved positions for check: %s", exc)
+        return {}
+
+
+def check_source(cfg: Any, stored: Any = None) -> CheckResult:
+    """``stored``: the source's saved position, for sources that report on it."""
     name = f"source {cfg.name}"
     try:
         impl = SOURCE_KINDS[cfg.kind].implementation()
     except Exception as exc:
         return CheckResult(name, cfg.kind, False, f"cannot load it: {_failure(exc)}")
-    return _run_check(name, cfg.kind, lambda: impl(cfg))
+    return _run_check(name, cfg.kind, lambda: impl(cfg), stored)
 
 
 def check_sink(config: BridgeConfig, cfg: Any) -> list[CheckResult]:
@@ -176,7 +211,8 @@ def check_sink(config: BridgeConfig, cfg: Any) -> list[CheckResult]:
 def run_checks(config: BridgeConfig, kafka_timeout: float = 10.0) -> list[CheckResult]:
     """Kafka and the state store first, then every source and every sink."""
     results = [check_kafka(config, kafka_timeout), check_state(config)]
-    results += [check_source(s) for s in config.sources]
+    stored = _stored_offsets(config)
+    results += [check_source(s, stored.get(s.name)) for s in config.sources]
     for sink in config.sinks:
         results += check_sink(config, sink)
     return results

@@ -6,6 +6,10 @@ demo's ``routes.toml`` into a run directory and start the bridge in-process
 (:class:`cdc_bridge.runtime.Bridge`); generate traffic for ``duration`` seconds while a live
 dashboard shows the flow; stop the traffic, wait for the routes to drain, compare every target
 with its source and print a pass/fail table. The exit code is 0 only if every target matches.
+
+Two-way: while the databases' traffic runs, simulated reps edit Accounts in the emulator; the
+`salesforce` source and the `accounts-to-customers` route bring those edits into the shop's
+``customers``, and the table's last rows check them and count echoes (none may come back).
 """
 
 from __future__ import annotations
@@ -180,6 +184,7 @@ def _environment(services: _Services, workdir: Path) -> dict[str, str]:
         **({"DEMO_MONGODB_URI": services.mongo.uri} if services.mongo else {}),
         "DEMO_SF_URL": services.emulator.url,
         "DEMO_SF_CA": services.emulator.ca_file or "",
+        "DEMO_SF_PUBSUB": services.emulator.pubsub_endpoint,
         "SF_CLIENT_ID": auth.client_id,
         "SF_CLIENT_SECRET": auth.client_secret,
         "SF_USERNAME": auth.username,
@@ -207,6 +212,7 @@ def _intro(mongodb: bool = False) -> Table:
             f"{engine} db `{spec.database}`",
             ", ".join(t.name for t in spec.tables),
         )
+    grid.add_row("", "salesforce", "Salesforce Account", "reps' edits, back to customers")
     return grid
 
 
@@ -274,8 +280,33 @@ class _BridgeThread:
 
 
 def _sources_started(probe: Probe) -> bool:
+    """Every database source published its snapshot (the Salesforce source, which takes no
+    snapshot, only captures once reps edit Accounts during the traffic)."""
     snap = probe.sample()
-    return all(s.captured > 0 for s in snap.sources)
+    databases = {s.name for s in schema.SOURCES}
+    return all(s.captured > 0 for s in snap.sources if s.name in databases)
+
+
+#: After draining, how long nothing may flow for the two-way sync to count as quiet.
+QUIET_S = 3.0
+
+
+def _echoes(bridge: _BridgeThread, services: _Services) -> verify.Echoes:
+    """Echo counters of the Salesforce source, and the events that still flowed during
+    ``QUIET_S`` seconds after draining (Salesforce change events published, source events
+    captured): a ping-pong between Postgres and Salesforce would keep these above zero."""
+
+    def flowing() -> int:
+        captured = sum(ctx.events_emitted for _r, _s, ctx, _p in bridge.bridge._sources)
+        return int(services.emulator.bus.published) + int(captured)
+
+    before = flowing()
+    time.sleep(QUIET_S)
+    after = flowing()
+    dropped = sum(
+        int(getattr(source, "echo_dropped", 0)) for _r, source, _c, _p in bridge.bridge._sources
+    )
+    return verify.Echoes(dropped=dropped, after_quiet=after - before, quiet_s=QUIET_S)
 
 
 def _drained(probe: Probe, idle_for: float, state: dict[str, Any]) -> bool:
@@ -297,7 +328,7 @@ def _drained(probe: Probe, idle_for: float, state: dict[str, Any]) -> bool:
 
 def _outcome(r: verify.CheckResult) -> Text:
     if r.ok:
-        outcome = Text("match", style="bold green")
+        outcome = Text(r.note or "match", style="bold green")
         if r.soft_deleted:
             outcome.append(f", {r.soft_deleted} soft-deleted", style="green")
         return outcome
@@ -342,7 +373,8 @@ def _verification_table(results: list[verify.CheckResult], width: int = WIDE) ->
             if c.target != last_target:
                 table.add_row(Text(c.target, style="bold"), "", "")
                 last_target = c.target
-            where = Padding(f"{c.table} <- {c.source}.{c.source_table}", (0, 0, 0, 2))
+            what = c.table if c.sink == "echo" else f"{c.table} <- {c.source}.{c.source_table}"
+            where = Padding(what, (0, 0, 0, 2))
             table.add_row(where, _rows(r), _outcome(r))
         return table
     table.add_column("target", no_wrap=True)
@@ -397,6 +429,7 @@ def _write_report(path: Path, results: list[verify.CheckResult], exit_code: int)
                 "different": r.different,
                 "soft_deleted": r.soft_deleted,
                 "error": r.error,
+                "note": r.note,
                 "ok": r.ok,
             }
             for r in results
@@ -490,8 +523,10 @@ def _run_demo(opts: DemoOptions, console: Console, workdir: Path) -> DemoResult:
             duration=opts.duration,
             random_seed=opts.seed,
             mongo=mongo_traffic,
+            salesforce=services.emulator,
         )
         where = {s.name: f"{_engine(s, mongodb)} {s.database}" for s in schema.SOURCES}
+        where["salesforce"] = "Salesforce Account"
         probe = Probe(
             bridge=bridge.bridge,
             traffic=traffic,
@@ -623,6 +658,8 @@ def _run_phases(
         kafka_bootstrap=services.kafka.bootstrap,
         salesforce=services.emulator,
         mongo_uri=services.mongo.uri if services.mongo else None,
+        rep_edits=dict(traffic.rep_edits),
+        echoes=_echoes(bridge, services) if not bridge.failed else None,
     )
     checks = verify.mongo_checks() if services.mongo else verify.CHECKS
     results = verify.verify_all(endpoints, checks)

@@ -93,11 +93,11 @@ _ORDERS = SourceSpec(
             """CREATE TABLE customers (
                 id integer PRIMARY KEY,
                 name text NOT NULL,
-                email text NOT NULL,
+                email text NOT NULL DEFAULT '',
                 country text NOT NULL,
                 city text,
                 industry text,
-                created_at timestamptz NOT NULL
+                created_at timestamptz NOT NULL DEFAULT now()
             )""",
         ),
         TableSpec(

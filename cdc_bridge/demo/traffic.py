@@ -7,6 +7,11 @@ change (``ALTER TABLE ... ADD COLUMN`` on ``orders.customers`` and ``inventory.p
 fixed points of the run. The generator only writes changes every target can represent: order
 totals never change (the notification route filters on them), and only customers that never
 had an order are deleted (Salesforce Opportunities look their Account up).
+
+With the Salesforce emulator given, a fifth worker plays sales reps editing Accounts in the
+Salesforce UI (the emulator's UI test API: another commitUser, no changeOrigin): names and
+industries of odd-numbered customers, each once, while the shop itself only updates even ones,
+so the two directions of the two-way sync never edit the same record at the same time.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ __all__ = ["Tally", "Traffic"]
 
 log = logging.getLogger(__name__)
 
+#: The demo's Salesforce source (reps' Account edits).
+REPS = "salesforce"
 STATUS_NEXT = {"new": "paid", "paid": "shipped", "shipped": "delivered"}
 SEGMENTS = ["smb", "mid-market", "enterprise"]
 
@@ -77,9 +84,15 @@ class Traffic:
         duration: float | None = 60.0,
         random_seed: int = 8,
         mongo: Any = None,
+        salesforce: Any = None,
     ) -> None:
-        """``mongo``: (uri, ActivityState) when the `activity` source is MongoDB."""
+        """``mongo``: (uri, ActivityState) when the `activity` source is MongoDB;
+        ``salesforce``: the emulator, for the reps' Account edits (source `salesforce`)."""
         self.pg = pg
+        self.salesforce = salesforce
+        self.seed_customers = seed.ids.get("customers", 0)
+        #: customer id -> (name, industry) of the last rep edit of its Account
+        self.rep_edits: dict[int, tuple[str, str]] = {}
         self.mongo = mongo
         self.maria = maria
         self.rate = max(rate, 0.5)
@@ -88,6 +101,8 @@ class Traffic:
         self._ids_lock = threading.Lock()
         self.rng = random.Random(random_seed)
         self.tallies: dict[str, Tally] = {s.name: Tally() for s in schema.SOURCES}
+        if salesforce is not None:
+            self.tallies[REPS] = Tally()
         self.notes: list[str] = []
         # monotonic time of each source's last committed write (for the dashboard's lag)
         self.last_write: dict[str, float] = {}
@@ -99,6 +114,8 @@ class Traffic:
         self.product_weight = False
         # Customers that never had an order: the only ones the generator deletes.
         self._orderless: set[int] = set()
+        # Customers added during the run that got an order (never deleted; reps may edit them).
+        self._with_orders: set[int] = set()
         if duration is None:
             self.schedule = _Schedule(key_change_at=15.0, schema_change_at=30.0)
         else:
@@ -256,7 +273,45 @@ class Traffic:
                 ],
             ),
             self._activity_worker(),
+            *([self._reps_worker()] if self.salesforce is not None else []),
         ]
+
+    def _reps_worker(self) -> _Worker:
+        emu = self.salesforce
+        return _Worker(REPS, [(1, self._rep_edit)], lambda: _Reps(emu))
+
+    # -- salesforce (reps in the emulator's UI) ---------------------------------------------------
+
+    def _rep_edit(self, reps: _Reps) -> str:
+        """A rep renames the Account of an odd-numbered customer and sets its industry.
+
+        Each Account is edited once: a rep's edit travels to Postgres and comes back to
+        Salesforce as the same values (the write-back whose change event is dropped as an
+        echo); a second edit of the same Account within that round trip would be overwritten
+        by the first one's write-back (two-way sync is last-writer-wins per hop). Only
+        customers that are never deleted qualify: seed customers and those with an order.
+        """
+        emu = reps.emulator
+        edited = set(self.rep_edits)
+        odd = [
+            c
+            for c in (*range(1, self.seed_customers + 1), *sorted(self._with_orders.copy()))
+            if c % 2 and c not in edited
+        ]
+        if not odd:
+            return ""
+        cid = self.rng.choice(odd)
+        accounts = {
+            r["External_Id__c"]: r["Id"] for r in emu.records("Account") if r.get("External_Id__c")
+        }
+        rid = accounts.get(str(cid))
+        if rid is None:  # not in Salesforce yet (the snapshot is still being written)
+            return ""
+        name = f"{schema.company(self.rng, cid)} (edited by a rep)"
+        industry = self.rng.choice(schema.INDUSTRIES)
+        emu.ui_update("Account", rid, {"Name": name, "Industry": industry})
+        self.rep_edits[cid] = (name, industry)
+        return "u"
 
     def _activity_worker(self) -> _Worker:
         if self.mongo is not None:
@@ -305,6 +360,7 @@ class Traffic:
             return self._new_customer(conn)
         oid = self._next_id("orders")
         self._orderless.discard(got[0])
+        self._with_orders.add(got[0])
         conn.execute(INSERT["orders"], schema.order_row(self.rng, oid, got[0]))
         return "c"
 
@@ -322,7 +378,8 @@ class Traffic:
 
     def _update_customer(self, conn: Any) -> str:
         country, city = self.rng.choice(schema.COUNTRIES)
-        target = "(SELECT id FROM customers ORDER BY random() LIMIT 1)"
+        # even ids only: reps edit odd ones in Salesforce (see the module docstring)
+        target = "(SELECT id FROM customers WHERE id %% 2 = 0 ORDER BY random() LIMIT 1)"
         if self.customer_segment:
             conn.execute(
                 f"UPDATE customers SET country = %s, city = %s, segment = %s WHERE id = {target}",
@@ -538,6 +595,16 @@ class Traffic:
                 cur.execute("DELETE FROM sessions WHERE id = %s", (row[0],))
         conn.commit()
         return "d"
+
+
+class _Reps:
+    """The reps' "connection": the emulator's UI test API (nothing to close)."""
+
+    def __init__(self, emulator: Any) -> None:
+        self.emulator = emulator
+
+    def close(self) -> None:
+        pass
 
 
 def _pg(dsn: str) -> Any:

@@ -21,6 +21,7 @@ import orjson
 __all__ = [
     "CHECKS",
     "CheckResult",
+    "Echoes",
     "Endpoints",
     "TableCheck",
     "compare_rows",
@@ -133,6 +134,23 @@ class Endpoints:
     kafka_bootstrap: str
     salesforce: Any  # SalesforceEmulator
     mongo_uri: str | None = None  # set: the `activity` source is MongoDB
+    #: customer id -> (name, industry) of the reps' last Account edit (the reverse direction)
+    rep_edits: Mapping[int, tuple[str, str]] = field(default_factory=dict)
+    echoes: Echoes | None = None  # what the two-way sync's echo suppression saw
+    echo_topic: str = "salesforce.Account"  # the demo's Salesforce source topic
+
+
+@dataclass
+class Echoes:
+    """The two-way sync's echoes: ``dropped`` change events of the bridge's own Salesforce
+    writes (dropped by the source, as they should be); ``passed``: such events that reached
+    Kafka anyway; ``after_quiet``: events published by Salesforce or captured by any source
+    during a quiet period after the routes drained (ping-pong keeps these above zero)."""
+
+    dropped: int = 0
+    passed: int = 0
+    after_quiet: int = 0
+    quiet_s: float = 0.0
 
 
 def _pg_rows(pg: Any, database: str, table: str) -> list[Row] | None:
@@ -267,6 +285,8 @@ MART = "data mart (SQLite)"
 ACCOUNTS = "Salesforce Accounts"
 OPPORTUNITIES = "Salesforce Opportunities"
 NOTIFY = "notify topic (Kafka)"
+REVERSE = "shop customers (Postgres)"
+ECHO = "two-way echoes"
 
 NOTIFY_TOPIC = "notifications.high-value-orders"
 
@@ -333,6 +353,10 @@ CHECKS: tuple[TableCheck, ...] = (
         constants={"kind": "high_value_order"},
         keep=lambda r: r["total"] >= 1000,
     ),
+    # The reverse direction: the reps' last edit of every Account is in the shop's customers.
+    TableCheck(REVERSE, "reverse", "customers", "salesforce", "Account", ("id",)),
+    # Two-way sync: no echo of the bridge's own writes, nothing flows once traffic stops.
+    TableCheck(ECHO, "echo", "Account <-> customers", "salesforce", "Account", ("Id",)),
 )
 
 
@@ -349,8 +373,8 @@ def mongo_checks(checks: Iterable[TableCheck] = CHECKS) -> tuple[TableCheck, ...
     return tuple(out)
 
 
-#: The six targets, in display order.
-TARGETS = (ACCOUNTS, OPPORTUNITIES, WAREHOUSE, REPORTING, MART, NOTIFY)
+#: The six targets and the two-way checks, in display order.
+TARGETS = (ACCOUNTS, OPPORTUNITIES, WAREHOUSE, REPORTING, MART, NOTIFY, REVERSE, ECHO)
 
 
 @dataclass
@@ -366,6 +390,7 @@ class CheckResult:
     soft_deleted: int = 0
     examples: list[str] = field(default_factory=list)
     error: str | None = None
+    note: str = ""  # said after "match" (e.g. how many echoes were dropped)
 
     @property
     def ok(self) -> bool:
@@ -375,6 +400,8 @@ class CheckResult:
 def _source_rows(ep: Endpoints, check: TableCheck) -> list[Row]:
     from cdc_bridge.demo.schema import SOURCES
 
+    if check.source == "salesforce":
+        return []  # the reverse checks read Salesforce themselves
     spec = next(s for s in SOURCES if s.name == check.source)
     if check.source == "activity" and ep.mongo_uri:
         from cdc_bridge.demo.mongo import MongoActivity
@@ -502,9 +529,62 @@ def _check_opportunities(ep: Endpoints, check: TableCheck, source: list[Row]) ->
     return CheckResult(check, len(expected), len(actual), missing, extra, different, 0, examples)
 
 
+def _check_reverse(ep: Endpoints, check: TableCheck) -> CheckResult:
+    """Every Account a rep edited: its customer row holds the rep's last name and industry,
+    and the Account itself still does (the edit was not overwritten on its way back)."""
+    from cdc_bridge.demo.schema import ORDERS_DB
+
+    expected = {
+        (cid,): {"name": name, "industry": industry}
+        for cid, (name, industry) in ep.rep_edits.items()
+    }
+    accounts = {
+        str(r["External_Id__c"]): r
+        for r in ep.salesforce.records("Account")
+        if r.get("External_Id__c")
+    }
+    rows = _pg_rows(ep.pg, ORDERS_DB, "customers") or []
+    actual = {(r["id"],): r for r in rows if (r["id"],) in expected}
+    missing, extra, different, examples = compare_rows(expected, actual)
+    for cid, (name, industry) in ep.rep_edits.items():
+        acc = accounts.get(str(cid))
+        if acc is None or (acc.get("Name"), acc.get("Industry")) != (name, industry):
+            different += 1
+            examples.append(f"Account of customer {cid} no longer holds the rep's edit")
+    return CheckResult(check, len(expected), len(actual), missing, extra, different, 0, examples)
+
+
+def _check_echo(ep: Endpoints, check: TableCheck) -> CheckResult:
+    """Zero echoes: none of the bridge's own writes came back through Salesforce (its
+    `salesforce.Account` topic holds no event with the bridge's client in changeOrigin), and
+    nothing flowed during the quiet period after draining (no ping-pong)."""
+    echoes = ep.echoes or Echoes()
+    records = _topic_rows(ep.kafka_bootstrap, ep.echo_topic) or []
+    passed = 0
+    for _key, value in records:
+        event = (value or {}).get("payload", value) or {}
+        origin = str((event.get("source") or {}).get("change_origin") or "")
+        if "client=cdc-bridge" in origin.split(";"):  # the crm sink's call_options_client
+            passed += 1
+    echoes.passed = passed
+    result = CheckResult(check, 0, passed + echoes.after_quiet, extra=passed + echoes.after_quiet)
+    result.note = f"0 echoes, {echoes.dropped} dropped"
+    if passed:
+        result.examples.append(f"{passed} event(s) of the bridge's own writes on Kafka")
+    if echoes.after_quiet:
+        result.examples.append(
+            f"{echoes.after_quiet} event(s) in {echoes.quiet_s:.0f} s after draining (ping-pong)"
+        )
+    return result
+
+
 def verify_one(ep: Endpoints, check: TableCheck) -> CheckResult:
     """Compare one target table with its source; errors become a failed result, not a crash."""
     try:
+        if check.sink == "reverse":
+            return _check_reverse(ep, check)
+        if check.sink == "echo":
+            return _check_echo(ep, check)
         source = _source_rows(ep, check)
         if check.sink == "salesforce":
             if check.table == "Account":

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,14 @@ def test_routes_toml_shows_every_feature() -> None:
 
     cfg = parse_config(config_text(), env=DEMO_ENV)
     assert {s.kind for s in cfg.sinks} == set(SINK_KINDS)
-    assert len(cfg.sources) == 4 and len(cfg.sinks) == 5
+    assert len(cfg.sources) == 5 and len(cfg.sinks) == 6
+    # two-way: Salesforce Account changes flow back into the shop's customers table
+    (sf,) = [s for s in cfg.sources if s.kind == "salesforce"]
+    assert sf.objects == ["Account"] and sf.on_echo == "drop"
+    (back,) = [r for r in cfg.routes if r.from_ == f"{sf.name}.Account"]
+    shop = next(s for s in cfg.sinks if s.name == back.to)
+    assert shop.kind == "database" and shop.url.endswith("/orders")
+    assert back.table == "customers" and back.deletes == "ignore"
     assert any(r.filter for r in cfg.routes)
     lookups = [r for r in cfg.routes if any("." in f for f in (getattr(r, "fields", None) or {}))]
     assert lookups and lookups[0].sobject == "Opportunity"
@@ -135,7 +143,8 @@ def run_short_demo(
 
 
 def test_demo_short_run_verifies_every_target(tmp_path: Path) -> None:
-    """The README's demo command, shortened: all six targets equal their sources, exit code 0."""
+    """The README's demo command, shortened: all six targets equal their sources, the reps'
+    Salesforce edits reached the shop's customers, no echo came back; exit code 0."""
     _needs_every_kind()
     proc = run_short_demo(tmp_path)
     out = proc.stdout + proc.stderr
@@ -145,9 +154,14 @@ def test_demo_short_run_verifies_every_target(tmp_path: Path) -> None:
     rows: dict[str, int] = {}
     for check in report["checks"]:
         assert check["ok"], (check, out[-4000:])
+        if check["target"] == verify.ECHO:  # no echo, no ping-pong; the echoes were dropped
+            assert check["source_rows"] == check["target_rows"] == 0, check
+            dropped = re.fullmatch(r"0 echoes, (\d+) dropped", check["note"])
+            assert dropped and int(dropped.group(1)) > 0, check
+            continue
         assert check["source_rows"] > 0 and check["target_rows"] == check["source_rows"], check
         rows[check["target"]] = rows.get(check["target"], 0) + check["target_rows"]
-    assert set(rows) == set(verify.TARGETS) and all(n > 0 for n in rows.values())
+    assert set(rows) == set(verify.TARGETS) - {verify.ECHO} and all(n > 0 for n in rows.values())
     # The printed table says the same: one PASS per target and the final verdict.
     for target in verify.TARGETS:
         assert re.search(re.escape(target) + r"\s+\d+\s+PASS", proc.stdout), target
@@ -155,3 +169,37 @@ def test_demo_short_run_verifies_every_target(tmp_path: Path) -> None:
     # The traffic made every kind of change the demo promises, and nothing was dead-lettered.
     assert "primary-key change" in proc.stdout and "schema change" in proc.stdout
     assert "dead letters: 0" in proc.stdout
+
+
+def test_echo_check_counts_the_bridges_own_events_and_ping_pong(
+    kafka: Any, topic_name: Any
+) -> None:
+    """The two-way row passes with reps' events only, and fails on an event of the bridge's
+    own write on the topic or on events flowing after draining."""
+    from confluent_kafka import Producer
+
+    topic = topic_name("sf-account")
+    producer = Producer({"bootstrap.servers": kafka.bootstrap})
+
+    def send(origin: str) -> None:
+        value = {"op": "u", "after": {"Id": "001"}, "source": {"change_origin": origin}}
+        producer.produce(topic, key=b'{"Id": "001"}', value=json.dumps(value).encode())
+        assert producer.flush(10) == 0
+
+    check = next(c for c in verify.CHECKS if c.target == verify.ECHO)
+
+    def run(echoes: verify.Echoes) -> verify.CheckResult:
+        ep = verify.Endpoints(
+            None, None, "", kafka.bootstrap, None, echoes=echoes, echo_topic=topic
+        )
+        return verify.verify_one(ep, check)
+
+    send("")  # a rep in the UI
+    send("com/salesforce/api/rest/61.0;client=someone-else")
+    ok = run(verify.Echoes(dropped=7))
+    assert ok.ok and ok.note == "0 echoes, 7 dropped", ok
+    pinged = run(verify.Echoes(dropped=7, after_quiet=4, quiet_s=3))
+    assert not pinged.ok and any("ping-pong" in e for e in pinged.examples), pinged
+    send("com/salesforce/api/rest/61.0;client=cdc-bridge")  # an echo that got through
+    echoed = run(verify.Echoes(dropped=7))
+    assert not echoed.ok and echoed.extra == 1, echoed

@@ -19,6 +19,7 @@ ROUTES = (
     "page-views-to-mart",
     "products-to-mart",
     "high-value-orders",
+    "accounts-to-customers",
 )
 
 
@@ -40,6 +41,7 @@ def test_dashboard_fits_80_columns() -> None:
         sources=[
             SourceStats("orders", "Postgres orders", 12345, 123456, 0.4, "streaming"),
             SourceStats("inventory", "MariaDB inventory", 12345, 123456, 12.5, "snapshot"),
+            SourceStats("salesforce", "Salesforce Account", 12345, 123456, 0.2, "streaming"),
         ],
         routes=[RouteStats(n, "reporting", 1234567, 123456, 12, 12345, "running") for n in ROUTES],
         sf_calls=15000,
@@ -49,7 +51,15 @@ def test_dashboard_fits_80_columns() -> None:
         metrics_url="http://127.0.0.1:46339/metrics",
     )
     text = _render(render(snap))
-    for expected in (*ROUTES, "MariaDB inventory", "123456", "1234567", "12345", "streaming"):
+    for expected in (
+        *ROUTES,
+        "MariaDB inventory",
+        "Salesforce Account",
+        "123456",
+        "1234567",
+        "12345",
+        "streaming",
+    ):
         assert expected in text, expected
 
 
@@ -58,11 +68,16 @@ def test_verification_table_fits_80_columns_with_rows_and_results() -> None:
         verify.CheckResult(c, 1234, 1234, soft_deleted=123 if i % 2 else 0)
         for i, c in enumerate(verify.CHECKS)
     ]
-    results[-1] = verify.CheckResult(verify.CHECKS[-1], 111, 109, missing=2)
+    echo = next(i for i, c in enumerate(verify.CHECKS) if c.target == verify.ECHO)
+    results[echo] = verify.CheckResult(verify.CHECKS[echo], 0, 0, note="0 echoes, 12345 dropped")
+    results[-2] = verify.CheckResult(verify.CHECKS[-2], 111, 109, missing=2)
     text = _render(_verification_table(results, 80))
-    assert text.count("1234 = 1234") == len(verify.CHECKS) - 1
+    assert text.count("1234 = 1234") == len(verify.CHECKS) - 2
     assert "111 / 109" in text and "MISMATCH: 2 missing" in text
-    assert text.count("match, 123 soft-deleted") == sum(1 for i in range(len(results) - 1) if i % 2)
+    assert "0 = 0" in text and "0 echoes, 12345 dropped" in text
+    assert text.count("match, 123 soft-deleted") == sum(
+        1 for i, r in enumerate(results) if i % 2 and r.soft_deleted
+    )
     for check in verify.CHECKS:
         assert check.target in text
     summary, ok = _summary_table(results)

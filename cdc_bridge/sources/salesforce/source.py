@@ -234,6 +234,13 @@ class SalesforceSource(CaptureAdapter):
                 "permissions): " + "; ".join(problems)
             )
 
+    def position_report(self, stored: dict[str, Any] | None) -> tuple[list[str], bool]:
+        """``check --connect``, after :meth:`check`: the stored replay id of every channel,
+        its retention status and the Pub/Sub API's answer to resuming there; (lines, lost)."""
+        from cdc_bridge.sources.salesforce.status import replay_report
+
+        return replay_report(self, stored)
+
     # -- positions -------------------------------------------------------------------------
 
     def position_now(self, ctx: SourceContext) -> SalesforceOffset:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -105,3 +106,55 @@ def test_status_probe_judges_retention_from_the_saved_offset() -> None:
     assert old.state == AT_RISK
     lost = probe(cfg, {"replay": {}, "commit_ms": {"Account": now - 73 * 3600 * 1000}}, 0)
     assert lost.state == LOST and "on_position_lost" in (lost.risk or "")
+
+
+def test_check_connect_reports_the_replay_position_and_asks_the_pubsub_api(
+    tmp_path: Path,
+) -> None:
+    """check --connect with a stored position: per channel the replay id, the retention as
+    far as the saved commit times tell, and the Pub/Sub API's answer to resuming there."""
+    from cdc_bridge.checks import _stored_offsets
+    from cdc_bridge.config import BridgeConfig
+    from cdc_bridge.state import StateStore
+
+    channel = "/data/AccountChangeEvent"
+    with SalesforceEmulator(bulk_delay=0.02) as e:
+        e.ui_create("Account", {"Name": "First"})
+        first = e.bus.latest_replay
+        e.ui_create("Account", {"Name": "Second"})
+        now = int(time.time() * 1000)
+
+        def stored(replay: int, commit_ms: int) -> dict[str, Any]:
+            hex_id = replay.to_bytes(8, "big").hex()
+            return {"replay": {channel: hex_id}, "commit_ms": {"Account": commit_ms}}
+
+        fresh = check_source(source_config(e), stored(first, now))
+        assert fresh.ok, fresh.message
+        assert f"replay id {first.to_bytes(8, 'big').hex()}" in fresh.message
+        assert "within the 72-hour retention" in fresh.message
+        assert "newer events waiting" in fresh.message
+        at_tip = check_source(source_config(e), stored(e.bus.latest_replay, now))
+        assert at_tip.ok and "accepts it (no newer events)" in at_tip.message, at_tip.message
+        none = check_source(source_config(e), None)
+        assert none.ok and "no stored replay id (subscribes at LATEST)" in none.message
+        old = check_source(source_config(e), stored(first, now - 80 * 3600 * 1000))
+        assert "outside the 72-hour retention" in old.message, old.message
+        # the events are gone from the replay log: Salesforce refuses the replay id
+        e.bus.expire()
+        lost = check_source(source_config(e), stored(first, now))
+        assert not lost.ok and "Salesforce refuses it" in lost.message, lost.message
+        assert "on_position_lost = fail" in lost.message
+        tolerated = check_source(
+            source_config(e, on_position_lost="resnapshot", snapshot="when_needed"),
+            stored(first, now),
+        )
+        assert tolerated.ok and "on_position_lost = resnapshot" in tolerated.message
+    # run_checks reads the positions from the state store
+    store_url = f"sqlite:///{tmp_path / 'state.db'}"
+    store = StateStore(store_url, migrate=True)
+    store.save_offset("sf", stored(first, now))
+    store.close()
+    cfg = BridgeConfig.model_validate(
+        {"bridge": {"name": "b", "state": store_url}, "kafka": {"bootstrap_servers": "x:1"}}
+    )
+    assert _stored_offsets(cfg) == {"sf": stored(first, now)}
