@@ -11,12 +11,15 @@ import os
 import random
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 from confluent_kafka import Consumer, TopicPartition
+from typer.testing import CliRunner
 
+from cdc_bridge.cli import app
 from cdc_bridge.sources.postgres.source import PostgresSource
 from cdc_bridge.testing.services import KafkaService
 from tests.sources.pg_harness import OffsetStoreDouble, make_config, run_source, wait_for
@@ -244,3 +247,41 @@ def test_interrupted_incremental_snapshot_continues_at_its_last_chunk(
     assert second_run == rows - 100 - done_before
     assert set(target.rows) == set(range(101, rows + 1))  # --where "id > 100" kept
     assert not target.went_back
+
+
+def test_snapshot_cli_writes_debeziums_execute_snapshot_signal(
+    pg_database: str, kafka: KafkaService, tmp_path: Path
+) -> None:
+    with psycopg.connect(pg_database, autocommit=True) as c:
+        c.execute(SIGNAL_DDL)
+        c.execute("CREATE TABLE o (id int PRIMARY KEY)")
+    config = tmp_path / "routes.toml"
+    source = (
+        '[[sources]]\nname = "shop"\nkind = "postgres"\ndsn = "{dsn}"\n'
+        'tables = ["public.o"]\n{extra}'
+    )
+    head = f'[bridge]\nname = "b"\nstate = "sqlite:///{tmp_path}/s.db"\n'
+    head += f'[kafka]\nbootstrap_servers = "{kafka.bootstrap}"\n'
+
+    def run(extra: str, *args: str) -> tuple[int, str]:
+        config.write_text(head + source.format(dsn=pg_database, extra=extra))
+        r = CliRunner().invoke(
+            app, ["snapshot", "--config", str(config), "--source", "shop", *args]
+        )
+        return r.exit_code, r.output
+
+    code, out = run("", "--table", "public.o")
+    assert code == 2 and "signal_table" in out
+    signal = 'signal_table = "public.debezium_signal"\n'
+    code, out = run(signal, "--table", "public.nope")
+    assert code == 2 and "does not capture public.nope" in out
+    code, out = run(signal, "--table", "public.o", "--where", "id > 5")
+    assert code == 0, out
+    with psycopg.connect(pg_database) as c:
+        rows = c.execute("SELECT type, data FROM debezium_signal").fetchall()
+    assert [r[0] for r in rows] == ["execute-snapshot"]
+    assert orjson.loads(rows[0][1]) == {
+        "data-collections": ["public.o"],
+        "type": "incremental",
+        "additional-conditions": [{"data-collection": "public.o", "filter": "id > 5"}],
+    }
