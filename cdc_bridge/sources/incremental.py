@@ -40,6 +40,7 @@ __all__ = [
     "SIGNAL_WINDOW_OPEN",
     "Chunk",
     "IncrementalHooks",
+    "IncrementalSnapshotError",
     "IncrementalSnapshotter",
     "IncrementalState",
     "snapshot_request",
@@ -51,6 +52,11 @@ SIGNAL_EXECUTE = "execute-snapshot"
 SIGNAL_WINDOW_OPEN = "snapshot-window-open"
 SIGNAL_WINDOW_CLOSE = "snapshot-window-close"
 SNAPSHOT_INCREMENTAL = "incremental"
+
+
+class IncrementalSnapshotError(Exception):
+    """Raised by a hook when the snapshot cannot go on (a bad ``--where``, no privilege on the
+    signal table); the snapshot is abandoned with that message, the stream goes on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +247,22 @@ class IncrementalSnapshotter:
 
     def next_chunk(self) -> None:
         """Write the low watermark, read the chunk, write the high watermark."""
+        try:
+            self._next_chunk()
+        except IncrementalSnapshotError as exc:
+            log.error(
+                "source %s: incremental snapshot of %s abandoned: %s",
+                self.source,
+                ", ".join(self.state.queue),
+                exc,
+            )
+            self.state = replace(self.state, queue=(), last_key=None, where=())
+            self.window = None
+            self.buffer = {}
+            self.open = False
+            self._remaining.set(0)
+
+    def _next_chunk(self) -> None:
         while self.state.queue:
             table = self.state.queue[0]
             if table not in self.progress:

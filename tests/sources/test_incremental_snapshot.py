@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 from typer.testing import CliRunner
 
@@ -285,3 +286,29 @@ def test_snapshot_cli_writes_debeziums_execute_snapshot_signal(
         "type": "incremental",
         "additional-conditions": [{"data-collection": "public.o", "filter": "id > 5"}],
     }
+
+
+def test_bad_condition_abandons_the_snapshot_not_the_stream(
+    pg_database: str, kafka: KafkaService, caplog: pytest.LogCaptureFixture
+) -> None:
+    _setup(pg_database, "bad", 10)
+    cfg = make_config(
+        pg_database,
+        "bad",
+        tables=["public.bad"],
+        snapshot="never",
+        signal_table="public.debezium_signal",
+    )
+    target = TopicTarget(kafka.bootstrap, "bad.public.bad")
+    try:
+        with run_source(kafka.bootstrap, cfg) as running:
+            running.source.request_snapshot(["public.bad"], "no_such_column > 1")
+            assert wait_for(lambda: "abandoned" in caplog.text, 20), caplog.text
+            with psycopg.connect(pg_database, autocommit=True) as c:
+                c.execute("UPDATE bad SET v = 1 WHERE id = 3")
+            assert wait_for(lambda: (target.poll(0.2), target.ops.get("u"))[1] == 1, 20)
+            incr = running.source.incremental
+            assert incr is not None and not incr.running and not incr.state.queue
+    finally:
+        target.close()
+    assert "no_such_column" in caplog.text and target.incremental_reads == 0

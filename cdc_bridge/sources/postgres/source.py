@@ -29,6 +29,7 @@ from cdc_bridge.sources.incremental import (
     SIGNAL_EXECUTE,
     SNAPSHOT_INCREMENTAL,
     Chunk,
+    IncrementalSnapshotError,
     IncrementalSnapshotter,
     IncrementalState,
 )
@@ -593,7 +594,15 @@ class _PgChunks:
             return src._codec(t.schema, t.name, cols, key)
 
         query, params, codec = chunk_query(conn, t, make_codec, after, where=where, limit=limit)
-        rows = conn.execute(query, params).fetchall()
+        try:
+            rows = conn.execute(query, params).fetchall()
+        except psycopg.OperationalError:
+            raise  # the connection broke: the stream is retried
+        except psycopg.Error as exc:  # a bad condition, no privilege: the stream goes on
+            raise IncrementalSnapshotError(
+                f"reading {table} failed: {str(exc).strip()}"
+                + (f" (condition: {where})" if where else "")
+            ) from exc
         now_us = time.time_ns() // 1000
         row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
         lsn = int(LSN.parse(row[0])) if row else 0
@@ -617,6 +626,19 @@ class _PgChunks:
 
     def write_watermark(self, signal_id: str, kind: str, forget: Sequence[str]) -> None:
         conn = self.src._meta()
+        try:
+            self._write(conn, signal_id, kind, forget)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            raise IncrementalSnapshotError(
+                f"cannot write a watermark into signal table {self.src.cfg.signal_table}: "
+                f"{str(exc).strip()} (grant the bridge's user SELECT, INSERT, DELETE on it)"
+            ) from exc
+
+    def _write(
+        self, conn: psycopg.Connection, signal_id: str, kind: str, forget: Sequence[str]
+    ) -> None:
         with conn.transaction():
             if forget:
                 conn.execute(
