@@ -312,3 +312,21 @@ def test_bad_condition_abandons_the_snapshot_not_the_stream(
     finally:
         target.close()
     assert "no_such_column" in caplog.text and target.incremental_reads == 0
+
+
+def test_status_shows_a_running_incremental_snapshot(pg_database: str) -> None:
+    from cdc_bridge.sources.postgres.status import probe
+
+    with psycopg.connect(pg_database, autocommit=True) as c:
+        c.execute("SELECT pg_create_logical_replication_slot('cdc_bridge_st', 'pgoutput')")
+    try:
+        cfg = make_config(pg_database, "st")
+        inc = {"queue": ["public.a", "public.b"], "last_key": ["42"], "rows": 1000}
+        st = probe(cfg, {"lsn": "0/0", "incremental": inc}, 1 << 30)
+        assert st.snapshot == (
+            "incremental: public.a, 1000 rows confirmed, after key ['42']; then public.b"
+        )
+        assert probe(cfg, {"lsn": "0/0"}, 1 << 30).snapshot == "done"
+    finally:
+        with psycopg.connect(pg_database, autocommit=True) as c:
+            c.execute("SELECT pg_drop_replication_slot('cdc_bridge_st')")
