@@ -11,6 +11,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +80,18 @@ class TopicTarget:
         self.rows[k] = v
 
     def until_equal(self, dsn: str, table: str, timeout: float) -> dict[int, int]:
+        def fetch() -> dict[int, int]:
+            with psycopg.connect(dsn) as c:
+                return dict(c.execute(f"SELECT id, v FROM {table}").fetchall())
+
+        return self.until(fetch, timeout)
+
+    def until(self, fetch: Callable[[], dict[int, int]], timeout: float) -> dict[int, int]:
         deadline = time.monotonic() + timeout
         db: dict[int, int] = {}
         while time.monotonic() < deadline:
             self.poll(0.5)
-            with psycopg.connect(dsn) as c:
-                db = dict(c.execute(f"SELECT id, v FROM {table}").fetchall())
+            db = fetch()
             if self.rows == db:
                 break
         return db
@@ -103,7 +110,7 @@ def _setup(dsn: str, table: str, rows: int) -> None:
         )
 
 
-def _finished(src: PostgresSource) -> bool:
+def _finished(src: Any) -> bool:
     incr = src.incremental
     return incr is not None and not incr.running and not incr.state.queue and incr.state.rows > 0
 
@@ -330,3 +337,86 @@ def test_status_shows_a_running_incremental_snapshot(pg_database: str) -> None:
     finally:
         with psycopg.connect(pg_database, autocommit=True) as c:
             c.execute("SELECT pg_drop_replication_slot('cdc_bridge_st')")
+
+
+def test_mariadb_incremental_snapshot_under_concurrent_updates_and_deletes(
+    mariadb_database: Any, kafka: KafkaService
+) -> None:
+    import pymysql
+
+    from tests.sources import mysql_support
+
+    rows, db = max(2000, ROWS // 4), mariadb_database.name
+
+    def conn() -> Any:
+        return pymysql.connect(**mariadb_database.connect_kwargs(), autocommit=True)
+
+    c = conn()
+    cur = c.cursor()
+    cur.execute(SIGNAL_DDL)
+    cur.execute("CREATE TABLE big (id int PRIMARY KEY, v int NOT NULL, pad varchar(40))")
+    cur.executemany(
+        "INSERT INTO big VALUES (%s, 0, md5(%s))", [(i, str(i)) for i in range(1, rows + 1)]
+    )
+    c.close()
+    cfg = mysql_support.make_config(
+        mariadb_database,
+        "myinc",
+        [f"{db}.big"],
+        snapshot="never",
+        signal_table=f"{db}.debezium_signal",
+        incremental_chunk_size=500,
+    )
+    stop = threading.Event()
+    writes = [0]
+
+    def writer() -> None:
+        rnd = random.Random(11)
+        w = conn()
+        wc = w.cursor()
+        while not stop.is_set():
+            t0 = time.monotonic()
+            wc.execute("START TRANSACTION")
+            for _ in range(20):
+                i = rnd.randint(1, rows)
+                if rnd.random() < 0.1:
+                    wc.execute("DELETE FROM big WHERE id = %s", (i,))
+                else:
+                    wc.execute("UPDATE big SET v = v + 1 WHERE id = %s", (i,))
+            wc.execute("COMMIT")
+            writes[0] += 20
+            time.sleep(max(0.0, 0.01 - (time.monotonic() - t0)))
+        w.close()
+
+    def fetch() -> dict[int, int]:
+        f = conn()
+        try:
+            fc = f.cursor()
+            fc.execute("SELECT id, v FROM big")
+            return {int(k): int(v) for k, v in fc.fetchall()}
+        finally:
+            f.close()
+
+    target = TopicTarget(kafka.bootstrap, f"myinc.{db}.big")
+    w = threading.Thread(target=writer)
+    try:
+        with mysql_support.Running(cfg, kafka.bootstrap) as running:
+            running.wait_streaming()
+            w.start()
+            wait_for(lambda: writes[0] > 300, 20)
+            signal_id = running.source.request_snapshot([f"{db}.big"], None)
+            assert signal_id.startswith("cli-")
+            src: Any = running.source
+            assert wait_for(lambda: _finished(src), 120), "snapshot did not finish"
+            stop.set()
+            w.join()
+            table = target.until(fetch, 60)
+    finally:
+        stop.set()
+        if w.is_alive():
+            w.join()
+        target.close()
+    assert not target.went_back, target.went_back[:10]
+    assert target.rows == table
+    assert rows * 0.5 < target.incremental_reads <= rows
+    assert target.ops.get("u", 0) > 0 and target.ops.get("d", 0) > 0
