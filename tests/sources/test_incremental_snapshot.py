@@ -420,3 +420,56 @@ def test_mariadb_incremental_snapshot_under_concurrent_updates_and_deletes(
     assert target.rows == table
     assert rows * 0.5 < target.incremental_reads <= rows
     assert target.ops.get("u", 0) > 0 and target.ops.get("d", 0) > 0
+
+
+def test_mariadb_interrupted_incremental_snapshot_continues_at_its_last_chunk(
+    mariadb_database: Any, kafka: KafkaService
+) -> None:
+    import pymysql
+
+    from tests.sources import mysql_support
+
+    rows, db = 10000, mariadb_database.name
+    c = pymysql.connect(**mariadb_database.connect_kwargs(), autocommit=True)
+    cur = c.cursor()
+    cur.execute(SIGNAL_DDL)
+    cur.execute("CREATE TABLE r (id int PRIMARY KEY, v int NOT NULL)")
+    cur.executemany("INSERT INTO r VALUES (%s, 0)", [(i,) for i in range(1, rows + 1)])
+    c.close()
+    cfg = mysql_support.make_config(
+        mariadb_database,
+        "myresume",
+        [f"{db}.r"],
+        snapshot="never",
+        signal_table=f"{db}.debezium_signal",
+        incremental_chunk_size=100,
+    )
+    store = OffsetStoreDouble()
+    crashed: dict[str, Any] = {}
+    with mysql_support.Running(cfg, kafka.bootstrap, store) as running:
+        running.wait_streaming()
+
+        def mid_snapshot() -> bool:
+            running.ctx.checkpoint()
+            inc = (store.offsets.get("myresume") or {}).get("incremental") or {}
+            if inc.get("queue") and inc.get("rows", 0) >= 1000:
+                crashed.update(orjson.loads(orjson.dumps(store.offsets["myresume"])))
+                return True
+            return False
+
+        running.source.request_snapshot([f"{db}.r"], None)
+        assert wait_for(mid_snapshot, 60)
+    again = OffsetStoreDouble()
+    again.offsets["myresume"] = crashed
+    target = TopicTarget(kafka.bootstrap, f"myresume.{db}.r")
+    try:
+        with mysql_support.Running(cfg, kafka.bootstrap, again) as running:
+            running.wait_streaming()
+            src: Any = running.source
+            assert wait_for(lambda: _finished(src), 60)
+            second_run = src.incremental.status()[f"{db}.r"]["rows"]
+            target.poll(2)
+    finally:
+        target.close()
+    assert second_run == rows - crashed["incremental"]["rows"]
+    assert set(target.rows) == set(range(1, rows + 1)) and not target.went_back
