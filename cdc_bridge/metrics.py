@@ -70,6 +70,8 @@ __all__ = [
     "source_ack_age_seconds",
     "source_events",
     "source_events_in_flight",
+    "source_incremental_snapshot_remaining",
+    "source_incremental_snapshot_rows",
     "source_lag_bytes",
     "source_lag_seconds",
     "source_last_event_timestamp",
@@ -91,6 +93,16 @@ source_events = Counter(
 source_snapshot_running = Gauge(
     "cdc_bridge_source_snapshot_running",
     "1 while the source is taking a snapshot (op=r events count its progress), else 0.",
+    ["source"],
+)
+source_incremental_snapshot_rows = Counter(
+    "cdc_bridge_source_incremental_snapshot_rows_total",
+    "Rows emitted by incremental snapshots (op=r, source.snapshot=incremental).",
+    ["source"],
+)
+source_incremental_snapshot_remaining = Gauge(
+    "cdc_bridge_source_incremental_snapshot_remaining_rows",
+    "Estimated rows an incremental snapshot still has to read in its current table (0: idle).",
     ["source"],
 )
 source_positions_lost = Counter(
@@ -244,6 +256,8 @@ _BY_LABEL: dict[str, list[Any]] = {
     "source": [
         source_events,
         source_snapshot_running,
+        source_incremental_snapshot_rows,
+        source_incremental_snapshot_remaining,
         source_lag_bytes,
         source_lag_seconds,
         source_retained_bytes,

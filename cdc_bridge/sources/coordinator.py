@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from cdc_bridge import metrics
-from cdc_bridge.errors import FatalError, RetriableError
+from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 from cdc_bridge.events import (
     SNAPSHOT_FIRST,
     SNAPSHOT_FIRST_IN_DATA_COLLECTION,
@@ -332,6 +332,11 @@ class CaptureAdapter(Source):
         if isinstance(safe, self.offset_type) and safe.snapshot is None:
             return safe
         return last
+
+    def request_snapshot(self, tables: list[str], where: str | None) -> str:
+        """Ask the running source for an incremental snapshot of ``tables`` (rows matching
+        ``where``, all when None) through its signal table; returns the signal's id."""
+        raise ConfigError(f"source kind {self.kind!r} does not take incremental snapshots yet")
 
     def snapshot_status(self) -> dict[str, Any]:
         """Progress of the running (or last) snapshot, per table."""

@@ -111,6 +111,23 @@ class MySqlSourceConfig(SourceConfigBase):
             raise ValueError("must look like mysql://user:password@host:port/")
         return v
 
+    signal_table: str | None = Field(
+        None,
+        description="The signal table (`database.table`, Debezium's `signal.data.collection`) "
+        "with columns `id`, `type`, `data`: a row of type `execute-snapshot` starts an "
+        "incremental snapshot, and incremental snapshots write their watermarks into it. "
+        "Unset: no incremental snapshots (tables added to `tables` later are then streamed "
+        "without their existing rows).",
+        examples=["inventory.debezium_signal"],
+    )
+    incremental_chunk_size: int = Field(
+        1024,
+        ge=1,
+        description="Rows read per chunk of an incremental snapshot (Debezium's "
+        "`incremental.snapshot.chunk.size`).",
+        examples=[1024],
+    )
+
     @field_validator("tables")
     @classmethod
     def _check_tables(cls, v: list[str] | None) -> list[str] | None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cdc_bridge.sources.coordinator import SnapshotCursor
+from cdc_bridge.sources.incremental import IncrementalState
 
 __all__ = ["GtidTracker", "MySqlOffset"]
 
@@ -28,9 +29,13 @@ class MySqlOffset:
     events: int = 0
     row: int = 0
     snapshot: SnapshotCursor | None = None
+    #: the incremental snapshot's cursor and the tables captured so far (None: unknown)
+    incremental: IncrementalState | None = None
 
     def with_snapshot(self, cursor: SnapshotCursor | None) -> MySqlOffset:
-        return MySqlOffset(self.file, self.pos, self.gtids, self.events, self.row, cursor)
+        return MySqlOffset(
+            self.file, self.pos, self.gtids, self.events, self.row, cursor, self.incremental
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"file": self.file, "pos": self.pos}
@@ -42,6 +47,8 @@ class MySqlOffset:
             d["row"] = self.row
         if self.snapshot is not None:
             d["snapshot"] = self.snapshot.to_dict()
+        if self.incremental is not None:
+            d["incremental"] = self.incremental.to_dict()
         return d
 
     @classmethod
@@ -66,6 +73,9 @@ class MySqlOffset:
             events=int(d.get("event", 0)),
             row=int(d.get("row", 0)),
             snapshot=cursor,
+            incremental=IncrementalState.from_dict(d["incremental"])
+            if d.get("incremental")
+            else None,
         )
 
 

@@ -12,20 +12,32 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+import orjson
 import pymysql
 
 from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 from cdc_bridge.events import (
     OP_CREATE,
     OP_DELETE,
+    OP_READ,
     OP_UPDATE,
     SNAPSHOT_FALSE,
     ChangeEvent,
 )
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.coordinator import CaptureAdapter, PositionLost
+from cdc_bridge.sources.incremental import (
+    SIGNAL_EXECUTE,
+    SNAPSHOT_INCREMENTAL,
+    Chunk,
+    IncrementalSnapshotError,
+    IncrementalSnapshotter,
+    IncrementalState,
+)
 from cdc_bridge.sources.mysql.binlog import (
     BinlogError,
     BinlogStream,
@@ -52,7 +64,7 @@ from cdc_bridge.sources.mysql.schema_change import (
     snapshot_preamble,
     source_block,
 )
-from cdc_bridge.sources.mysql.snapshot import MySqlSnapshotReader
+from cdc_bridge.sources.mysql.snapshot import MySqlSnapshotReader, canonical_converter
 from cdc_bridge.types.mysql import TypeOptions
 
 __all__ = ["MySqlSource", "current_position"]
@@ -112,6 +124,10 @@ class MySqlSource(CaptureAdapter):
         # How the binlog connection registers with the server (SHOW SLAVE HOSTS): names the
         # source, so a restarted bridge recognises its own dead connection.
         self.report_host = f"cdc-bridge/{config.name}"
+        self.incremental: IncrementalSnapshotter | None = None
+        self._chunks: _MyChunks | None = None
+        sig = config.signal_table.split(".") if config.signal_table else None
+        self._signal: tuple[str, str] | None = (sig[0], sig[1]) if sig else None
 
     # -- Source interface ----------------------------------------------------------------
 
@@ -142,6 +158,9 @@ class MySqlSource(CaptureAdapter):
         if self.binlog is not None:
             self.binlog.close()
             self.binlog = None
+        if self._chunks is not None:
+            self._chunks.close()
+            self._chunks = None
 
     # -- adapter pieces (run by sources/coordinator.py) ---------------------------------------
 
@@ -160,7 +179,7 @@ class MySqlSource(CaptureAdapter):
         self.emitted = None
         reader = MySqlSnapshotReader(
             cfg.connect_args(),
-            info.tables,
+            [t for t in info.tables if t != self._signal],
             source_name=cfg.name,
             server_id=info.server_id,
             mariadb=info.mariadb,
@@ -197,6 +216,7 @@ class MySqlSource(CaptureAdapter):
     def stream(self, ctx: SourceContext, start: MySqlOffset) -> None:
         cfg = self.config
         try:
+            start = replace(start, incremental=self._incremental(ctx, start))
             _BinlogStreamer(self, ctx, self._info(), start).run()
             if not ctx.stopping.is_set():
                 # A blocking stream only ends when told to stop; anything else (a server's
@@ -223,6 +243,70 @@ class MySqlSource(CaptureAdapter):
         finally:
             self.close()
 
+    # -- incremental snapshots (sources/incremental.py) ---------------------------------------
+
+    def _captured(self) -> list[str]:
+        return [f"{db}.{tb}" for db, tb in self._info().tables if (db, tb) != self._signal]
+
+    def _incremental(self, ctx: SourceContext, start: MySqlOffset) -> IncrementalState:
+        """The incremental state to stream with (tables new since the last run are queued by
+        the streamer when a signal table is configured)."""
+        tables = self._captured()
+        state = start.incremental or IncrementalState(known=tuple(tables))
+        new = [t for t in tables if t not in state.known]
+        self.incremental = None
+        if self._signal is None:
+            if new:
+                ctx.log.warning(
+                    "source %s: table(s) %s added since the last run are streamed without "
+                    "their existing rows: set signal_table to snapshot them incrementally",
+                    self.name,
+                    ", ".join(new),
+                )
+            return replace(state, known=state.known + tuple(new))
+        self._chunks = _MyChunks(self)
+        self.incremental = IncrementalSnapshotter(
+            self.name, self._chunks, state, chunk_size=self.config.incremental_chunk_size
+        )
+        return state
+
+    def request_snapshot(self, tables: list[str], where: str | None) -> str:
+        """Insert Debezium's ``execute-snapshot`` signal into the signal table."""
+        if self._signal is None:
+            raise ConfigError(
+                f"source {self.name!r} has no signal_table: set it (see docs: MySQL source, "
+                "incremental snapshots) to take incremental snapshots"
+            )
+        known = set(self._captured())
+        unknown = [t for t in tables if t not in known]
+        if unknown:
+            raise ConfigError(
+                f"source {self.name!r} does not capture {', '.join(unknown)} "
+                f"(captured: {', '.join(sorted(known))})"
+            )
+        data: dict[str, Any] = {"data-collections": tables, "type": "incremental"}
+        if where:
+            data["additional-conditions"] = [
+                {"data-collection": t, "filter": where} for t in tables
+            ]
+        signal_id = f"cli-{time.time_ns()}"
+        db, tb = self._signal
+        conn = connect(self.config.connect_args(), f"sources.{self.name}")
+        try:
+            conn.cursor().execute(
+                f"INSERT INTO `{db}`.`{tb}` (id, type, data) VALUES (%s, %s, %s)",
+                (signal_id, SIGNAL_EXECUTE, orjson.dumps(data).decode()),
+            )
+        finally:
+            conn.close()
+        return signal_id
+
+    def snapshot_status(self) -> dict[str, Any]:
+        out = super().snapshot_status()
+        if self.incremental is not None:
+            out.update(self.incremental.status())
+        return out
+
     # -- streaming -------------------------------------------------------------------------
 
     def _table_state(self, tm: TableMap, info: ServerInfo) -> TableState:
@@ -248,6 +332,8 @@ class MySqlSource(CaptureAdapter):
         return TableState(self.config.name, tm.schema, tm.table, cols, pk, self.opts)
 
     def _want(self, schema: str, table: str) -> bool:
+        if (schema, table) == self._signal:
+            return True
         if self.config.tables is None:
             return schema not in SYSTEM_SCHEMAS
         return (schema, table) in self._wanted
@@ -299,6 +385,137 @@ class MySqlSource(CaptureAdapter):
         return f"MySqlSource(name={self.name!r})"
 
 
+class _MyChunks:
+    """The incremental snapshot's MySQL pieces: chunks read on a plain autocommit connection,
+    converted as the snapshot reader converts rows; watermarks inserted into the signal table."""
+
+    def __init__(self, source: MySqlSource) -> None:
+        self.src = source
+        self.conn: Any = None
+
+    def _cur(self) -> Any:
+        if self.conn is None:
+            self.conn = connect(self.src.config.connect_args(), f"sources.{self.src.name}")
+            self.conn.cursor().execute("SET SESSION time_zone = '+00:00'")
+        return self.conn.cursor()
+
+    def estimate(self, table: str) -> int:
+        db, _, tb = table.partition(".")
+        cur = self._cur()
+        cur.execute(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            (db, tb),
+        )
+        r = cur.fetchone()
+        return int(r[0] or 0) if r else 0
+
+    def read_chunk(self, table: str, after: Any, limit: int, where: str | None) -> Chunk:
+        src = self.src
+        db, _, tb = table.partition(".")
+        cur = self._cur()
+        loaded = load_columns(cur, db, tb) if table in src._captured() else None
+        if loaded is None or not loaded[1]:
+            raise IncrementalSnapshotError(
+                f"{table} is not a captured table"
+                if loaded is None
+                else f"{table} has no primary key"
+            )
+        cols, key = loaded
+        state = TableState(src.name, db, tb, cols, key, src.opts, snapshot=True)
+        convs = []
+        for i, x in enumerate(cols):
+            cv = canonical_converter(x, src.opts.zero_dates)
+            if cv is not None:
+                convs.append((i, cv))
+        collist = ", ".join(f"`{c.name}`" for c in cols)
+        order = ", ".join(f"`{k}`" for k in key)
+        conds: list[str] = [f"({where})"] if where else []
+        params: list[Any] = []
+        if isinstance(after, list) and len(after) == len(key):
+            conds.append(f"({order}) > ({', '.join(['%s'] * len(key))})")
+            params.extend(after)
+        query = f"SELECT {collist} FROM `{db}`.`{tb}`"
+        if conds:
+            query += " WHERE " + " AND ".join(conds)
+        query += f" ORDER BY {order} LIMIT %s"
+        try:
+            cur.execute(query, (*params, limit))
+            rows = cur.fetchall()
+        except pymysql.err.OperationalError:
+            raise
+        except pymysql.err.MySQLError as exc:
+            raise IncrementalSnapshotError(
+                f"reading {table} failed: {exc}" + (f" (condition: {where})" if where else "")
+            ) from exc
+        key_idx = [state.names.index(k) for k in key]
+        ts_us = time.time_ns() // 1000
+        binlog = src.emitted
+        src_tmpl = {
+            "table": tb,
+            "server_id": 0,
+            "gtid": None,
+            "file": binlog.file if binlog else "",
+            "pos": binlog.pos if binlog else 0,
+            "row": 0,
+            "thread": None,
+            "query": None,
+        }
+        events, keys = [], []
+        for raw in rows:
+            values = list(raw)
+            for i, conv in convs:
+                if values[i] is not None:
+                    values[i] = conv(values[i])
+            after_row = state.row(values)
+            keys.append(tuple(after_row[k] for k in key))
+            events.append(
+                ChangeEvent(
+                    state.schema,
+                    OP_READ,
+                    None,
+                    after_row,
+                    ts_us,
+                    dict(src_tmpl),
+                    SNAPSHOT_INCREMENTAL,
+                )
+            )
+        last = [rows[-1][i] for i in key_idx] if rows else None
+        if last is not None and not all(isinstance(v, int | str) for v in last):
+            last = [str(v) for v in last]
+        return Chunk(events, keys, last)
+
+    def write_watermark(self, signal_id: str, kind: str, forget: Sequence[str]) -> None:
+        assert self.src._signal is not None
+        db, tb = self.src._signal
+        cur = self._cur()
+        try:
+            cur.execute("START TRANSACTION")
+            if forget:
+                marks = ", ".join(["%s"] * len(forget))
+                cur.execute(f"DELETE FROM `{db}`.`{tb}` WHERE id IN ({marks})", tuple(forget))
+            cur.execute(
+                f"INSERT INTO `{db}`.`{tb}` (id, type, data) VALUES (%s, %s, NULL)",
+                (signal_id, kind),
+            )
+            cur.execute("COMMIT")
+        except pymysql.err.OperationalError:
+            raise
+        except pymysql.err.MySQLError as exc:
+            cur.execute("ROLLBACK")
+            raise IncrementalSnapshotError(
+                f"cannot write a watermark into signal table {db}.{tb}: {exc} (grant the "
+                "bridge's user SELECT, INSERT, DELETE on it)"
+            ) from exc
+
+    def close(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+
+
 class _BinlogStreamer:
     """The hot loop of one binlog connection: events -> transactions -> batches with offsets.
 
@@ -335,6 +552,70 @@ class _BinlogStreamer:
         self.extra: list[Any] = []
         self.pending: tuple[str, int] | MySqlOffset | None = None
         self.last_flush = time.monotonic()
+        # Incremental snapshots: the tables whose row events the snapshotter must see (the
+        # signal table, the table whose chunk is open); one set lookup per row event.
+        self.incr = source.incremental
+        self.inc_state = start.incremental
+        self.watched: frozenset[tuple[str, str]] = frozenset()
+        if self.incr is not None:
+            self._rewatch()
+
+    # -- incremental snapshots ------------------------------------------------------------------
+
+    def start_incremental(self) -> None:
+        """After connecting: store the state, continue a pending snapshot, queue new tables."""
+        if self.inc_state is not None:
+            self.ctx.emit([], self.start)
+        incr = self.incr
+        if incr is None:
+            return
+        state = incr.state
+        if state.queue:
+            log.info(
+                "source %s: continuing the incremental snapshot of %s after key %s",
+                self.src.name,
+                state.queue[0],
+                state.last_key,
+            )
+            incr.next_chunk()
+        incr.request([t for t in self.src._captured() if t not in state.known])
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        incr = self.incr
+        assert incr is not None and self.src._signal is not None
+        self.inc_state = incr.state
+        watched = {self.src._signal}
+        table = incr.watching()
+        if table is not None:
+            db, _, tb = table.partition(".")
+            watched.add((db, tb))
+        self.watched = frozenset(watched)
+
+    def _watched(self, ev: Rows, state: TableState) -> bool:
+        """Row events of the signal table (consumed: True) or of the table being read."""
+        incr = self.incr
+        assert incr is not None
+        rows = ev.rows
+        if (ev.table.schema, ev.table.table) == self.src._signal:
+            if ev.op == OP_CREATE:
+                for k in range(self.skip_rows, len(rows)):
+                    row = state.row(list(rows[k]))
+                    data = row.get("data")
+                    self.batch.extend(
+                        incr.on_signal(
+                            str(row.get("id")),
+                            str(row.get("type")),
+                            data if isinstance(data, str) else None,
+                        )
+                    )
+                self._rewatch()
+            return True
+        key = state.schema.key_columns
+        for raw in rows:
+            row = state.row(list(raw))
+            incr.on_change(tuple(row[k] for k in key))
+        return False
 
     def connect(self) -> BinlogStream:
         cfg, start, info, src = self.src.config, self.start, self.info, self.src
@@ -370,7 +651,7 @@ class _BinlogStreamer:
             return
         ctx = self.ctx
         offset = (
-            MySqlOffset(pending[0], pending[1], self.gtids.state())
+            MySqlOffset(pending[0], pending[1], self.gtids.state(), incremental=self.inc_state)
             if isinstance(pending, tuple)
             else pending
         )
@@ -414,6 +695,14 @@ class _BinlogStreamer:
             self.ev_idx += 1
             return
         state: TableState = ev.table.user
+        if (
+            self.watched
+            and (ev.table.schema, ev.table.table) in self.watched
+            and self._watched(ev, state)
+        ):
+            self.skip_rows = 0
+            self.ev_idx += 1
+            return
         schema = state.schema
         make = state.row
         base = {
@@ -456,7 +745,11 @@ class _BinlogStreamer:
             # Mid-transaction: safe to resume at this transaction, minus what is sent.
             # (This offset also covers the whole transactions before it in the batch.)
             self.pending = MySqlOffset(
-                self.file, self.txn_pos, self.gtids.state(), events=self.ev_idx
+                self.file,
+                self.txn_pos,
+                self.gtids.state(),
+                events=self.ev_idx,
+                incremental=self.inc_state,
             )
             self.flush()
 
@@ -512,6 +805,7 @@ class _BinlogStreamer:
 
     def run(self) -> None:
         stream = self.connect()
+        self.start_incremental()
         stopping = self.ctx.stopping
         table_state = self.src._table_state
         info = self.info

@@ -17,7 +17,7 @@ from cdc_bridge.sources.coordinator import SnapshotChunk, SnapshotReader
 from cdc_bridge.sources.postgres.slot import TableInfo
 from cdc_bridge.sources.postgres.tables import TableCodec, catalog_columns
 
-__all__ = ["PgSnapshotReader"]
+__all__ = ["PgSnapshotReader", "chunk_query"]
 
 log = logging.getLogger(__name__)
 
@@ -75,28 +75,7 @@ class PgSnapshotReader(SnapshotReader):
     def read(self, table: str, after: Any) -> Iterator[SnapshotChunk]:
         t = self.by_name[table]
         conn = self.conn
-        # generated columns too: Debezium's snapshot events carry them (its streamed ones not)
-        cols, _pk, type_names = catalog_columns(conn, t.oid, generated=True)
-        codec = self.make_codec(t, cols, t.primary_key)
-        # aliased: ORDER BY must see the columns, not their text forms of the same name
-        select = sql.SQL(", ").join(
-            sql.SQL("{} AS {}").format(
-                _text_expr(c.name, c.type_oid, c.typmod), sql.Identifier(f"c{i}")
-            )
-            for i, c in enumerate(cols)
-        )
-        query = sql.SQL("SELECT {} FROM {}").format(select, sql.Identifier(t.schema, t.name))
-        params: list[Any] = []
-        pk = list(codec.schema.key_columns)
-        if pk:
-            pk_idents = sql.SQL(", ").join(sql.Identifier(k) for k in pk)
-            if isinstance(after, list) and len(after) == len(pk):
-                bound = sql.SQL(", ").join(
-                    sql.SQL("%s::{}").format(sql.SQL(type_names[k])) for k in pk
-                )
-                query += sql.SQL(" WHERE ({}) > ({})").format(pk_idents, bound)
-                params = list(after)
-            query += sql.SQL(" ORDER BY {}").format(pk_idents)
+        query, params, codec = chunk_query(conn, t, self.make_codec, after)
         now_us = time.time_ns() // 1000
         lsn = self.lsn
         source = {
@@ -127,6 +106,49 @@ class PgSnapshotReader(SnapshotReader):
                 ]
                 last = rows[-1]
                 yield SnapshotChunk(events, [last[i] for i in key_index] if key_index else None)
+
+
+def chunk_query(
+    conn: psycopg.Connection,
+    t: TableInfo,
+    make_codec: CodecFn,
+    after: Any,
+    *,
+    where: str | None = None,
+    limit: int | None = None,
+) -> tuple[sql.Composed, list[Any], TableCodec]:
+    """The key-ordered SELECT of ``t``'s rows after key ``after`` (text forms of the key
+    columns), optionally filtered by the SQL condition ``where`` and limited."""
+    # generated columns too: Debezium's snapshot events carry them (its streamed ones not)
+    cols, _pk, type_names = catalog_columns(conn, t.oid, generated=True)
+    codec = make_codec(t, cols, t.primary_key)
+    # aliased: ORDER BY must see the columns, not their text forms of the same name
+    select = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(
+            _text_expr(c.name, c.type_oid, c.typmod), sql.Identifier(f"c{i}")
+        )
+        for i, c in enumerate(cols)
+    )
+    query: sql.Composed = sql.SQL("SELECT {} FROM {}").format(
+        select, sql.Identifier(t.schema, t.name)
+    )
+    params: list[Any] = []
+    conds: list[sql.Composable] = []
+    if where:
+        conds.append(sql.SQL("({})").format(sql.SQL(where)))  # the operator's own condition
+    pk = list(codec.schema.key_columns)
+    if pk and isinstance(after, list) and len(after) == len(pk):
+        pk_idents = sql.SQL(", ").join(sql.Identifier(k) for k in pk)
+        bound = sql.SQL(", ").join(sql.SQL("%s::{}").format(sql.SQL(type_names[k])) for k in pk)
+        conds.append(sql.SQL("({}) > ({})").format(pk_idents, bound))
+        params = list(after)
+    if conds:
+        query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conds)
+    if pk:
+        query += sql.SQL(" ORDER BY {}").format(sql.SQL(", ").join(sql.Identifier(k) for k in pk))
+    if limit is not None:
+        query += sql.SQL(" LIMIT {}").format(sql.Literal(limit))
+    return query, params, codec
 
 
 def _text_expr(name: str, oid: int, typmod: int) -> sql.Composable:

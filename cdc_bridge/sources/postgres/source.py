@@ -7,15 +7,18 @@ import fnmatch
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 import psycopg
+from psycopg import sql
 
 from cdc_bridge.errors import ConfigError, ConfigProblem, FatalError, RetriableError
 from cdc_bridge.events import (
     OP_CREATE,
     OP_DELETE,
+    OP_READ,
     OP_TRUNCATE,
     OP_UPDATE,
     SNAPSHOT_FALSE,
@@ -23,6 +26,14 @@ from cdc_bridge.events import (
 )
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.coordinator import CaptureAdapter, PositionLost, SnapshotCursor
+from cdc_bridge.sources.incremental import (
+    SIGNAL_EXECUTE,
+    SNAPSHOT_INCREMENTAL,
+    Chunk,
+    IncrementalSnapshotError,
+    IncrementalSnapshotter,
+    IncrementalState,
+)
 from cdc_bridge.sources.postgres import pgoutput as po
 from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 from cdc_bridge.sources.postgres.lsn import LSN
@@ -43,7 +54,7 @@ from cdc_bridge.sources.postgres.slot import (
     slot_lag,
     slot_state,
 )
-from cdc_bridge.sources.postgres.snapshot import PgSnapshotReader
+from cdc_bridge.sources.postgres.snapshot import PgSnapshotReader, chunk_query
 from cdc_bridge.sources.postgres.tables import ColumnDef, TableCodec, TypeCatalog, catalog_columns
 from cdc_bridge.types.postgres import SESSION_OPTIONS, TypeOptions
 
@@ -61,18 +72,22 @@ class PostgresOffset:
 
     lsn: int
     snapshot: SnapshotCursor | None = None
+    #: the incremental snapshot's cursor and the tables captured so far (None: unknown)
+    incremental: IncrementalState | None = None
 
     @property
     def snapshot_done(self) -> bool:
         return self.snapshot is None
 
     def with_snapshot(self, cursor: SnapshotCursor | None) -> PostgresOffset:
-        return PostgresOffset(self.lsn, cursor)
+        return PostgresOffset(self.lsn, cursor, self.incremental)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"lsn": str(LSN(self.lsn))}
         if self.snapshot is not None:
             out["snapshot"] = self.snapshot.to_dict()
+        if self.incremental is not None:
+            out["incremental"] = self.incremental.to_dict()
         return out
 
     @classmethod
@@ -85,7 +100,8 @@ class PostgresOffset:
             elif raw is None:
                 raw = {}
         cursor = SnapshotCursor.from_dict(raw) if raw is not None else None
-        return cls(LSN.parse(d["lsn"]), cursor)
+        inc = d.get("incremental")
+        return cls(LSN.parse(d["lsn"]), cursor, IncrementalState.from_dict(inc) if inc else None)
 
 
 class PostgresSource(CaptureAdapter):
@@ -117,6 +133,7 @@ class PostgresSource(CaptureAdapter):
         # then starts with null (no commit seen), after a restart with the resume position.
         self._new_slot = False
         self.max_in_flight = config.max_in_flight_events
+        self.incremental: IncrementalSnapshotter | None = None
         self.stats: dict[str, Any] = {
             "slot_lag_bytes": None,
             "events": 0,
@@ -170,7 +187,15 @@ class PostgresSource(CaptureAdapter):
     # -- adapter pieces (run by sources/coordinator.py) -----------------------------------------
 
     def _tables(self) -> list[TableInfo]:
-        return resolve_tables(self._meta(), self.cfg.tables)
+        tables = resolve_tables(self._meta(), self.cfg.tables)
+        signal = self.cfg.signal_table
+        return [t for t in tables if t.qualified != signal] if signal else tables
+
+    def _signal_info(self) -> TableInfo | None:
+        """The signal table (None: not configured); a missing one is a ConfigError."""
+        if not self.cfg.signal_table:
+            return None
+        return resolve_tables(self._meta(), [self.cfg.signal_table])[0]
 
     def prepare(self, ctx: SourceContext | None) -> None:
         conn = self._meta()
@@ -199,6 +224,9 @@ class PostgresSource(CaptureAdapter):
 
     def _publication(self) -> None:
         tables = self._tables()
+        signal = self._signal_info()
+        if signal is not None:
+            tables.append(signal)  # its inserts (watermarks, signals) must reach the stream
         ensure_publication(
             self._meta(), self.cfg.publication, None if self.cfg.tables is None else tables
         )
@@ -244,7 +272,7 @@ class PostgresSource(CaptureAdapter):
         self._publication()
         state = self._slot_or_lost(stored)
         confirmed = int(state.confirmed_flush or 0)
-        return PostgresOffset(max(confirmed, stored.lsn))
+        return replace(stored, lsn=max(confirmed, stored.lsn))
 
     def forget_position(self, ctx: SourceContext) -> None:
         """Drop the slot if it exists but is invalidated (it can never be read again)."""
@@ -298,7 +326,76 @@ class PostgresSource(CaptureAdapter):
         self._slot_or_lost(start)
         repl = self._repl_conn()
         new_slot, self._new_slot = self._new_slot, False
-        self._stream(ctx, repl, LSN(start.lsn), new_slot=new_slot)
+        self._stream(ctx, repl, start, new_slot=new_slot)
+
+    # -- incremental snapshots (sources/incremental.py) -------------------------------------------
+
+    def _incremental(self, ctx: SourceContext, start: PostgresOffset) -> IncrementalState:
+        """The incremental state to stream with; tables configured since the last run are
+        queued for an incremental snapshot (when a signal table is configured)."""
+        tables = [t.qualified for t in self._tables()]
+        state = start.incremental
+        if state is None:  # first stream after an initial snapshot (or an older offset)
+            state = IncrementalState(known=tuple(tables))
+        new = [t for t in tables if t not in state.known]
+        signal = self._signal_info()
+        self.incremental = None
+        if signal is None:
+            if new:
+                ctx.log.warning(
+                    "source %s: table(s) %s added since the last run are streamed without "
+                    "their existing rows: set signal_table to snapshot them incrementally",
+                    self.name,
+                    ", ".join(new),
+                )
+            return replace(state, known=state.known + tuple(new))
+        self.incremental = IncrementalSnapshotter(
+            self.name, _PgChunks(self, signal), state, chunk_size=self.cfg.incremental_chunk_size
+        )
+        if new:
+            ctx.log.info(
+                "source %s: table(s) %s added since the last run: snapshotting them "
+                "incrementally while streaming",
+                self.name,
+                ", ".join(new),
+            )
+        return state
+
+    def request_snapshot(self, tables: list[str], where: str | None) -> str:
+        """Ask the running source for an incremental snapshot: insert Debezium's
+        ``execute-snapshot`` signal into the signal table; returns the signal id."""
+        if not self.cfg.signal_table:
+            raise ConfigError(
+                f"source {self.name!r} has no signal_table: set it (see docs: Postgres source, "
+                "incremental snapshots) to take incremental snapshots"
+            )
+        known = {t.qualified for t in self._tables()}
+        unknown = [t for t in tables if t not in known]
+        if unknown:
+            raise ConfigError(
+                f"source {self.name!r} does not capture {', '.join(unknown)} "
+                f"(captured: {', '.join(sorted(known))})"
+            )
+        data: dict[str, Any] = {"data-collections": tables, "type": "incremental"}
+        if where:
+            data["additional-conditions"] = [
+                {"data-collection": t, "filter": where} for t in tables
+            ]
+        signal_id = f"cli-{time.time_ns()}"
+        schema, name = self.cfg.signal_table.split(".")
+        self._meta().execute(
+            sql.SQL("INSERT INTO {} (id, type, data) VALUES (%s, %s, %s)").format(
+                sql.Identifier(schema, name)
+            ),
+            (signal_id, SIGNAL_EXECUTE, orjson.dumps(data).decode()),
+        )
+        return signal_id
+
+    def snapshot_status(self) -> dict[str, Any]:
+        out = super().snapshot_status()
+        if self.incremental is not None:
+            out.update(self.incremental.status())
+        return out
 
     def _repl_conn(self) -> ReplicationConnection:
         if self.repl is None:
@@ -386,9 +483,15 @@ class PostgresSource(CaptureAdapter):
     # -- streaming -------------------------------------------------------------------------------
 
     def _stream(
-        self, ctx: SourceContext, repl: ReplicationConnection, start: LSN, new_slot: bool = False
+        self,
+        ctx: SourceContext,
+        repl: ReplicationConnection,
+        offset: PostgresOffset,
+        new_slot: bool = False,
     ) -> None:
         cfg = self.cfg
+        start = LSN(offset.lsn)
+        incremental = self._incremental(ctx, offset)
         server_version = repl.conn.info.server_version
         proto = cfg.proto_version if server_version >= 140000 else 1
         streaming = cfg.streaming and proto >= 2
@@ -417,7 +520,7 @@ class PostgresSource(CaptureAdapter):
             ", streaming" if streaming else "",
         )
         try:
-            _Streamer(self, ctx, repl, start, proto, new_slot).loop()
+            _Streamer(self, ctx, repl, start, proto, new_slot, incremental).loop()
         except (psycopg.OperationalError, ReplicationStreamEnded) as exc:
             raise RetriableError(
                 f"replication stream of {self.name!r} broke: {str(exc).strip()}"
@@ -460,6 +563,102 @@ class PostgresSource(CaptureAdapter):
 _ROW_MESSAGES = frozenset({po.Insert, po.Update, po.Delete, po.Truncate})
 
 
+class _PgChunks:
+    """The incremental snapshot's Postgres pieces: chunks read on the metadata connection
+    (READ COMMITTED, autocommit), watermarks inserted into the signal table."""
+
+    def __init__(self, source: PostgresSource, signal: TableInfo) -> None:
+        self.src = source
+        self.signal = sql.Identifier(signal.schema, signal.name)
+        self.by_name = {t.qualified: t for t in source._tables()}
+
+    def estimate(self, table: str) -> int:
+        t = self.by_name.get(table)
+        if t is None:
+            return 0
+        row = (
+            self.src._meta()
+            .execute("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s", (t.oid,))
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
+
+    def read_chunk(self, table: str, after: Any, limit: int, where: str | None) -> Chunk:
+        src = self.src
+        t = self.by_name.get(table)
+        if t is None or not t.primary_key:
+            log.warning(
+                "source %s: cannot snapshot %s incrementally: %s",
+                src.name,
+                table,
+                "not a captured table" if t is None else "it has no primary key",
+            )
+            return Chunk([], [], None)
+        conn = src._meta()
+
+        def make_codec(t: TableInfo, cols: list[Any], key: tuple[str, ...]) -> TableCodec:
+            return src._codec(t.schema, t.name, cols, key)
+
+        query, params, codec = chunk_query(conn, t, make_codec, after, where=where, limit=limit)
+        try:
+            rows = conn.execute(query, params).fetchall()
+        except psycopg.OperationalError:
+            raise  # the connection broke: the stream is retried
+        except psycopg.Error as exc:  # a bad condition, no privilege: the stream goes on
+            raise IncrementalSnapshotError(
+                f"reading {table} failed: {str(exc).strip()}"
+                + (f" (condition: {where})" if where else "")
+            ) from exc
+        now_us = time.time_ns() // 1000
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        lsn = int(LSN.parse(row[0])) if row else 0
+        source = {
+            "schema": t.schema,
+            "table": t.name,
+            "txId": None,
+            "lsn": lsn,
+            "xmin": None,
+            "origin": None,
+            "origin_lsn": None,
+        }
+        seq = f'[null,"{lsn}"]'
+        schema, build, key_index = codec.schema, codec.row, codec.key_index
+        events = [
+            ChangeEvent(schema, OP_READ, None, build(r), now_us, source, SNAPSHOT_INCREMENTAL, seq)
+            for r in rows
+        ]
+        keys = [tuple(r[i] for i in key_index) for r in rows]
+        return Chunk(events, keys, list(keys[-1]) if keys else None)
+
+    def write_watermark(self, signal_id: str, kind: str, forget: Sequence[str]) -> None:
+        conn = self.src._meta()
+        try:
+            self._write(conn, signal_id, kind, forget)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            raise IncrementalSnapshotError(
+                f"cannot write a watermark into signal table {self.src.cfg.signal_table}: "
+                f"{str(exc).strip()} (grant the bridge's user SELECT, INSERT, DELETE on it)"
+            ) from exc
+
+    def _write(
+        self, conn: psycopg.Connection, signal_id: str, kind: str, forget: Sequence[str]
+    ) -> None:
+        with conn.transaction():
+            if forget:
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(self.signal),
+                    (list(forget),),
+                )
+            conn.execute(
+                sql.SQL("INSERT INTO {} (id, type, data) VALUES (%s, %s, NULL)").format(
+                    self.signal
+                ),
+                (signal_id, kind),
+            )
+
+
 class _Streamer:
     """The hot loop: decode, batch across transactions, emit at commit boundaries, feed back."""
 
@@ -471,6 +670,7 @@ class _Streamer:
         start: LSN,
         proto: int,
         new_slot: bool = False,
+        incremental: IncrementalState | None = None,
     ) -> None:
         self.src = source
         self.ctx = ctx
@@ -492,6 +692,78 @@ class _Streamer:
             (lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)) if patterns else None
         )
         self.skip_tx = False
+        # Incremental snapshots: the relids whose changes the snapshotter must see (the signal
+        # table, the table whose chunk is open); one set lookup per change event.
+        self.inc_state = incremental
+        self.incr = source.incremental
+        self.watched: frozenset[int] = frozenset()
+        self.signal_relid = -1
+        self.watch_keys: dict[int, list[int]] = {}
+        if self.incr is not None:
+            signal = source._signal_info()
+            assert signal is not None
+            self.signal_relid = signal.oid
+            self.oids = {t.qualified: t for t in source._tables()}
+            self._rewatch()
+
+    # incremental snapshots -------------------------------------------------------------------------
+
+    def start_incremental(self) -> None:
+        """After START_REPLICATION: continue a pending incremental snapshot, queue new tables."""
+        incr = self.incr
+        if self.inc_state is not None:  # stored at once: the tables known from now on
+            self.ctx.emit([], PostgresOffset(self.last_offset_lsn, None, self.inc_state))
+        if incr is None:
+            return
+        state = incr.state
+        new = [t for t in self.oids if t not in state.known]
+        if state.queue:
+            self.ctx.log.info(
+                "source %s: continuing the incremental snapshot of %s after key %s",
+                self.src.name,
+                state.queue[0],
+                state.last_key,
+            )
+            incr.next_chunk()
+        incr.request(new)
+        self._rewatch()
+
+    def _rewatch(self) -> None:
+        incr = self.incr
+        assert incr is not None
+        self.inc_state = incr.state
+        watched = {self.signal_relid}
+        table = incr.watching()
+        if table is not None and table in self.oids:
+            watched.add(self.oids[table].oid)
+        self.watched = frozenset(watched)
+
+    def _watched(self, msg: po.Insert | po.Update | po.Delete) -> bool:
+        """A change of the signal table (consumed: True) or of the table being read."""
+        incr = self.incr
+        assert incr is not None
+        rel = self.src.relation_msgs.get(msg.relid)
+        if rel is None:
+            return msg.relid == self.signal_relid
+        if msg.relid == self.signal_relid:
+            if type(msg) is po.Insert:
+                row = {c.name: v for c, v in zip(rel.columns, msg.new, strict=False)}
+                events = incr.on_signal(
+                    str(row.get("id")), str(row.get("type")), _str_or_none(row.get("data"))
+                )
+                self.pending.extend(events)
+                self._rewatch()
+            return True
+        positions = self.watch_keys.get(msg.relid)
+        if positions is None:
+            table = incr.watching()
+            pk = self.oids[table].primary_key if table in self.oids else ()
+            names = [c.name for c in rel.columns]
+            positions = self.watch_keys[msg.relid] = [names.index(k) for k in pk if k in names]
+        for tup in (getattr(msg, "new", None), getattr(msg, "old", None)):
+            if tup is not None:
+                incr.on_change(tuple(tup[i] for i in positions))
+        return False
 
     # emit ---------------------------------------------------------------------------------------
 
@@ -556,12 +828,16 @@ class _Streamer:
             self.src.stats["origin_skipped_changes"] += 1
             return
         if type(msg) is po.Insert:
+            if msg.relid in self.watched and self._watched(msg):
+                return
             if OP_CREATE not in skip:
                 c = self._codec(msg.relid)
                 self.pending.append(self._event(c, OP_CREATE, None, c.row(msg.new), lsn))
                 if c.stale:
                     self._redo(msg, lsn)
         elif type(msg) is po.Update:
+            if msg.relid in self.watched and self._watched(msg):
+                return
             if OP_UPDATE not in skip:
                 c = self._codec(msg.relid)
                 new = msg.new
@@ -582,6 +858,8 @@ class _Streamer:
                 if c.stale:
                     self._redo(msg, lsn)
         elif type(msg) is po.Delete:
+            if msg.relid in self.watched and self._watched(msg):
+                return
             if OP_DELETE not in skip:
                 c = self._codec(msg.relid)
                 before = c.key_row(msg.old) if msg.old_kind == "K" else c.row(msg.old)
@@ -601,6 +879,7 @@ class _Streamer:
             self._commit(msg.commit_lsn, msg.end_lsn)
         elif type(msg) is po.Relation:
             self.src._on_relation(msg)
+            self.watch_keys.pop(msg.relid, None)
         elif type(msg) is po.TypeInfo:
             self.src._on_type(msg.oid)
         elif type(msg) is po.Truncate and OP_TRUNCATE not in skip:
@@ -621,7 +900,7 @@ class _Streamer:
     def _commit(self, commit_lsn: int, end_lsn: int) -> None:
         self.in_tx = False
         self.last_commit = end_lsn
-        self.pending_offset = PostgresOffset(end_lsn)
+        self.pending_offset = PostgresOffset(end_lsn, None, self.inc_state)
         self.last_offset_lsn = max(self.last_offset_lsn, end_lsn)
         self.src.stats["transactions"] += 1
 
@@ -675,6 +954,7 @@ class _Streamer:
         next_heartbeat = now + heartbeat_every if heartbeat_every else float("inf")
         next_lag = now + min(lag_every, 5) if lag_every else float("inf")
         handle, handle_stream = self.handle, self.handle_stream
+        self.start_incremental()
         n = 0
         while not stopping.is_set():
             msg = repl.read(0 if (self.pending or self.pending_offset) else 0.2)
@@ -692,7 +972,7 @@ class _Streamer:
                     # everything sent earlier is confirmed (ordered behind it).
                     self.flush()
                     self.last_offset_lsn = wal_end
-                    ctx.emit([], PostgresOffset(wal_end))
+                    ctx.emit([], PostgresOffset(wal_end, None, self.inc_state))
             else:
                 assert type(msg) is XLogData
                 m = decode(msg.payload)
@@ -737,6 +1017,10 @@ class _Streamer:
             self.src.stats["transactions"],
             self.src.stats["events"],
         )
+
+
+def _str_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
 
 
 _STREAM_CONTROL = frozenset({po.StreamStart, po.StreamStop, po.StreamCommit, po.StreamAbort})
