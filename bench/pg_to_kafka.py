@@ -73,10 +73,20 @@ class TimedContext(SourceContext):
         super().emit(events, offset)
 
 
+class CountingProducer(EventProducer):
+    """Counts the value bytes it produces: the size of an event is part of its cost."""
+
+    value_bytes = 0
+
+    def send(self, records: Sequence[Any], offset: Any = None) -> None:
+        self.value_bytes += sum(len(r[2]) for r in records if r[2] is not None)
+        super().send(records, offset)
+
+
 def run_source(
     cfg: PostgresSourceConfig, bootstrap: str
 ) -> tuple[PostgresSource, TimedContext, threading.Thread]:
-    producer = EventProducer(bootstrap)
+    producer = CountingProducer(bootstrap)
     ctx = TimedContext(cfg.name, producer, EnvelopeEncoder(schemas=cfg.schemas))
     src = PostgresSource(cfg)
 
@@ -126,6 +136,7 @@ def throughput(dsn: str, bootstrap: str, rows: int, schemas: bool) -> dict[str, 
             c.execute(INSERT_BATCH, (1000,))
     src, ctx, t = run_source(cfg, bootstrap)
     start = time.monotonic()
+    cpu_start = time.process_time()
     total = 0
     idx = 0
     while total < rows:
@@ -140,10 +151,17 @@ def throughput(dsn: str, bootstrap: str, rows: int, schemas: bool) -> dict[str, 
         if time.monotonic() - start > float(os.environ.get("BENCH_TIMEOUT", 600)):
             raise RuntimeError(f"only {total} of {rows} rows acknowledged after 600s")
     elapsed = time.monotonic() - start
+    # CPU seconds of this process (source, encoder and librdkafka threads) per 100k rows:
+    # steadier than rows/s when other work shares the cores.
+    cpu = time.process_time() - cpu_start
+    assert isinstance(ctx.producer, CountingProducer)
+    value_bytes = ctx.producer.value_bytes
     stop(ctx, t)
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute("SELECT pg_drop_replication_slot(%s)", (cfg.slot,))
-    return {"rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed)}
+    return {"rows": rows, "seconds": round(elapsed, 3), "rows_per_s": round(rows / elapsed),
+            "cpu_s_per_100k": round(cpu * 100_000 / rows, 3),
+            "bytes_per_event": round(value_bytes / max(1, ctx.producer.sent))}  # fmt: skip
 
 
 def snapshot(dsn: str, bootstrap: str) -> dict[str, Any]:
@@ -259,7 +277,9 @@ def main() -> None:
     print(json.dumps(result))
     print(
         f"pg_to_kafka: {tp['rows_per_s']:,} rows/s commit->ack ({tp_noschema['rows_per_s']:,} "
-        f"without schemas), latency at {lat['rate_rows_per_s']:,} rows/s: p50 {lat['p50_ms']} ms, "
+        f"without schemas; {tp['cpu_s_per_100k']} / {tp_noschema['cpu_s_per_100k']} CPU s per "
+        f"100k rows, {tp['bytes_per_event']:,} / {tp_noschema['bytes_per_event']:,} bytes per "
+        f"event), latency at {lat['rate_rows_per_s']:,} rows/s: p50 {lat['p50_ms']} ms, "
         f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms; snapshot {snap['rows_per_s']:,} rows/s; "
         f"peak RSS {rss_streaming_mb:.0f} MB streaming, {rss_mb:.0f} MB with the snapshot"
     )
