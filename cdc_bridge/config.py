@@ -40,6 +40,7 @@ __all__ = [
     "BridgeConfig",
     "BridgeSection",
     "Dsn",
+    "IncrementalSnapshotSettings",
     "KafkaSection",
     "RedactedStr",
     "RouteConfigBase",
@@ -306,6 +307,36 @@ class SourceConfigBase(Section):
         description="Binary columns as Connect bytes (base64 in JSON), base64 or hex strings.",
         examples=["bytes"],
     )
+
+
+class IncrementalSnapshotSettings(BaseModel):
+    """Keys of the sources that take incremental snapshots (Postgres, MySQL/MariaDB, MongoDB):
+    one name and one meaning in every kind."""
+
+    signal_table: str | None = Field(
+        None,
+        description="The signal table (`schema.table` in Postgres, `database.table` in MySQL, "
+        "`database.collection` in MongoDB; Debezium's `signal.data.collection`) with fields "
+        "`id`, `type`, `data`: a row of type `execute-snapshot` starts an incremental "
+        "snapshot, and incremental snapshots write their watermarks into it. Unset: no "
+        "incremental snapshots (tables added to `tables` later are then streamed without "
+        "their existing rows).",
+        examples=["public.debezium_signal"],
+    )
+    incremental_chunk_size: int = Field(
+        1024,
+        ge=1,
+        description="Rows read per chunk of an incremental snapshot (Debezium's "
+        "`incremental.snapshot.chunk.size`).",
+        examples=[1024],
+    )
+
+    @field_validator("signal_table")
+    @classmethod
+    def _check_signal(cls, v: str | None) -> str | None:
+        if v is not None and (v.count(".") != 1 or not all(v.split("."))):
+            raise ValueError(f"{v!r} is not a two-part name (e.g. 'public.debezium_signal')")
+        return v
 
 
 class SinkConfigBase(Section):

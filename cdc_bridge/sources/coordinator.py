@@ -53,10 +53,11 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from cdc_bridge import metrics
+from cdc_bridge.config import IncrementalSnapshotSettings
 from cdc_bridge.errors import ConfigError, FatalError, RetriableError
 from cdc_bridge.events import (
     SNAPSHOT_FIRST,
@@ -66,6 +67,13 @@ from cdc_bridge.events import (
     ChangeEvent,
 )
 from cdc_bridge.sources.base import Source, SourceContext
+from cdc_bridge.sources.incremental import (
+    SIGNAL_EXECUTE,
+    IncrementalHooks,
+    IncrementalSnapshotter,
+    IncrementalState,
+    snapshot_signal,
+)
 
 __all__ = [
     "CaptureAdapter",
@@ -333,15 +341,90 @@ class CaptureAdapter(Source):
             return safe
         return last
 
+    # -- incremental snapshots (optional; sources/incremental.py) --------------------------------
+    #
+    # An adapter that takes them has ``signal_table`` and ``incremental_chunk_size`` in its
+    # config (``IncrementalSnapshotSettings``) and supplies ``captured_tables``,
+    # ``incremental_hooks`` and ``insert_signal``; its stream reader calls
+    # ``incremental_state`` when it starts, ``incremental.resume`` once connected, and
+    # ``incremental.on_signal`` / ``incremental.on_change`` for the rows it watches.
+
+    incremental: IncrementalSnapshotter | None = None
+
+    def captured_tables(self) -> list[str]:
+        """Qualified names of the tables (collections) captured now."""
+        raise ConfigError(f"source kind {self.kind!r} does not take incremental snapshots")
+
+    def incremental_hooks(self) -> IncrementalHooks:
+        """The adapter's chunk reader and watermark writer (a signal table is configured)."""
+        raise ConfigError(f"source kind {self.kind!r} does not take incremental snapshots")
+
+    def insert_signal(self, signal_id: str, kind: str, data: str) -> None:
+        """Insert one row into the signal table (committed at once)."""
+        raise ConfigError(f"source kind {self.kind!r} does not take incremental snapshots")
+
+    def incremental_state(
+        self, ctx: SourceContext, stored: IncrementalState | None
+    ) -> IncrementalState:
+        """The incremental state a stream starts with, from the one its offset stored; sets
+        :attr:`incremental` when a signal table is configured. Tables captured since the last
+        run are snapshotted by ``incremental.resume`` (or only warned about without one)."""
+        tables = self.captured_tables()
+        state = stored if stored is not None else IncrementalState(known=tuple(tables))
+        self.incremental = None
+        settings = self._incremental_settings()
+        if settings is None or not settings.signal_table:
+            new = [t for t in tables if t not in state.known]
+            if new:
+                ctx.log.warning(
+                    "source %s: table(s) %s added since the last run are streamed without "
+                    "their existing rows: set signal_table to snapshot them incrementally",
+                    self.name,
+                    ", ".join(new),
+                )
+            return replace(state, known=state.known + tuple(new))
+        self.incremental = IncrementalSnapshotter(
+            self.name,
+            self.incremental_hooks(),
+            state,
+            chunk_size=settings.incremental_chunk_size,
+        )
+        return state
+
+    def _incremental_settings(self) -> IncrementalSnapshotSettings | None:
+        cfg = self.config
+        return cfg if isinstance(cfg, IncrementalSnapshotSettings) else None
+
     def request_snapshot(self, tables: list[str], where: str | None) -> str:
         """Ask the running source for an incremental snapshot of ``tables`` (rows matching
-        ``where``, all when None) through its signal table; returns the signal's id."""
-        raise ConfigError(f"source kind {self.kind!r} does not take incremental snapshots yet")
+        ``where``, all when None): inserts Debezium's ``execute-snapshot`` signal into the
+        signal table; returns the signal's id."""
+        settings = self._incremental_settings()
+        if settings is None:
+            raise ConfigError(f"source kind {self.kind!r} does not take incremental snapshots")
+        if not settings.signal_table:
+            raise ConfigError(
+                f"source {self.name!r} has no signal_table: set it (see docs: incremental "
+                "snapshots) to take incremental snapshots"
+            )
+        known = set(self.captured_tables())
+        unknown = [t for t in tables if t not in known]
+        if unknown:
+            raise ConfigError(
+                f"source {self.name!r} does not capture {', '.join(unknown)} "
+                f"(captured: {', '.join(sorted(known))})"
+            )
+        signal_id = f"cli-{time.time_ns()}"
+        self.insert_signal(signal_id, SIGNAL_EXECUTE, snapshot_signal(tables, where))
+        return signal_id
 
     def snapshot_status(self) -> dict[str, Any]:
-        """Progress of the running (or last) snapshot, per table."""
+        """Progress of the running (or last) snapshot, per table, incremental ones included."""
         c = self.coordinator
-        return {t: p.as_dict() for t, p in c.progress.items()} if c else {}
+        out = {t: p.as_dict() for t, p in c.progress.items()} if c else {}
+        if self.incremental is not None:
+            out.update(self.incremental.status())
+        return out
 
 
 # -- the coordinator ---------------------------------------------------------------------------------

@@ -43,7 +43,9 @@ __all__ = [
     "IncrementalSnapshotError",
     "IncrementalSnapshotter",
     "IncrementalState",
+    "describe",
     "snapshot_request",
+    "snapshot_signal",
 ]
 
 log = logging.getLogger(__name__)
@@ -136,6 +138,29 @@ def snapshot_request(data: str | None) -> tuple[list[str], dict[str, str]]:
     for cond in doc.get("additional-conditions") or []:
         where[str(cond["data-collection"])] = str(cond["filter"])
     return tables, where
+
+
+def snapshot_signal(tables: Sequence[str], where: str | None) -> str:
+    """The ``data`` of an ``execute-snapshot`` signal in Debezium's JSON (what
+    :func:`snapshot_request` reads back)."""
+    data: dict[str, Any] = {"data-collections": list(tables), "type": "incremental"}
+    if where:
+        data["additional-conditions"] = [{"data-collection": t, "filter": where} for t in tables]
+    return orjson.dumps(data).decode()
+
+
+def describe(offset: dict[str, Any]) -> str | None:
+    """One line for ``cdc-bridge status`` about the incremental snapshot of a stored offset
+    (None when none is running)."""
+    inc = offset.get("incremental") or {}
+    queue = list(inc.get("queue") or ())
+    if not queue:
+        return None
+    return (
+        f"incremental: {queue[0]}, {inc.get('rows', 0)} rows confirmed"
+        + (f", after key {inc['last_key']}" if inc.get("last_key") is not None else "")
+        + (f"; then {', '.join(queue[1:])}" if len(queue) > 1 else "")
+    )
 
 
 @dataclass(slots=True)
@@ -281,6 +306,28 @@ class IncrementalSnapshotter:
             self.hooks.write_watermark(f"{chunk_id}-close", SIGNAL_WINDOW_CLOSE, ())
             return
         self.window = None
+
+    def resume(self, captured: Sequence[str]) -> None:
+        """At the start of a stream: continue a pending snapshot at the chunk after the last
+        one Kafka confirmed, and queue the captured tables new since the last run."""
+        state = self.state
+        new = [t for t in captured if t not in state.known]
+        if state.queue:
+            log.info(
+                "source %s: continuing the incremental snapshot of %s after key %s",
+                self.source,
+                state.queue[0],
+                state.last_key,
+            )
+            self.next_chunk()
+        if new:
+            log.info(
+                "source %s: table(s) %s added since the last run: snapshotting them "
+                "incrementally while streaming",
+                self.source,
+                ", ".join(new),
+            )
+        self.request(new)
 
     # -- called by the stream reader ---------------------------------------------------------------
 

@@ -473,3 +473,123 @@ def test_mariadb_interrupted_incremental_snapshot_continues_at_its_last_chunk(
         target.close()
     assert second_run == rows - crashed["incremental"]["rows"]
     assert set(target.rows) == set(range(1, rows + 1)) and not target.went_back
+
+
+def test_an_echoed_change_inside_the_window_drops_its_row_from_the_chunk(
+    pg_database: str, kafka: KafkaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change the source does not publish (a transaction of a skipped replication origin:
+    a sink's own write in two-way sync) is still newer than the chunk's copy of its row: the
+    row must leave the chunk, or the target would get the older copy back."""
+    from cdc_bridge.sources.postgres import source as pg_source
+
+    _setup(pg_database, "e", 100)
+    with psycopg.connect(pg_database, autocommit=True) as c:
+        c.execute("SELECT pg_replication_origin_create('echo_sink')")
+    real_read = pg_source._PgChunks.read_chunk
+    echoed: list[int] = []
+
+    def read_then_echo(self: Any, table: str, after: Any, limit: int, where: str | None) -> Any:
+        chunk = real_read(self, table, after, limit, where)
+        if not echoed:  # a sink writes row 7 between the chunk read and the high watermark
+            with psycopg.connect(pg_database, autocommit=True) as w:
+                w.execute("SELECT pg_replication_origin_session_setup('echo_sink')")
+                w.execute("UPDATE e SET v = 1 WHERE id = 7")
+            echoed.append(7)
+        return chunk
+
+    monkeypatch.setattr(pg_source._PgChunks, "read_chunk", read_then_echo)
+    cfg = make_config(
+        pg_database,
+        "echo",
+        tables=["public.e"],
+        snapshot="never",
+        skip_origins=["echo_*"],
+        signal_table="public.debezium_signal",
+        incremental_chunk_size=1000,
+    )
+    target = TopicTarget(kafka.bootstrap, "echo.public.e")
+    try:
+        with run_source(kafka.bootstrap, cfg) as running:
+            running.source.request_snapshot(["public.e"], None)
+            assert wait_for(lambda: _finished(running.source), 60)
+            assert running.source.stats["origin_skipped_changes"] == 1
+            target.poll(2)
+    finally:
+        target.close()
+    assert echoed == [7]
+    assert target.incremental_reads == 99  # every row but the echoed one
+    assert 7 not in target.rows and not target.went_back
+
+
+def test_mariadb_table_added_to_config_is_snapshotted_while_streaming(
+    mariadb_database: Any, kafka: KafkaService
+) -> None:
+    import pymysql
+
+    from tests.sources import mysql_support
+
+    db = mariadb_database.name
+    c = pymysql.connect(**mariadb_database.connect_kwargs(), autocommit=True)
+    cur = c.cursor()
+    cur.execute(SIGNAL_DDL)
+    cur.execute("CREATE TABLE a (id int PRIMARY KEY, v int NOT NULL)")
+    cur.execute("CREATE TABLE b (id int PRIMARY KEY, v int NOT NULL)")
+    cur.executemany("INSERT INTO a VALUES (%s, 0)", [(i,) for i in range(1, 51)])
+    cur.executemany("INSERT INTO b VALUES (%s, 0)", [(i,) for i in range(1, 3001)])
+    store = OffsetStoreDouble()
+    base = {"signal_table": f"{db}.debezium_signal", "incremental_chunk_size": 500}
+    first = mysql_support.make_config(mariadb_database, "myadded", [f"{db}.a"], **base)
+    with mysql_support.Running(first, kafka.bootstrap, store) as running:
+        running.wait_streaming()  # after the initial snapshot of a
+    second = mysql_support.make_config(
+        mariadb_database, "myadded", [f"{db}.a", f"{db}.b"], server_id=first.server_id, **base
+    )
+
+    def fetch(table: str) -> Callable[[], dict[int, int]]:
+        def rows() -> dict[int, int]:
+            cur.execute(f"SELECT id, v FROM {table}")
+            return {int(k): int(v) for k, v in cur.fetchall()}
+
+        return rows
+
+    a_target = TopicTarget(kafka.bootstrap, f"myadded.{db}.a")
+    b_target = TopicTarget(kafka.bootstrap, f"myadded.{db}.b")
+    try:
+        with mysql_support.Running(second, kafka.bootstrap, store) as running:
+            running.wait_streaming()
+            for i in range(1, 21):  # the stream goes on while b is read
+                cur.execute("UPDATE a SET v = v + 1 WHERE id = %s", (i,))
+                cur.execute("UPDATE b SET v = v + 1 WHERE id = %s", (i * 100,))
+            src: Any = running.source
+            assert wait_for(lambda: _finished(src), 60)
+            b_db = b_target.until(fetch("b"), 30)
+            a_target.until(fetch("a"), 30)
+            assert src.snapshot_status()[f"{db}.b"]["incremental"] is True
+    finally:
+        a_target.close()
+        b_target.close()
+        c.close()
+    assert b_target.rows == b_db and len(b_db) == 3000
+    assert b_target.incremental_reads >= 2980 and not b_target.went_back
+    assert a_target.ops.get("u", 0) == 20 and a_target.incremental_reads == 0
+    assert f"{db}.b" in store.offsets["myadded"]["incremental"]["known"]
+
+
+def test_mariadb_status_shows_a_running_incremental_snapshot(mariadb_database: Any) -> None:
+    import pymysql
+
+    from cdc_bridge.sources.mysql.status import probe
+    from tests.sources import mysql_support
+
+    c = pymysql.connect(**mariadb_database.connect_kwargs(), autocommit=True)
+    cur = c.cursor()
+    cur.execute("SHOW MASTER STATUS")
+    row = cur.fetchone()
+    c.close()
+    assert row is not None
+    cfg = mysql_support.make_config(mariadb_database, "myst")
+    inc = {"queue": ["shop.a", "shop.b"], "last_key": [42], "rows": 1000}
+    st = probe(cfg, {"file": row[0], "pos": row[1], "incremental": inc}, 1 << 30)
+    assert st.snapshot == "incremental: shop.a, 1000 rows confirmed, after key [42]; then shop.b"
+    assert probe(cfg, {"file": row[0], "pos": row[1]}, 1 << 30).snapshot == "done"

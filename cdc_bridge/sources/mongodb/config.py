@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from cdc_bridge.config import SourceConfigBase, secret_dsn_with_schemes
+from cdc_bridge.config import IncrementalSnapshotSettings, SourceConfigBase, secret_dsn_with_schemes
 
 __all__ = ["CAPTURE_MODES", "MongoSourceConfig"]
 
@@ -30,7 +30,7 @@ CAPTURE_MODES: dict[str, tuple[str, str]] = {
 SYSTEM_DATABASES = frozenset({"admin", "config", "local"})
 
 
-class MongoSourceConfig(SourceConfigBase):
+class MongoSourceConfig(IncrementalSnapshotSettings, SourceConfigBase):
     """A MongoDB replica set or sharded cluster captured with change streams."""
 
     renamed_keys: ClassVar[dict[str, tuple[str, float]]] = {

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cdc_bridge.sources import incremental
 from cdc_bridge.status import (
     AT_RISK,
     INACTIVE,
@@ -47,7 +48,9 @@ def probe(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> Source
         st.state = INACTIVE
         st.detail = st.detail or "no saved position (the source has not run yet)"
         return st
-    st.snapshot = "running" if offset.get("snapshot") else "done"
+    st.snapshot = incremental.describe(dict(offset)) or (
+        "running" if offset.get("snapshot") else "done"
+    )
     if saved:
         st.saved_position = st.position = f"cluster time {saved['t']}.{saved['i']}"
         if cluster is not None:

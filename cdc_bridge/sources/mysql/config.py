@@ -7,12 +7,12 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
 
-from cdc_bridge.config import SourceConfigBase
+from cdc_bridge.config import IncrementalSnapshotSettings, SourceConfigBase
 
 __all__ = ["MySqlSourceConfig"]
 
 
-class MySqlSourceConfig(SourceConfigBase):
+class MySqlSourceConfig(IncrementalSnapshotSettings, SourceConfigBase):
     """A MySQL or MariaDB server streamed from its row binlog as a replica."""
 
     renamed_keys: ClassVar[dict[str, tuple[str, float]]] = {
@@ -110,23 +110,6 @@ class MySqlSourceConfig(SourceConfigBase):
         if parts.scheme not in {"mysql", "mariadb", "mysql+pymysql"} or not parts.hostname:
             raise ValueError("must look like mysql://user:password@host:port/")
         return v
-
-    signal_table: str | None = Field(
-        None,
-        description="The signal table (`database.table`, Debezium's `signal.data.collection`) "
-        "with columns `id`, `type`, `data`: a row of type `execute-snapshot` starts an "
-        "incremental snapshot, and incremental snapshots write their watermarks into it. "
-        "Unset: no incremental snapshots (tables added to `tables` later are then streamed "
-        "without their existing rows).",
-        examples=["inventory.debezium_signal"],
-    )
-    incremental_chunk_size: int = Field(
-        1024,
-        ge=1,
-        description="Rows read per chunk of an incremental snapshot (Debezium's "
-        "`incremental.snapshot.chunk.size`).",
-        examples=[1024],
-    )
 
     @field_validator("tables")
     @classmethod

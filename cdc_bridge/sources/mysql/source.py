@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-import orjson
 import pymysql
 
 from cdc_bridge.errors import ConfigError, FatalError, RetriableError
@@ -31,12 +30,10 @@ from cdc_bridge.events import (
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.coordinator import CaptureAdapter, PositionLost
 from cdc_bridge.sources.incremental import (
-    SIGNAL_EXECUTE,
     SNAPSHOT_INCREMENTAL,
     Chunk,
     IncrementalSnapshotError,
     IncrementalSnapshotter,
-    IncrementalState,
 )
 from cdc_bridge.sources.mysql.binlog import (
     BinlogError,
@@ -216,7 +213,7 @@ class MySqlSource(CaptureAdapter):
     def stream(self, ctx: SourceContext, start: MySqlOffset) -> None:
         cfg = self.config
         try:
-            start = replace(start, incremental=self._incremental(ctx, start))
+            start = replace(start, incremental=self.incremental_state(ctx, start.incremental))
             _BinlogStreamer(self, ctx, self._info(), start).run()
             if not ctx.stopping.is_set():
                 # A blocking stream only ends when told to stop; anything else (a server's
@@ -245,67 +242,24 @@ class MySqlSource(CaptureAdapter):
 
     # -- incremental snapshots (sources/incremental.py) ---------------------------------------
 
-    def _captured(self) -> list[str]:
+    def captured_tables(self) -> list[str]:
         return [f"{db}.{tb}" for db, tb in self._info().tables if (db, tb) != self._signal]
 
-    def _incremental(self, ctx: SourceContext, start: MySqlOffset) -> IncrementalState:
-        """The incremental state to stream with (tables new since the last run are queued by
-        the streamer when a signal table is configured)."""
-        tables = self._captured()
-        state = start.incremental or IncrementalState(known=tuple(tables))
-        new = [t for t in tables if t not in state.known]
-        self.incremental = None
-        if self._signal is None:
-            if new:
-                ctx.log.warning(
-                    "source %s: table(s) %s added since the last run are streamed without "
-                    "their existing rows: set signal_table to snapshot them incrementally",
-                    self.name,
-                    ", ".join(new),
-                )
-            return replace(state, known=state.known + tuple(new))
+    def incremental_hooks(self) -> _MyChunks:
         self._chunks = _MyChunks(self)
-        self.incremental = IncrementalSnapshotter(
-            self.name, self._chunks, state, chunk_size=self.config.incremental_chunk_size
-        )
-        return state
+        return self._chunks
 
-    def request_snapshot(self, tables: list[str], where: str | None) -> str:
-        """Insert Debezium's ``execute-snapshot`` signal into the signal table."""
-        if self._signal is None:
-            raise ConfigError(
-                f"source {self.name!r} has no signal_table: set it (see docs: MySQL source, "
-                "incremental snapshots) to take incremental snapshots"
-            )
-        known = set(self._captured())
-        unknown = [t for t in tables if t not in known]
-        if unknown:
-            raise ConfigError(
-                f"source {self.name!r} does not capture {', '.join(unknown)} "
-                f"(captured: {', '.join(sorted(known))})"
-            )
-        data: dict[str, Any] = {"data-collections": tables, "type": "incremental"}
-        if where:
-            data["additional-conditions"] = [
-                {"data-collection": t, "filter": where} for t in tables
-            ]
-        signal_id = f"cli-{time.time_ns()}"
+    def insert_signal(self, signal_id: str, kind: str, data: str) -> None:
+        assert self._signal is not None
         db, tb = self._signal
         conn = connect(self.config.connect_args(), f"sources.{self.name}")
         try:
             conn.cursor().execute(
                 f"INSERT INTO `{db}`.`{tb}` (id, type, data) VALUES (%s, %s, %s)",
-                (signal_id, SIGNAL_EXECUTE, orjson.dumps(data).decode()),
+                (signal_id, kind, data),
             )
         finally:
             conn.close()
-        return signal_id
-
-    def snapshot_status(self) -> dict[str, Any]:
-        out = super().snapshot_status()
-        if self.incremental is not None:
-            out.update(self.incremental.status())
-        return out
 
     # -- streaming -------------------------------------------------------------------------
 
@@ -414,7 +368,7 @@ class _MyChunks:
         src = self.src
         db, _, tb = table.partition(".")
         cur = self._cur()
-        loaded = load_columns(cur, db, tb) if table in src._captured() else None
+        loaded = load_columns(cur, db, tb) if table in src.captured_tables() else None
         if loaded is None or not loaded[1]:
             raise IncrementalSnapshotError(
                 f"{table} is not a captured table"
@@ -566,20 +520,9 @@ class _BinlogStreamer:
         """After connecting: store the state, continue a pending snapshot, queue new tables."""
         if self.inc_state is not None:
             self.ctx.emit([], self.start)
-        incr = self.incr
-        if incr is None:
-            return
-        state = incr.state
-        if state.queue:
-            log.info(
-                "source %s: continuing the incremental snapshot of %s after key %s",
-                self.src.name,
-                state.queue[0],
-                state.last_key,
-            )
-            incr.next_chunk()
-        incr.request([t for t in self.src._captured() if t not in state.known])
-        self._rewatch()
+        if self.incr is not None:
+            self.incr.resume(self.src.captured_tables())
+            self._rewatch()
 
     def _rewatch(self) -> None:
         incr = self.incr
@@ -688,18 +631,16 @@ class _BinlogStreamer:
             self.skip_events -= 1
             self.ev_idx += 1
             return
-        if ev.op in self.skip_ops or self.skip_txn:
-            if self.skip_txn:
-                self.src.domain_skipped_events += 1
-            self.skip_rows = 0
-            self.ev_idx += 1
-            return
         state: TableState = ev.table.user
+        # Watched rows first: a skipped (echoed) change is still a newer version of its row,
+        # which an open incremental-snapshot chunk must drop.
         if (
             self.watched
             and (ev.table.schema, ev.table.table) in self.watched
             and self._watched(ev, state)
-        ):
+        ) or (ev.op in self.skip_ops or self.skip_txn):
+            if self.skip_txn:
+                self.src.domain_skipped_events += 1
             self.skip_rows = 0
             self.ev_idx += 1
             return

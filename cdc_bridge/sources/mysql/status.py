@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cdc_bridge.sources import incremental
 from cdc_bridge.status import (
     AT_RISK,
     INACTIVE,
@@ -80,7 +81,9 @@ def probe(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> Source
         f" gtids {offset['gtids']}" if offset.get("gtids") else ""
     )
     st.position = st.saved_position
-    st.snapshot = "running" if offset.get("snapshot") else "done"
+    st.snapshot = incremental.describe(dict(offset)) or (
+        "running" if offset.get("snapshot") else "done"
+    )
     st.lag_bytes = binlog_lag(logs, file, pos, head)
     names = [n for n, _ in logs]
     if st.lag_bytes is None:

@@ -7,7 +7,12 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from cdc_bridge.config import OpCode, SourceConfigBase, secret_dsn_with_schemes
+from cdc_bridge.config import (
+    IncrementalSnapshotSettings,
+    OpCode,
+    SourceConfigBase,
+    secret_dsn_with_schemes,
+)
 
 __all__ = ["PostgresSourceConfig"]
 
@@ -18,7 +23,7 @@ def _skip_truncates() -> list[OpCode]:
     return ["t"]
 
 
-class PostgresSourceConfig(SourceConfigBase):
+class PostgresSourceConfig(IncrementalSnapshotSettings, SourceConfigBase):
     """A PostgreSQL database captured through logical replication (pgoutput)."""
 
     renamed_keys: ClassVar[dict[str, tuple[str, float]]] = {
@@ -131,29 +136,6 @@ class PostgresSourceConfig(SourceConfigBase):
         "milliseconds; 0 disables. Formerly `slot_lag_log_interval_s` (seconds).",
         examples=[60000],
     )
-    signal_table: str | None = Field(
-        None,
-        description="The signal table (`schema.table`, Debezium's `signal.data.collection`) "
-        "with columns `id`, `type`, `data`: a row of type `execute-snapshot` starts an "
-        "incremental snapshot, and incremental snapshots write their watermarks into it. "
-        "Unset: no incremental snapshots (tables added to `tables` later are then streamed "
-        "without their existing rows).",
-        examples=["public.debezium_signal"],
-    )
-    incremental_chunk_size: int = Field(
-        1024,
-        ge=1,
-        description="Rows read per chunk of an incremental snapshot (Debezium's "
-        "`incremental.snapshot.chunk.size`).",
-        examples=[1024],
-    )
-
-    @field_validator("signal_table")
-    @classmethod
-    def _check_signal(cls, v: str | None) -> str | None:
-        if v is not None and (v.count(".") != 1 or not all(v.split("."))):
-            raise ValueError(f"{v!r} is not `schema.table` (e.g. 'public.debezium_signal')")
-        return v
 
     @field_validator("slot_name", "publication_name")
     @classmethod

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg import sql
 
@@ -27,7 +26,6 @@ from cdc_bridge.events import (
 from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.coordinator import CaptureAdapter, PositionLost, SnapshotCursor
 from cdc_bridge.sources.incremental import (
-    SIGNAL_EXECUTE,
     SNAPSHOT_INCREMENTAL,
     Chunk,
     IncrementalSnapshotError,
@@ -330,72 +328,23 @@ class PostgresSource(CaptureAdapter):
 
     # -- incremental snapshots (sources/incremental.py) -------------------------------------------
 
-    def _incremental(self, ctx: SourceContext, start: PostgresOffset) -> IncrementalState:
-        """The incremental state to stream with; tables configured since the last run are
-        queued for an incremental snapshot (when a signal table is configured)."""
-        tables = [t.qualified for t in self._tables()]
-        state = start.incremental
-        if state is None:  # first stream after an initial snapshot (or an older offset)
-            state = IncrementalState(known=tuple(tables))
-        new = [t for t in tables if t not in state.known]
-        signal = self._signal_info()
-        self.incremental = None
-        if signal is None:
-            if new:
-                ctx.log.warning(
-                    "source %s: table(s) %s added since the last run are streamed without "
-                    "their existing rows: set signal_table to snapshot them incrementally",
-                    self.name,
-                    ", ".join(new),
-                )
-            return replace(state, known=state.known + tuple(new))
-        self.incremental = IncrementalSnapshotter(
-            self.name, _PgChunks(self, signal), state, chunk_size=self.cfg.incremental_chunk_size
-        )
-        if new:
-            ctx.log.info(
-                "source %s: table(s) %s added since the last run: snapshotting them "
-                "incrementally while streaming",
-                self.name,
-                ", ".join(new),
-            )
-        return state
+    def captured_tables(self) -> list[str]:
+        return [t.qualified for t in self._tables()]
 
-    def request_snapshot(self, tables: list[str], where: str | None) -> str:
-        """Ask the running source for an incremental snapshot: insert Debezium's
-        ``execute-snapshot`` signal into the signal table; returns the signal id."""
-        if not self.cfg.signal_table:
-            raise ConfigError(
-                f"source {self.name!r} has no signal_table: set it (see docs: Postgres source, "
-                "incremental snapshots) to take incremental snapshots"
-            )
-        known = {t.qualified for t in self._tables()}
-        unknown = [t for t in tables if t not in known]
-        if unknown:
-            raise ConfigError(
-                f"source {self.name!r} does not capture {', '.join(unknown)} "
-                f"(captured: {', '.join(sorted(known))})"
-            )
-        data: dict[str, Any] = {"data-collections": tables, "type": "incremental"}
-        if where:
-            data["additional-conditions"] = [
-                {"data-collection": t, "filter": where} for t in tables
-            ]
-        signal_id = f"cli-{time.time_ns()}"
+    def incremental_hooks(self) -> _PgChunks:
+        signal = self._signal_info()
+        assert signal is not None
+        return _PgChunks(self, signal)
+
+    def insert_signal(self, signal_id: str, kind: str, data: str) -> None:
+        assert self.cfg.signal_table is not None
         schema, name = self.cfg.signal_table.split(".")
         self._meta().execute(
             sql.SQL("INSERT INTO {} (id, type, data) VALUES (%s, %s, %s)").format(
                 sql.Identifier(schema, name)
             ),
-            (signal_id, SIGNAL_EXECUTE, orjson.dumps(data).decode()),
+            (signal_id, kind, data),
         )
-        return signal_id
-
-    def snapshot_status(self) -> dict[str, Any]:
-        out = super().snapshot_status()
-        if self.incremental is not None:
-            out.update(self.incremental.status())
-        return out
 
     def _repl_conn(self) -> ReplicationConnection:
         if self.repl is None:
@@ -491,7 +440,7 @@ class PostgresSource(CaptureAdapter):
     ) -> None:
         cfg = self.cfg
         start = LSN(offset.lsn)
-        incremental = self._incremental(ctx, offset)
+        incremental = self.incremental_state(ctx, offset.incremental)
         server_version = repl.conn.info.server_version
         proto = cfg.proto_version if server_version >= 140000 else 1
         streaming = cfg.streaming and proto >= 2
@@ -710,23 +659,11 @@ class _Streamer:
 
     def start_incremental(self) -> None:
         """After START_REPLICATION: continue a pending incremental snapshot, queue new tables."""
-        incr = self.incr
         if self.inc_state is not None:  # stored at once: the tables known from now on
             self.ctx.emit([], PostgresOffset(self.last_offset_lsn, None, self.inc_state))
-        if incr is None:
-            return
-        state = incr.state
-        new = [t for t in self.oids if t not in state.known]
-        if state.queue:
-            self.ctx.log.info(
-                "source %s: continuing the incremental snapshot of %s after key %s",
-                self.src.name,
-                state.queue[0],
-                state.last_key,
-            )
-            incr.next_chunk()
-        incr.request(new)
-        self._rewatch()
+        if self.incr is not None:
+            self.incr.resume(list(self.oids))
+            self._rewatch()
 
     def _rewatch(self) -> None:
         incr = self.incr
@@ -825,6 +762,11 @@ class _Streamer:
     def handle(self, msg: po.Message, lsn: int) -> None:
         skip = self.src.skip
         if self.skip_tx and type(msg) in _ROW_MESSAGES:
+            # an echoed change is not published, but it is still a newer version of its row:
+            # an open incremental-snapshot chunk must drop that row (else the target would get
+            # the chunk's older copy after its own newer write)
+            if isinstance(msg, po.Insert | po.Update | po.Delete) and msg.relid in self.watched:
+                self._watched(msg)
             self.src.stats["origin_skipped_changes"] += 1
             return
         if type(msg) is po.Insert:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cdc_bridge.sources import incremental
 from cdc_bridge.status import (
     AT_RISK,
     INACTIVE,
@@ -68,14 +69,7 @@ def probe(cfg: Any, offset: Mapping[str, Any] | None, warn_bytes: int) -> Source
         st.saved_position = str(offset.get("lsn"))
         running = offset.get("snapshot") is not None or offset.get("snapshot_done") is False
         st.snapshot = "running" if running else "done"
-        inc = offset.get("incremental") or {}
-        if inc.get("queue"):  # an incremental snapshot in progress (sources/incremental.py)
-            queue = list(inc["queue"])
-            st.snapshot = (
-                f"incremental: {queue[0]}, {inc.get('rows', 0)} rows confirmed"
-                + (f", after key {inc['last_key']}" if inc.get("last_key") else "")
-                + (f"; then {', '.join(queue[1:])}" if len(queue) > 1 else "")
-            )
+        st.snapshot = incremental.describe(dict(offset)) or st.snapshot
     else:
         st.snapshot = "not started"
     return st
