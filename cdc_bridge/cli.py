@@ -282,11 +282,17 @@ def snapshot(
     source: Annotated[str, typer.Option("--source", "-s", help="Name of the source.")],
     table: Annotated[
         list[str],
-        typer.Option("--table", "-t", help="Table to snapshot (`schema.table`); repeatable."),
+        typer.Option(
+            "--table", "-t", help="Table (collection) to snapshot, qualified; repeatable."
+        ),
     ],
     where: Annotated[
         str | None,
-        typer.Option("--where", help="SQL condition: snapshot only the rows matching it."),
+        typer.Option(
+            "--where",
+            help="Snapshot only the rows matching it: an SQL condition (MongoDB: a JSON "
+            "query filter).",
+        ),
     ] = None,
 ) -> None:
     """Take an incremental snapshot of tables while the source keeps streaming: writes

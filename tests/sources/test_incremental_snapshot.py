@@ -593,3 +593,94 @@ def test_mariadb_status_shows_a_running_incremental_snapshot(mariadb_database: A
     st = probe(cfg, {"file": row[0], "pos": row[1], "incremental": inc}, 1 << 30)
     assert st.snapshot == "incremental: shop.a, 1000 rows confirmed, after key [42]; then shop.b"
     assert probe(cfg, {"file": row[0], "pos": row[1]}, 1 << 30).snapshot == "done"
+
+
+class MongoTopicTarget(TopicTarget):
+    """TopicTarget for MongoDB records: documents as relaxed Extended JSON, deletes by key."""
+
+    def poll(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for msg in self.consumer.consume(2000, timeout=0.1):
+                if msg.error() is None and msg.value() is not None:
+                    p = orjson.loads(msg.value())
+                    p = p.get("payload", p)
+                    key = orjson.loads(msg.key())
+                    doc_id = int(orjson.loads(key.get("payload", key)["id"]))
+                    after = orjson.loads(p["after"]) if p.get("after") else None
+                    self.apply(
+                        {
+                            "op": p["op"],
+                            "before": {"id": doc_id},
+                            "after": {"id": doc_id, "v": int(after["v"])} if after else None,
+                            "source": p["source"],
+                        }
+                    )
+
+
+@pytest.mark.mongodb
+def test_mongodb_incremental_snapshot_under_concurrent_updates_and_deletes(
+    mongodb_uri: str, kafka: KafkaService
+) -> None:
+    import uuid
+
+    from pymongo import MongoClient
+
+    from cdc_bridge.testing.sources import SourceThread
+
+    rows, db = 5000, f"inc_{uuid.uuid4().hex[:8]}"
+    client: MongoClient[dict[str, Any]] = MongoClient(mongodb_uri)
+    coll = client[db]["big"]
+    coll.insert_many([{"_id": i, "v": 0} for i in range(1, rows + 1)])
+    client[db]["debezium_signal"].insert_one({"_id": "init", "type": "noop"})
+    config = {
+        "name": f"minc{uuid.uuid4().hex[:6]}",
+        "kind": "mongodb",
+        "dsn": mongodb_uri,
+        "collections": [f"{db}.big"],
+        "snapshot": "never",
+        "json_output": "relaxed",
+        "heartbeat_interval_ms": 100,
+        "signal_table": f"{db}.debezium_signal",
+        "incremental_chunk_size": 500,
+    }
+    stop = threading.Event()
+    writes = [0]
+
+    def writer() -> None:
+        rnd = random.Random(5)
+        while not stop.is_set():
+            for _ in range(20):
+                i = rnd.randint(1, rows)
+                if rnd.random() < 0.1:
+                    coll.delete_one({"_id": i})
+                else:
+                    coll.update_one({"_id": i}, {"$inc": {"v": 1}})
+            writes[0] += 20
+            time.sleep(0.01)
+
+    def fetch() -> dict[int, int]:
+        return {int(d["_id"]): int(d["v"]) for d in coll.find()}
+
+    target = MongoTopicTarget(kafka.bootstrap, f"{config['name']}.{db}.big")
+    w = threading.Thread(target=writer)
+    try:
+        with SourceThread(config, kafka.bootstrap) as running:
+            running.wait_streaming()
+            w.start()
+            wait_for(lambda: writes[0] > 300, 20)
+            running.source.request_snapshot([f"{db}.big"], None)  # type: ignore[attr-defined]
+            assert wait_for(lambda: _finished(running.source), 120), "snapshot did not finish"
+            stop.set()
+            w.join()
+            table = target.until(fetch, 60)
+    finally:
+        stop.set()
+        if w.is_alive():
+            w.join()
+        target.close()
+        client.drop_database(db)
+        client.close()
+    assert not target.went_back, target.went_back[:10]
+    assert target.rows == table
+    assert rows * 0.5 < target.incremental_reads <= rows

@@ -207,3 +207,32 @@ def test_bad_uri_is_a_config_error() -> None:
     source = MongoSource(MongoSourceConfig(name="bad", kind="mongodb", dsn="mongodb://h:notaport"))
     with pytest.raises(ConfigError, match=r"sources\.bad\.dsn: invalid MongoDB connection string"):
         source.check()
+
+
+def test_pipeline_passes_signal_inserts_and_watches_their_database() -> None:
+    c = cfg(collections=["shop.orders"], signal_table="ops.debezium_signal")
+    assert watch_database(c) is None  # two databases: the stream watches the deployment
+    match = build_pipeline(c)[0]["$match"]
+    assert {"ns.db": "ops", "ns.coll": "debezium_signal", "operationType": "insert"} in match["$or"]
+    same_db = cfg(collections=["shop.orders"], signal_table="shop.debezium_signal")
+    assert watch_database(same_db) == "shop"
+
+
+def test_signal_data_and_conditions() -> None:
+    from bson import ObjectId
+
+    from cdc_bridge.sources.incremental import IncrementalSnapshotError, snapshot_request
+    from cdc_bridge.sources.mongodb.incremental import parse_filter, signal_data
+
+    # Debezium's MongoDB docs insert `data` as a document; the CLI's JSON text reads the same
+    doc = {"data-collections": ["shop.orders"], "type": "incremental"}
+    assert snapshot_request(signal_data(doc)) == (["shop.orders"], {})
+    assert signal_data('{"data-collections": ["a.b"]}') == '{"data-collections": ["a.b"]}'
+    assert signal_data(None) is None
+    oid = "5f1f1f1f1f1f1f1f1f1f1f1f"
+    assert parse_filter('{"owner": {"$oid": "' + oid + '"}}') == {"owner": ObjectId(oid)}
+    assert parse_filter(None) == {}
+    with pytest.raises(IncrementalSnapshotError, match="not a JSON query"):
+        parse_filter("status = 'open'")
+    with pytest.raises(IncrementalSnapshotError, match="not a JSON query document"):
+        parse_filter("[1, 2]")

@@ -9,6 +9,7 @@ from typing import Any
 from bson import Timestamp
 
 from cdc_bridge.sources.coordinator import SnapshotCursor
+from cdc_bridge.sources.incremental import IncrementalState
 
 __all__ = ["MongoOffset", "token_cluster_time"]
 
@@ -41,12 +42,15 @@ class MongoOffset:
     - ``snapshot``: while a snapshot runs, its cursor (namespaces done, the current one, the
       canonical Extended JSON of its last ``_id`` confirmed, rows); None once the snapshot has
       been handed off to streaming.
+    - ``incremental``: the incremental snapshot's cursor and the collections captured so far
+      (None: unknown, an offset of an older version).
     """
 
     resume_token: dict[str, Any] | None
     cluster_time: tuple[int, int] | None = None
     start_after: bool = False
     snapshot: SnapshotCursor | None = field(default=None)
+    incremental: IncrementalState | None = None
 
     def with_snapshot(self, cursor: SnapshotCursor | None) -> MongoOffset:
         return replace(self, snapshot=cursor)
@@ -68,6 +72,8 @@ class MongoOffset:
             out["start_after"] = True
         if self.snapshot is not None:
             out["snapshot"] = self.snapshot.to_dict()
+        if self.incremental is not None:
+            out["incremental"] = self.incremental.to_dict()
         return out
 
     @classmethod
@@ -81,6 +87,9 @@ class MongoOffset:
             # before the coordinator: {"done", "ns", "last_id", "rows"}, read by from_dict
             snapshot=SnapshotCursor.from_dict(raw)
             if (raw := data.get("snapshot")) is not None
+            else None,
+            incremental=IncrementalState.from_dict(inc)
+            if (inc := data.get("incremental"))
             else None,
         )
 

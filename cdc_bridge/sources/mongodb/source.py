@@ -24,8 +24,10 @@ raises ``HistoryLost``, a ``PositionLost``: the source's ``on_position_lost`` de
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
+import orjson
 from pymongo import MongoClient
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
@@ -36,8 +38,9 @@ from cdc_bridge.sources.coordinator import CaptureAdapter, PositionLost
 from cdc_bridge.sources.mongodb.checks import captured_collections, run_checks
 from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.convert import ChangeConverter, StreamNotice
+from cdc_bridge.sources.mongodb.incremental import MongoChunks, signal_data
 from cdc_bridge.sources.mongodb.offset import MongoOffset
-from cdc_bridge.sources.mongodb.snapshot import MongoSnapshotReader
+from cdc_bridge.sources.mongodb.snapshot import MongoSnapshotReader, encode_id
 from cdc_bridge.sources.mongodb.stream import is_history_lost, open_change_stream
 
 __all__ = ["HistoryLost", "MongoSource"]
@@ -61,6 +64,8 @@ class MongoSource(CaptureAdapter):
         self.converter = ChangeConverter(config.name, config.json_output)
         self._client: MongoClient[dict[str, Any]] | None = None
         self.notices: list[StreamNotice] = []
+        sig = config.signal_table.split(".", 1) if config.signal_table else None
+        self._signal: tuple[str, str] | None = (sig[0], sig[1]) if sig else None
 
     # -- connection ------------------------------------------------------------------------
 
@@ -128,6 +133,8 @@ class MongoSource(CaptureAdapter):
         convert = self.converter.convert
         limit = cfg.stream_batch_size
         offset = start
+        state = self.incremental_state(ctx, start.incremental)
+        incr = self.incremental
         try:
             stream = open_change_stream(self.client, cfg, offset)
         except OperationFailure as exc:
@@ -139,18 +146,47 @@ class MongoSource(CaptureAdapter):
         last_token: Any = offset.resume_token if offset else None
         ctx.stream_established()
         log.info("source %s: streaming from %s", self.name, offset or "now")
+        # Incremental snapshots: signal inserts are consumed here, changes of the collection
+        # whose chunk is open drop their document from it (one tuple compare per change).
+        signal = self._signal if incr is not None else None
+        watching = self._watching()
         try:
             with stream:
+                if start.incremental is None or incr is not None:  # store the state at once
+                    ctx.emit([], replace(start, incremental=state))
+                if incr is not None:
+                    incr.resume(self.captured_tables())
+                    watching = self._watching()
                 while not ctx.stopping.is_set():
                     events: list[ChangeEvent] = []
                     while len(events) < limit:
                         change = stream.try_next()
                         if change is None:
                             break
+                        if signal is not None and incr is not None:
+                            ns = change.get("ns") or {}
+                            where = (ns.get("db"), ns.get("coll"))
+                            if where == signal:
+                                doc = change.get("fullDocument") or {}
+                                events.extend(
+                                    incr.on_signal(
+                                        str(doc.get("_id")),
+                                        str(doc.get("type")),
+                                        signal_data(doc.get("data")),
+                                    )
+                                )
+                                watching = self._watching()
+                                continue
+                            if where == watching and "documentKey" in change:
+                                incr.on_change(encode_id(change["documentKey"].get("_id")))
                         item = convert(change)
                         if isinstance(item, StreamNotice):
                             if item.operation == "invalidate":
-                                after = MongoOffset.at(dict(item.token or {}), start_after=True)
+                                after = MongoOffset.at(
+                                    dict(item.token or {}),
+                                    start_after=True,
+                                    incremental=incr.state if incr else state,
+                                )
                                 ctx.emit(events, after)
                                 log.warning(
                                     "source %s: change stream invalidated; reopening after it",
@@ -163,7 +199,10 @@ class MongoSource(CaptureAdapter):
                             events.append(item)
                     token = stream.resume_token
                     if events or (token is not None and token != last_token):
-                        ctx.emit(events, MongoOffset.at(token))
+                        ctx.emit(
+                            events,
+                            MongoOffset.at(token, incremental=incr.state if incr else state),
+                        )
                         last_token = token
                     ctx.maybe_checkpoint()
         except OperationFailure as exc:
@@ -171,6 +210,32 @@ class MongoSource(CaptureAdapter):
         except PyMongoError as exc:
             raise RetriableError(f"source {self.name}: change stream interrupted: {exc}") from exc
         return None
+
+    # -- incremental snapshots (sources/incremental.py, mongodb/incremental.py) ---------------
+
+    def captured_tables(self) -> list[str]:
+        return [
+            f"{db}.{coll}"
+            for db, coll in self._call(captured_collections, self.client, self.config)
+            if (db, coll) != self._signal
+        ]
+
+    def incremental_hooks(self) -> MongoChunks:
+        assert self._signal is not None
+        return MongoChunks(self.client, self.converter, self._signal, self.captured_tables())
+
+    def insert_signal(self, signal_id: str, kind: str, data: str) -> None:
+        assert self._signal is not None
+        db, coll = self._signal
+        doc = orjson.loads(data)  # stored as a document, as Debezium's MongoDB docs write it
+        self._call(self.client[db][coll].insert_one, {"_id": signal_id, "type": kind, "data": doc})
+
+    def _watching(self) -> tuple[str, str] | None:
+        table = self.incremental.watching() if self.incremental is not None else None
+        if table is None:
+            return None
+        db, _, coll = table.partition(".")
+        return (db, coll)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -39,6 +39,8 @@ def watch_database(config: MongoSourceConfig) -> str | None:
     """The one database to watch when every captured collection lives in it, else None."""
     dbs = set(config.databases or ())
     dbs.update(c.split(".", 1)[0] for c in config.collections or ())
+    if config.signal_table:
+        dbs.add(config.signal_table.split(".", 1)[0])
     if len(dbs) == 1 and (config.databases is not None or config.collections is not None):
         return dbs.pop()
     return None
@@ -48,7 +50,8 @@ def build_pipeline(config: MongoSourceConfig) -> list[dict[str, Any]]:
     """A ``$match`` stage keeping the configured namespaces (and invalidate events).
 
     Exact names only; drop/rename/dropDatabase events of captured namespaces pass too, so the
-    stream loop can report them.
+    stream loop can report them. Inserts into the signal collection (incremental snapshots'
+    signals and watermarks) pass whatever the filters say.
     """
     include: list[dict[str, Any]] = []
     if config.databases is None and config.collections is None:
@@ -66,9 +69,12 @@ def build_pipeline(config: MongoSourceConfig) -> list[dict[str, Any]]:
     for ns in config.exclude_collections:
         db, coll = ns.split(".", 1)
         exclude.append({"ns.db": db, "ns.coll": coll})
-    match = {
+    match: dict[str, Any] = {
         "$or": [{"operationType": "invalidate"}, {"$and": [{"$or": include}, {"$nor": exclude}]}]
     }
+    if config.signal_table:
+        db, coll = config.signal_table.split(".", 1)
+        match["$or"].append({"ns.db": db, "ns.coll": coll, "operationType": "insert"})
     return [{"$match": match}]
 
 
