@@ -171,6 +171,9 @@ TOASTED: list[tuple[str, str, str]] = [
 ]
 
 SETUP = [
+    # a replication origin (cluster-wide: created once per server) for source.origin/origin_lsn
+    "DO $$ BEGIN PERFORM pg_replication_origin_create('conformance_origin'); "
+    "EXCEPTION WHEN duplicate_object THEN NULL; END $$",
     "CREATE EXTENSION hstore",
     "CREATE EXTENSION citext",
     "CREATE EXTENSION ltree",
@@ -245,6 +248,11 @@ STREAM: list[list[str]] = [
         "UPDATE composite SET v = 99 WHERE a = 1 AND b = 'x'",
         "UPDATE composite SET b = 'w' WHERE a = 1 AND b = 'y'",
         "DELETE FROM composite WHERE a = 2",
+    ],
+    [  # a transaction replayed from elsewhere: Debezium fills source.origin and origin_lsn
+        "SELECT pg_replication_origin_session_setup('conformance_origin')",
+        "SELECT pg_replication_origin_xact_setup('0/1234', now())",
+        "INSERT INTO composite VALUES (3, 'o', 'origin', 13)",
     ],
     [
         "INSERT INTO keyless VALUES (2, 'two')",

@@ -641,6 +641,8 @@ class _Streamer:
             (lambda name: any(fnmatch.fnmatchcase(name, p) for p in patterns)) if patterns else None
         )
         self.skip_tx = False
+        self.origin_name: str | None = None  # the current transaction's replication origin
+        self.origin_lsn: int | None = None
         # Incremental snapshots: the relids whose changes the snapshotter must see (the signal
         # table, the table whose chunk is open); one set lookup per change event.
         self.inc_state = incremental
@@ -728,8 +730,8 @@ class _Streamer:
             "txId": self.xid,
             "lsn": lsn,
             "xmin": None,
-            "origin": None,
-            "origin_lsn": None,
+            "origin": self.origin_name,
+            "origin_lsn": self.origin_lsn,
         }
         return ChangeEvent(
             codec.schema,
@@ -809,11 +811,14 @@ class _Streamer:
                 if c.stale:
                     self._redo(msg, lsn)
         elif type(msg) is po.Origin:
+            # Debezium's source.origin / origin_lsn: the replication origin of the transaction
+            self.origin_name, self.origin_lsn = msg.name, int(msg.commit_lsn)
             if self.skip_origin is not None and self.skip_origin(msg.name):
                 self.skip_tx = True
                 self.src.stats["origin_skipped_transactions"] += 1
         elif type(msg) is po.Begin:
             self.skip_tx = False
+            self.origin_name = self.origin_lsn = None
             self.in_tx = True
             self.xid = msg.xid
             self.commit_us = po.pg_timestamp_to_unix_us(msg.commit_ts)
@@ -868,6 +873,7 @@ class _Streamer:
             buffered = self.streams.pop(msg.xid, [])
             self.src.stats["streamed_transactions"] += 1
             self.skip_tx = False  # the buffered messages carry the transaction's Origin
+            self.origin_name = self.origin_lsn = None
             self.in_tx = True
             self.xid = msg.xid
             self.commit_us = po.pg_timestamp_to_unix_us(msg.commit_ts)
