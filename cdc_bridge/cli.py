@@ -261,7 +261,6 @@ def resnapshot(
     store = StateStore(cfg.bridge.state, migrate=True)
     try:
         forgot = store.delete_offset(source)
-        store.clear_snapshot_progress(source)
     finally:
         store.close()
     mode = getattr(scfg, "snapshot", "initial")
