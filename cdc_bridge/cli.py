@@ -239,6 +239,7 @@ def resnapshot(
     """Make a source take a new snapshot at its next start (after Kafka lost its topics, or
     a lost position): forget its saved position; for Postgres also drop its replication slot
     and publication (checked first: both or neither). Stop the bridge first."""
+    from cdc_bridge.registry import SOURCE_KINDS
     from cdc_bridge.state import StateStore
 
     cfg = _load(config)
@@ -247,21 +248,15 @@ def resnapshot(
     except KeyError:
         names = ", ".join(s.name for s in cfg.sources) or "none"
         raise ConfigError(f"{config}: no source named {source!r} (sources: {names})") from None
+    hook = SOURCE_KINDS[scfg.kind].resnapshot_hook()
     if not yes:
-        typer.confirm(
-            f"Forget the position of source {source!r}"
-            + (" and drop its replication slot and publication" if scfg.kind == "postgres" else "")
-            + "?",
-            abort=True,
-        )
-    if scfg.kind == "postgres":
-        from cdc_bridge.sources.postgres.cli import drop_slot
-
-        typer.echo(drop_slot(scfg))
+        also = f" and {hook.confirm}" if hook is not None else ""
+        typer.confirm(f"Forget the position of source {source!r}{also}?", abort=True)
+    if hook is not None:
+        typer.echo(hook.run(scfg))
     store = StateStore(cfg.bridge.state, migrate=True)
     try:
         forgot = store.delete_offset(source)
-        store.clear_snapshot_progress(source)
     finally:
         store.close()
     mode = getattr(scfg, "snapshot", "initial")

@@ -2,23 +2,38 @@
 
 Entries are "module:attribute" strings, imported on first use, so validating a config does
 not import every database driver. The config loader, ``check`` and the docs generator walk
-these tables; ``status`` and ``cli`` walk them for per-kind probes and sub-commands. To add a
-kind, add one entry here.
+these tables; ``status`` and ``cli`` walk them for per-kind probes, sub-commands and the
+``resnapshot`` hook. To add a kind, add one entry here.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SINK_KINDS", "SOURCE_KINDS", "Kind", "load"]
+__all__ = ["SINK_KINDS", "SOURCE_KINDS", "Kind", "ResnapshotHook", "load"]
 
 
 def load(ref: str) -> Any:
     """Import ``"package.module:Attribute"``."""
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class ResnapshotHook:
+    """What ``cdc-bridge resnapshot`` does for a source kind besides forgetting the saved
+    position (e.g. Postgres drops its replication slot and publication).
+
+    ``confirm``: the words added to the confirmation question ("Forget the position of source
+    'x' and <confirm>?"). ``run``: ``(source config) -> one line for the user``; it raises a
+    :class:`~cdc_bridge.errors.BridgeError` when it cannot, before the position is forgotten.
+    """
+
+    confirm: str
+    run: Callable[[Any], str]
 
 
 @dataclass(frozen=True)
@@ -31,6 +46,7 @@ class Kind:
     ``status``: for sources, the ``cdc-bridge status`` probe ``(config, saved offset dict,
     warn_bytes) -> SourceStatus``, next to the connector's code.
     ``cli``: a typer app mounted as ``cdc-bridge <kind> ...`` (maintenance commands).
+    ``resnapshot``: for sources, a :class:`ResnapshotHook` run by ``cdc-bridge resnapshot``.
     """
 
     name: str
@@ -40,6 +56,7 @@ class Kind:
     summary: str = ""
     status: str | None = None
     cli: str | None = None
+    resnapshot: str | None = None
 
     def config_model(self) -> Any:
         return load(self.config)
@@ -56,6 +73,9 @@ class Kind:
     def cli_app(self) -> Any:
         return load(self.cli) if self.cli else None
 
+    def resnapshot_hook(self) -> ResnapshotHook | None:
+        return load(self.resnapshot) if self.resnapshot else None
+
 
 SOURCE_KINDS: dict[str, Kind] = {
     "postgres": Kind(
@@ -65,6 +85,7 @@ SOURCE_KINDS: dict[str, Kind] = {
         summary="PostgreSQL logical replication (pgoutput)",
         status="cdc_bridge.sources.postgres.status:probe",
         cli="cdc_bridge.sources.postgres.cli:app",
+        resnapshot="cdc_bridge.sources.postgres.cli:resnapshot",
     ),
     "mysql": Kind(
         "mysql",

@@ -1,6 +1,6 @@
-"""The bridge's own state store: source positions, sink offsets, the dead-letter index and
-snapshot progress, in any SQLAlchemy database (SQLite file by default, Postgres for shared
-state). Tables are created and upgraded by the Alembic migrations in ``migrations/`` (installed as
+"""The bridge's own state store: source positions (a snapshot's progress is part of the
+position), sink offsets and the dead-letter index, in any SQLAlchemy database (SQLite file by
+default, Postgres for shared state). Tables are created and upgraded by the Alembic migrations in ``migrations/`` (installed as
 ``cdc_bridge.migrations``).
 
 Every write is one short transaction; position writes are atomic upserts, so a crash leaves
@@ -31,7 +31,6 @@ from cdc_bridge.errors import ConfigError, RetriableError
 __all__ = [
     "DEFAULT_STATE_URL",
     "DeadLetter",
-    "SnapshotProgress",
     "StateStore",
     "metadata",
     "normalize_url",
@@ -105,16 +104,6 @@ dead_letters = sa.Table(
     sa.Column("outcome", sa.String(20), nullable=True),
     sa.Index("ix_dead_letters_route_pending", "route", "replayed_at"),
 )
-snapshot_progress = sa.Table(
-    "snapshot_progress",
-    metadata,
-    sa.Column("source", sa.String(200), primary_key=True),
-    sa.Column("table", sa.String(300), primary_key=True),
-    sa.Column("last_key", sa.JSON(), nullable=True),
-    sa.Column("rows", sa.BigInteger(), nullable=False),
-    sa.Column("done", sa.Boolean(), nullable=False),
-    sa.Column("updated_at", _TS, nullable=False),
-)
 
 
 @dataclass(frozen=True)
@@ -131,16 +120,6 @@ class DeadLetter:
     created_at: datetime
     replayed_at: datetime | None
     outcome: str | None = None  # replayed, superseded, failed, skipped (None: pending)
-
-
-@dataclass(frozen=True)
-class SnapshotProgress:
-    """How far the snapshot of one table got: resume after ``last_key``."""
-
-    table: str
-    last_key: Any
-    rows: int
-    done: bool
 
 
 def _now() -> datetime:
@@ -472,35 +451,6 @@ class StateStore:
                     .values(replayed_at=_now(), outcome=outcome)
                 ).rowcount
             )
-
-    # -- snapshot progress -----------------------------------------------------------------
-
-    def load_snapshot_progress(self, source: str) -> dict[str, SnapshotProgress]:
-        with self._connect() as conn:
-            rows = conn.execute(
-                sa.select(snapshot_progress).where(snapshot_progress.c.source == source)
-            ).all()
-        return {
-            r.table: SnapshotProgress(r.table, r.last_key, int(r.rows), bool(r.done)) for r in rows
-        }
-
-    def save_snapshot_progress(
-        self, source: str, table: str, last_key: Any, rows: int, done: bool = False
-    ) -> None:
-        with self._begin() as conn:
-            self._upsert(
-                conn,
-                snapshot_progress,
-                {"source": source, "table": table},
-                {"last_key": last_key, "rows": rows, "done": done, "updated_at": _now()},
-            )
-
-    def clear_snapshot_progress(self, source: str, table: str | None = None) -> None:
-        where = snapshot_progress.c.source == source
-        if table is not None:
-            where = sa.and_(where, snapshot_progress.c.table == table)
-        with self._begin() as conn:
-            conn.execute(snapshot_progress.delete().where(where))
 
 
 def _json_dumps(value: Any) -> str:

@@ -377,6 +377,33 @@ def test_migrate_command(tmp_path: Path) -> None:
     assert (tmp_path / "state.db").exists()
 
 
+def test_resnapshot_forgets_the_position(tmp_path: Path) -> None:
+    """A kind without a resnapshot hook: only the saved position is forgotten."""
+    from cdc_bridge.state import StateStore
+
+    path = write(tmp_path, valid(tmp_path))
+    store = StateStore(f"sqlite:///{tmp_path / 'state.db'}", migrate=True)
+    store.save_offset("orders", {"lsn": 7})
+    result = CliRunner().invoke(
+        app, ["resnapshot", "--config", str(path), "--source", "orders"], input="n\n", env=ENV
+    )
+    assert result.exit_code == 1, result.output
+    assert "Forget the position of source 'orders'? [y/N]" in result.output
+    assert store.load_offset("orders") == {"lsn": 7}
+    code, out = run("resnapshot", "--config", str(path), "--source", "orders", "--yes")
+    assert code == 0, out
+    assert (
+        out
+        == "source orders: saved position forgotten; the next `cdc-bridge start` takes a new snapshot\n"
+    )
+    assert store.load_offset("orders") is None
+    code, out = run("resnapshot", "--config", str(path), "--source", "orders", "--yes")
+    assert code == 0 and "source orders: no saved position" in out, out
+    code, out = run("resnapshot", "--config", str(path), "--source", "nope", "--yes")
+    assert code == 2 and "no source named 'nope' (sources: orders)" in out, out
+    store.close()
+
+
 def test_start_with_bad_producer_property_is_a_config_error(tmp_path: Path) -> None:
     text = valid(tmp_path).replace('"sasl.password" = "kafka-secret-pw"', '"no.such.property" = 1')
     code, out = run("start", "--config", str(write(tmp_path, text)))

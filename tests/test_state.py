@@ -1,15 +1,17 @@
-"""The state store: Alembic migrations on SQLite and Postgres, atomic upserts, concurrent
-writers, dead-letter index, snapshot progress, sink offsets."""
+"""The state store: Alembic migrations on SQLite and Postgres (upgrades from older revisions
+too), atomic upserts, concurrent writers, dead-letter index, sink offsets."""
 
 from __future__ import annotations
 
 import multiprocessing
 import sqlite3
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -28,6 +30,36 @@ def assert_schema_matches_models(store: StateStore) -> None:
     assert diff == [], diff
 
 
+def migrate_to(store: StateStore, revision: str, *, down: bool = False) -> None:
+    """Up- (or down-) grade ``store`` to ``revision``: the schema a past release left."""
+    with store.engine.connect() as conn:
+        cfg = store._alembic_config(conn)
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+        conn.commit()
+
+
+def upgrade_from_0002_with_snapshot_progress(store: StateStore) -> None:
+    """A store left by a release at 0002, holding a snapshot_progress row and a position,
+    upgrades to head: the table is gone, the position and the dead letters stay."""
+    migrate_to(store, "0002")
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                'INSERT INTO snapshot_progress (source, "table", last_key, rows, done, updated_at) '
+                "VALUES ('orders', 'public.orders', '[10]', 1000, false, :now)"
+            ),
+            {"now": datetime.now(UTC)},
+        )
+    store.save_offset("orders", {"lsn": 5})
+    letter = store.add_dead_letter("to-db", "t", 0, 1, None, "e")
+    assert "snapshot_progress" in sa.inspect(store.engine).get_table_names()
+    assert store.migrate() == ("0002", store.head_revision())
+    assert "snapshot_progress" not in sa.inspect(store.engine).get_table_names()
+    assert_schema_matches_models(store)
+    assert store.load_offset("orders") == {"lsn": 5}
+    assert [d.id for d in store.dead_letters("to-db")] == [letter]
+
+
 def test_migrate_creates_tables_and_is_idempotent(tmp_path: Path) -> None:
     store = StateStore(sqlite_url(tmp_path))
     assert store.current_revision() is None
@@ -39,10 +71,24 @@ def test_migrate_creates_tables_and_is_idempotent(tmp_path: Path) -> None:
         "source_offsets",
         "sink_offsets",
         "dead_letters",
-        "snapshot_progress",
         VERSION_TABLE,
     }
+    assert "snapshot_progress" not in sa.inspect(store.engine).get_table_names()
     assert_schema_matches_models(store)
+    store.close()
+
+
+def test_upgrade_from_0002_drops_snapshot_progress_and_downgrade_restores_it(
+    tmp_path: Path,
+) -> None:
+    store = StateStore(sqlite_url(tmp_path))
+    upgrade_from_0002_with_snapshot_progress(store)
+    migrate_to(store, "0002", down=True)  # the downgrade re-creates the table as 0001 made it
+    columns = {c["name"]: c for c in sa.inspect(store.engine).get_columns("snapshot_progress")}
+    assert list(columns) == ["source", "table", "last_key", "rows", "done", "updated_at"]
+    assert [c for c in columns if columns[c]["nullable"]] == ["last_key"]
+    assert store.current_revision() == "0002"
+    assert store.migrate() == ("0002", store.head_revision())
     store.close()
 
 
@@ -151,20 +197,8 @@ def test_dead_letter_index(tmp_path: Path) -> None:
     store.close()
 
 
-def test_snapshot_progress_and_sink_offsets(tmp_path: Path) -> None:
+def test_sink_offsets(tmp_path: Path) -> None:
     store = StateStore(sqlite_url(tmp_path), migrate=True)
-    store.save_snapshot_progress("orders", "public.orders", [10, "b"], 1000)
-    store.save_snapshot_progress("orders", "public.orders", [20, "c"], 2000)
-    store.save_snapshot_progress("orders", "public.items", None, 5, done=True)
-    progress = store.load_snapshot_progress("orders")
-    assert progress["public.orders"].last_key == [20, "c"]
-    assert progress["public.orders"].rows == 2000 and not progress["public.orders"].done
-    assert progress["public.items"].done
-    store.clear_snapshot_progress("orders", "public.items")
-    assert set(store.load_snapshot_progress("orders")) == {"public.orders"}
-    store.clear_snapshot_progress("orders")
-    assert store.load_snapshot_progress("orders") == {}
-
     store.save_sink_offsets("to-db", {("t", 0): 10, ("t", 1): 4})
     store.save_sink_offsets("to-db", {("t", 0): 12})
     assert store.load_sink_offsets("to-db") == {("t", 0): 12, ("t", 1): 4}
@@ -198,8 +232,12 @@ def test_postgres_migrations_and_offsets(pg_database: str) -> None:
     assert store.load_offset("orders") == {"lsn": 2}
     dl = store.add_dead_letter("r", "t", 0, 1, None, "e")
     assert store.dead_letters()[0].id == dl
-    store.save_snapshot_progress("orders", "public.t", {"id": 3}, 3, done=True)
-    assert store.load_snapshot_progress("orders")["public.t"].last_key == {"id": 3}
+    store.close()
+
+
+def test_postgres_upgrade_from_0002_drops_snapshot_progress(pg_database: str) -> None:
+    store = StateStore(pg_database)
+    upgrade_from_0002_with_snapshot_progress(store)
     store.close()
 
 

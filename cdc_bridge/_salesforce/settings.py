@@ -106,6 +106,7 @@ class SalesforceAuthSettings(BaseModel):
         if missing:
             raise ValueError(
                 f"auth = {self.auth!r} needs {', '.join(needed[:-1])} and {needed[-1]}; "
-                f"missing: {', '.join(missing)} (set them on this sink, secrets as ${{ENV_VAR}})"
+                f"missing: {', '.join(missing)} (set them on this {self.role}, secrets as "
+                "${ENV_VAR})"
             )
         return self

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any, Literal
 
-from cdc_bridge.sources.mysql.rows import ColumnInfo, T
+from cdc_bridge.types.mysql_columns import ColumnInfo, T
 
 __all__ = ["Converter", "TypeOptions", "field_for"]
 

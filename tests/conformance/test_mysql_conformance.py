@@ -28,10 +28,9 @@ import pymysql
 import pytest
 
 from cdc_bridge.testing.services import KafkaService, MariaDBService
-from tests.conformance.bridge import read_prefix
-from tests.conformance.compare import assert_conform
-from tests.conformance.debezium import DebeziumEngine, Record, connect_check, mysql_properties
+from tests.conformance.debezium import DebeziumEngine, Record, mysql_properties
 from tests.conformance.mysql_proxy import MySqlRewriteProxy
+from tests.conformance.scenario import conform
 from tests.sources.mysql_support import Running, make_config
 
 pytestmark = pytest.mark.conformance
@@ -205,10 +204,6 @@ def _dropped(records: list[Record]) -> bool:
     return any(_is_ddl(v, "DROP TABLE") for _, _, v in records)
 
 
-def _snapshot_done(records: list[Record]) -> bool:
-    return sum(1 for _, _, v in records if v is not None and b'"op":"r"' in v) >= SNAPSHOT_COUNT
-
-
 class _Server:
     """Where the workload runs: host, port, admin credentials, and a fresh database."""
 
@@ -299,26 +294,22 @@ def test_mysql_matches_debezium(
             server_id=next(_server_ids),
             replace_null_with_default=True,
         )
-        with Running(cfg, kafka.bootstrap):
-            engine.wait(_snapshot_done, timeout=60, settle=0)
-            read_prefix(kafka.bootstrap, our_prefix, _snapshot_done, timeout=30, settle=0)
+
+        def stream() -> None:
             for tx in STREAM:
                 server.run(tx, transaction=True)
-            dbz_records = engine.wait(_dropped, timeout=60, settle=1.0)
-            our_records = read_prefix(kafka.bootstrap, our_prefix, _dropped, timeout=30, settle=1.0)
 
-    for record in our_records:
-        connect_check(record)
-    assert_conform(
-        dbz_records,
-        our_records,
-        debezium_prefix=dbz_prefix,
-        our_prefix=our_prefix,
-        ignore=MARIADB_ONLY if server.mariadb else None,
-    )
-    # the workload really exercised what it claims (not two empty captures)
-    values = [json.loads(v)["payload"] for _, _, v in our_records if v is not None]
-    assert {"r", "c", "u", "d"} <= {p.get("op") for p in values}
-    assert any(v is None for _, _, v in our_records)  # tombstones
-    kinds = {c["type"] for p in values for c in p.get("tableChanges", [])}
+        payloads = conform(
+            engine,
+            Running(cfg, kafka.bootstrap),
+            bootstrap=kafka.bootstrap,
+            debezium_prefix=dbz_prefix,
+            our_prefix=our_prefix,
+            snapshot_rows=SNAPSHOT_COUNT,
+            stream=stream,
+            done=_dropped,
+            ignore=MARIADB_ONLY if server.mariadb else None,
+        )
+    # ... and the schema-change topic saw each kind of DDL
+    kinds = {c["type"] for p in payloads for c in p.get("tableChanges", [])}
     assert {"CREATE", "ALTER", "DROP"} <= kinds

@@ -11,23 +11,14 @@ topic name, generated columns and DDL (ADD COLUMN) while streaming.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict
 
 from cdc_bridge.testing.services import KafkaService
-from tests.conformance.bridge import read_prefix
-from tests.conformance.compare import assert_conform
-from tests.conformance.debezium import (
-    DebeziumEngine,
-    Record,
-    connect_check,
-    postgres_properties,
-)
+from tests.conformance.debezium import DebeziumEngine, Record, postgres_properties
+from tests.conformance.scenario import conform, pg_dsn_parts
 from tests.sources.pg_harness import make_config, run_source
 
 pytestmark = pytest.mark.conformance
@@ -306,10 +297,6 @@ def _has_marker(records: list[Record]) -> bool:
     return any(t.endswith(".public.marker") and v is not None for t, _, v in records)
 
 
-def _snapshot_done(records: list[Record]) -> bool:
-    return sum(1 for _, _, v in records if v is not None and b'"op":"r"' in v) >= SNAPSHOT_COUNT
-
-
 def _sql(dsn: str, statements: list[str]) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         for s in statements:
@@ -322,17 +309,6 @@ def _transaction(dsn: str, statements: list[str]) -> None:
             conn.execute(s)
 
 
-def _dsn_parts(dsn: str) -> Mapping[str, Any]:
-    d = conninfo_to_dict(dsn)
-    return {
-        "host": d.get("host", "127.0.0.1"),
-        "port": d.get("port", 5432),
-        "user": d.get("user", "postgres"),
-        "password": d.get("password", ""),
-        "dbname": d["dbname"],
-    }
-
-
 def test_postgres_matches_debezium(
     pg_database: str,
     kafka: KafkaService,
@@ -342,7 +318,7 @@ def test_postgres_matches_debezium(
     _sql(pg_database, SETUP + SNAPSHOT_ROWS)
     dbz_prefix, our_prefix = unique_prefix("dbzpg"), unique_prefix("cbpg")
     engine = debezium(
-        postgres_properties(_dsn_parts(pg_database), dbz_prefix, dbz_prefix, dbz_prefix)
+        postgres_properties(pg_dsn_parts(pg_database), dbz_prefix, dbz_prefix, dbz_prefix)
     )
     # Kafka's JsonConverter writes a column's default for a NULL; cdc-bridge keeps the NULL
     # unless replace_null_with_default (a documented difference): compared with the option on.
@@ -353,26 +329,21 @@ def test_postgres_matches_debezium(
         heartbeat_interval_ms=0,
         replace_null_with_default=True,
     )
-    with run_source(kafka.bootstrap, cfg):
-        engine.wait(_snapshot_done, timeout=60, settle=0)
-        read_prefix(kafka.bootstrap, our_prefix, _snapshot_done, timeout=30, settle=0)
+
+    def stream() -> None:
         for tx in STREAM:
             _transaction(pg_database, tx)
-        dbz_records = engine.wait(_has_marker, timeout=60, settle=1.0)
-        our_records = read_prefix(kafka.bootstrap, our_prefix, _has_marker, timeout=30, settle=1.0)
 
-    for record in our_records:
-        connect_check(record)
-    assert_conform(
-        dbz_records,
-        our_records,
+    conform(
+        engine,
+        run_source(kafka.bootstrap, cfg),
+        bootstrap=kafka.bootstrap,
         debezium_prefix=dbz_prefix,
         our_prefix=our_prefix,
+        snapshot_rows=SNAPSHOT_COUNT,
+        stream=stream,
+        done=_has_marker,
         ignore=DEBEZIUM_BUGS,
         # both read the same WAL: positions, transaction ids and commit times are equal
         exact_streaming_source=("lsn", "txId", "sequence", "ts_ms", "ts_us", "ts_ns", "xmin"),
     )
-    # the workload really exercised what it claims (not two empty captures)
-    ops = [json.loads(v)["payload"]["op"] for _, _, v in our_records if v is not None]
-    assert {"r", "c", "u", "d"} <= set(ops)
-    assert any(v is None for _, _, v in our_records)  # tombstones

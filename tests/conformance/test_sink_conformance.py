@@ -22,7 +22,6 @@ import psycopg
 import pymysql
 import pytest
 import sqlalchemy as sa
-from psycopg.conninfo import conninfo_to_dict
 
 from cdc_bridge.testing.services import KafkaService, MariaDBService, PostgresService
 from tests.conformance.debezium import (
@@ -32,6 +31,7 @@ from tests.conformance.debezium import (
     postgres_properties,
 )
 from tests.conformance.mysql_proxy import MySqlRewriteProxy
+from tests.conformance.scenario import pg_dsn_parts, snapshot_done
 from tests.routes_support import config, produce, run_routes, wait_for
 
 pytestmark = pytest.mark.conformance
@@ -241,18 +241,12 @@ def _pg_capture(
     with psycopg.connect(dsn, autocommit=True) as conn:
         for s in PG_SETUP + PG_SNAPSHOT:
             conn.execute(s)
-    d = conninfo_to_dict(dsn)
-    parts = {
-        "host": d.get("host", "127.0.0.1"),
-        "port": d.get("port", 5432),
-        "user": d.get("user", "postgres"),
-        "password": d.get("password", ""),
-        "dbname": d["dbname"],
-    }
     engine = debezium(
-        postgres_properties(parts, prefix, prefix, prefix, **{"table.include.list": "public.pvals"})
+        postgres_properties(
+            pg_dsn_parts(dsn), prefix, prefix, prefix, **{"table.include.list": "public.pvals"}
+        )
     )
-    engine.wait(lambda rs: sum(1 for _t, _k, v in rs if v and b'"op":"r"' in v) >= 3, settle=0)
+    engine.wait(snapshot_done(3), settle=0)
     with psycopg.connect(dsn) as conn:
         for tx in PG_STREAM:
             with conn.transaction():
@@ -294,9 +288,7 @@ def _my_capture(
             )
         )
         try:
-            engine.wait(
-                lambda rs: sum(1 for _t, _k, v in rs if v and b'"op":"r"' in v) >= 4, settle=0
-            )
+            engine.wait(snapshot_done(4), settle=0)
             for tx in MY_STREAM:
                 run(tx, transaction=True)
             return engine.wait(_deleted(6), settle=0.5)

@@ -12,7 +12,8 @@ from cdc_bridge.sources.coordinator import SnapshotCursor
 from cdc_bridge.sources.mysql.binlog import parse_lenenc, parse_table_map
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
 from cdc_bridge.sources.mysql.offset import GtidTracker, MySqlOffset
-from cdc_bridge.sources.mysql.rows import ColumnInfo, RowDecoder, T
+from cdc_bridge.sources.mysql.rows import RowDecoder
+from cdc_bridge.types.mysql_columns import ColumnInfo, T
 
 
 def test_registry_points_at_the_mysql_source() -> None:

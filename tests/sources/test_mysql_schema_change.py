@@ -55,8 +55,8 @@ def test_column_details_as_debezium_writes_them() -> None:
 
 
 def test_column_defaults_as_canonical_values() -> None:
-    from cdc_bridge.sources.mysql.rows import ColumnInfo, T
     from cdc_bridge.sources.mysql.schema import _is_expression, default_text, parse_default
+    from cdc_bridge.types.mysql_columns import ColumnInfo, T
 
     def d(t: int, raw: object, extra: str = "", **kw: object) -> object:
         c = ColumnInfo("c", t, **kw)  # type: ignore[arg-type]

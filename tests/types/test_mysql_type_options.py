@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from cdc_bridge.sources.mysql.rows import ColumnInfo, T
 from cdc_bridge.types.mysql import TypeOptions, field_for
+from cdc_bridge.types.mysql_columns import ColumnInfo, T
 
 
 def _conv(col: ColumnInfo, opts: TypeOptions, value: object) -> tuple[dict, object]:

@@ -22,11 +22,10 @@ from cdc_bridge.sources.mysql.rows import (
     BINARY_COLLATION,
     CHARACTER_TYPES,
     NUMERIC_TYPES,
-    ColumnInfo,
     RowDecoder,
-    T,
     encoding_of,
 )
+from cdc_bridge.types.mysql_columns import ColumnInfo, T
 
 __all__ = [
     "BinlogError",

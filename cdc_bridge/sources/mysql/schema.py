@@ -15,8 +15,9 @@ from decimal import Context, Decimal
 from typing import Any
 
 from cdc_bridge.events import CONNECTOR_MYSQL, Column, TableSchema
-from cdc_bridge.sources.mysql.rows import ColumnInfo, T, parse_datetime, parse_time
+from cdc_bridge.sources.mysql.rows import parse_datetime, parse_time
 from cdc_bridge.types.mysql import TypeOptions, field_for
+from cdc_bridge.types.mysql_columns import ColumnInfo, T
 
 __all__ = ["TableState", "default_text", "load_columns", "merge_table_map", "parse_default"]
 

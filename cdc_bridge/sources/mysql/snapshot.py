@@ -25,9 +25,10 @@ from cdc_bridge.errors import FatalError
 from cdc_bridge.events import OP_READ, SNAPSHOT_TRUE, ChangeEvent
 from cdc_bridge.sources.coordinator import SnapshotChunk, SnapshotReader
 from cdc_bridge.sources.mysql.offset import MySqlOffset
-from cdc_bridge.sources.mysql.rows import ColumnInfo, T, parse_datetime, parse_time, zero_value
+from cdc_bridge.sources.mysql.rows import parse_datetime, parse_time, zero_value
 from cdc_bridge.sources.mysql.schema import TableState, load_columns
 from cdc_bridge.types.mysql import TypeOptions
+from cdc_bridge.types.mysql_columns import ColumnInfo, T
 
 __all__ = ["MySqlSnapshotReader", "canonical_converter", "snapshot_connection"]
 

@@ -1,5 +1,6 @@
 """Postgres maintenance commands (typer sub-app, mounted as ``cdc-bridge postgres``): show slot
-state and lag, drop the slot and publication on request. Drivers are imported lazily."""
+state and lag, drop the slot and publication on request; the ``cdc-bridge resnapshot`` hook
+(drop both). Drivers are imported lazily."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cdc_bridge.errors import BridgeError, ConfigError
+from cdc_bridge.registry import ResnapshotHook
 
 if TYPE_CHECKING:
     from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 
-__all__ = ["app", "drop_slot", "slot_status"]
+__all__ = ["app", "drop_slot", "resnapshot", "slot_status"]
 
 app = typer.Typer(
     help="PostgreSQL source maintenance: replication slot and publication.",
@@ -49,6 +51,9 @@ def drop_slot(cfg: PostgresSourceConfig) -> str:
         f"slot {cfg.slot}: {'dropped' if slot else 'did not exist'}; "
         f"publication {cfg.publication}: {'dropped' if pub else 'did not exist'}"
     )
+
+
+resnapshot = ResnapshotHook(confirm="drop its replication slot and publication", run=drop_slot)
 
 
 def slot_status(cfg: PostgresSourceConfig) -> dict[str, Any]:
