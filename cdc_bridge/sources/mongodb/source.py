@@ -152,8 +152,7 @@ class MongoSource(CaptureAdapter):
         watching = self._watching()
         try:
             with stream:
-                if start.incremental is None or incr is not None:  # store the state at once
-                    ctx.emit([], replace(start, incremental=state))
+                ctx.emit([], replace(start, incremental=state))  # the tables known from now on
                 if incr is not None:
                     incr.resume(self.captured_tables())
                     watching = self._watching()
