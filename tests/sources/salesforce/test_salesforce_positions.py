@@ -234,3 +234,32 @@ def test_stream_resets_and_idle_ends_resume_without_loss(
             src.stop()
             reader.close()
             api.close()
+
+
+def test_a_restart_before_any_replay_id_rereads_what_changed_while_down(
+    kafka: Any, topic_name: Callable[..., str]
+) -> None:
+    """Subscribed at LATEST, stopped before any event or keep-alive gave a replay id: the
+    stored position re-reads from the subscription's start (LATEST again would miss it)."""
+    with SalesforceEmulator(bulk_delay=0.02) as emu:  # keep-alives only every 270 s
+        api = Writer(emu)
+        name = topic_name("sfnorep")
+        store = OffsetStoreDouble()
+        cfg = source_config(emu, name=name)
+        reader = TopicReader(kafka.bootstrap, f"{name}.Account")
+        src = SourceThread(cfg, kafka.bootstrap, store).start()
+        src.wait_streaming()
+        _wait_subscribed(emu)
+        src.stop()
+        assert store.offsets[name]["replay"] == {} and store.offsets[name]["catch_up_ms"]
+        rid = api.create("Account", {"Name": "created while the bridge was down"})
+        src = SourceThread(cfg, kafka.bootstrap, store).start()
+        try:
+            assert reader.until(lambda r: any(k["Id"] == rid for k, _v in r), 30), src.error
+            api.create("Account", {"Name": "streamed"})
+            assert reader.until(lambda r: len(events(r)) >= 2, 30), src.error
+            assert src.error is None
+        finally:
+            src.stop()
+            reader.close()
+            api.close()
