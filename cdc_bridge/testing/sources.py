@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cdc_bridge.config import SourceConfigBase
 from cdc_bridge.envelope import EnvelopeEncoder
 from cdc_bridge.kafka import EventProducer
 from cdc_bridge.registry import SOURCE_KINDS
@@ -68,10 +69,13 @@ class OffsetStoreDouble:
             return gone
 
 
-def build_source(config: dict[str, Any]) -> Source:
-    """A source of any registered kind from its ``[[sources]]`` entry."""
-    kind = SOURCE_KINDS[config["kind"]]
-    cfg = kind.config_model().model_validate(config)
+def build_source(config: dict[str, Any] | SourceConfigBase) -> Source:
+    """A source of any registered kind from its ``[[sources]]`` entry (or validated model)."""
+    if isinstance(config, SourceConfigBase):
+        kind, cfg = SOURCE_KINDS[config.kind], config
+    else:
+        kind = SOURCE_KINDS[config["kind"]]
+        cfg = kind.config_model().model_validate(config)
     source: Source = kind.implementation()(cfg)
     return source
 
@@ -81,12 +85,13 @@ class SourceThread:
 
     def __init__(
         self,
-        config: dict[str, Any] | Source,
+        config: dict[str, Any] | SourceConfigBase | Source,
         bootstrap: str,
         store: OffsetStoreDouble | None = None,
         producer: dict[str, Any] | None = None,
     ) -> None:
-        """``config``: a ``[[sources]]`` entry of a registered kind, or a ready source."""
+        """``config``: a ``[[sources]]`` entry of a registered kind (dict or validated
+        model), or a ready source."""
         self.source = config if isinstance(config, Source) else build_source(config)
         self.store = store if store is not None else OffsetStoreDouble()
         self.producer = EventProducer(bootstrap, {"linger.ms": 2, **(producer or {})})
@@ -123,8 +128,11 @@ class SourceThread:
             time.sleep(0.02)
 
     def stop(self, timeout: float = 30) -> None:
+        """Stop as the runtime does: set stopping, join, flush, final checkpoint (also after
+        the source ended on its own, e.g. with an error)."""
         self.ctx.stopping.set()
         self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"source {self.source.name} did not stop"
         self.producer.flush(10)
         self.ctx.checkpoint()
         self.producer.close(10)

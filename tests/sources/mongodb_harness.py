@@ -1,9 +1,8 @@
-"""Helpers for the MongoDB integration tests: a source running in a thread and a topic reader
-(crash tests run the shared ``cdc_bridge.testing.sources`` process runner)."""
+"""Helpers for the MongoDB integration tests: a topic reader and event helpers (sources run on
+the shared ``cdc_bridge.testing.sources`` harness: ``SourceThread``, ``SourceProcess``)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,46 +11,9 @@ from bson import json_util
 from bson.json_util import JSONMode, JSONOptions
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.kafka import EventProducer, TopicSettings
-from cdc_bridge.sources.base import SourceContext
-from cdc_bridge.sources.mongodb.config import MongoSourceConfig
-from cdc_bridge.sources.mongodb.source import MongoSource
 from tests.connect_schema import decode_json_record
 
 LEGACY = JSONOptions(json_mode=JSONMode.LEGACY)
-
-
-class RunningSource:
-    """A MongoSource running in a thread against a real broker, stopped like the runtime does."""
-
-    def __init__(self, config: MongoSourceConfig, bootstrap: str, store: Any) -> None:
-        self.producer = EventProducer(
-            bootstrap, {"linger.ms": 5}, topics=TopicSettings(partitions=1)
-        )
-        self.ctx = SourceContext(config.name, self.producer, EnvelopeEncoder(), store)
-        self.source = MongoSource(config)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=f"source-{config.name}", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.source.run(self.ctx)
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self, timeout: float = 30) -> None:
-        self.ctx.stopping.set()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "source did not stop"
-        self.producer.flush(timeout)
-        self.ctx.checkpoint()
-        self.source.close()
-        self.producer.close(timeout)
-
-    def wait_finished(self, timeout: float) -> None:
-        self.thread.join(timeout)
 
 
 class TopicReader:

@@ -22,9 +22,8 @@ from cdc_bridge.sources.mongodb.config import MongoSourceConfig
 from cdc_bridge.sources.mongodb.offset import MongoOffset
 from cdc_bridge.sources.mongodb.source import HistoryLost, MongoSource
 from cdc_bridge.testing.services import KafkaService
-from cdc_bridge.testing.sources import OffsetStoreDouble, SourceProcess
+from cdc_bridge.testing.sources import OffsetStoreDouble, SourceProcess, SourceThread
 from tests.sources.mongodb_harness import (
-    RunningSource,
     TopicReader,
     doc_id,
     events,
@@ -58,7 +57,7 @@ def source_config(uri: str, database: str, **kw: Any) -> MongoSourceConfig:
     return MongoSourceConfig(name=name, kind="mongodb", dsn=uri, databases=[database], **defaults)
 
 
-def handed_off(running: RunningSource) -> bool:
+def handed_off(running: SourceThread) -> bool:
     """Kafka confirmed the snapshot's hand-off offset (streaming from the noted point)."""
     if running.error is not None:
         raise AssertionError(f"source failed: {running.error!r}")
@@ -81,7 +80,7 @@ def test_streams_insert_update_replace_delete(
     coll = mongo[database]["items"]
     coll.insert_one({"_id": "seed"})
     cfg = source_config(mongodb_uri, database, snapshot="never")
-    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
+    running = SourceThread(cfg, kafka.bootstrap, OffsetStoreDouble()).start()
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error
@@ -122,7 +121,7 @@ def test_resume_after_restart_misses_nothing(
     store = OffsetStoreDouble()
     cfg = source_config(mongodb_uri, database)
     topic = f"{cfg.name}.{database}.items"
-    first = RunningSource(cfg, kafka.bootstrap, store)
+    first = SourceThread(cfg, kafka.bootstrap, store).start()
     reader = TopicReader(kafka.bootstrap, topic)
     try:
         assert wait_for(lambda: handed_off(first), 60)
@@ -133,7 +132,7 @@ def test_resume_after_restart_misses_nothing(
         saved = MongoOffset.from_dict(store.offsets[cfg.name])
         assert saved.resume_token and saved.snapshot is None
         coll.insert_many([{"_id": i} for i in range(200, 300)])  # while the source is down
-        second = RunningSource(cfg, kafka.bootstrap, store)
+        second = SourceThread(cfg, kafka.bootstrap, store).start()
         try:
             coll.insert_many([{"_id": i} for i in range(300, 400)])
             assert reader.until(lambda r: ids_with(r) >= set(range(400))), second.error
@@ -207,7 +206,7 @@ def test_snapshot_hand_off_with_concurrent_writer(
     coll = mongo[database]["items"]
     coll.insert_many([{"_id": i, "v": 0} for i in range(4000)])
     cfg = source_config(mongodb_uri, database, snapshot_batch_size=50)
-    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
+    running = SourceThread(cfg, kafka.bootstrap, OffsetStoreDouble()).start()
     stop_writing = threading.Event()
 
     progress = [0]
@@ -262,8 +261,8 @@ def test_history_lost_stops_with_recovery_steps(
     store = OffsetStoreDouble()
     cfg = source_config(mongodb_uri, database, snapshot="initial")
     store.offsets[cfg.name] = MongoOffset.at(_forged_old_token(mongo, database)).to_dict()
-    running = RunningSource(cfg, kafka.bootstrap, store)
-    running.wait_finished(60)
+    running = SourceThread(cfg, kafka.bootstrap, store).start()
+    running.thread.join(60)
     running.stop()
     assert isinstance(running.error, HistoryLost)
     text = str(running.error)
@@ -279,7 +278,7 @@ def test_history_lost_resnapshots_when_needed(
     cfg = source_config(mongodb_uri, database, snapshot="when_needed")
     store.offsets[cfg.name] = MongoOffset.at(_forged_old_token(mongo, database)).to_dict()
     mongo[database]["items"].insert_many([{"_id": i} for i in range(50)])
-    running = RunningSource(cfg, kafka.bootstrap, store)
+    running = SourceThread(cfg, kafka.bootstrap, store).start()
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert reader.until(lambda r: ids_with(r, "r") >= set(range(50)), 60), running.error
@@ -297,7 +296,7 @@ def test_drop_rename_drop_database_and_invalidate_do_not_stop_the_source(
     db = mongo[database]
     db["items"].insert_one({"_id": 0})
     cfg = source_config(mongodb_uri, database, snapshot="never")
-    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
+    running = SourceThread(cfg, kafka.bootstrap, OffsetStoreDouble()).start()
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error
@@ -353,7 +352,7 @@ def test_pre_images_fill_before(
         snapshot="never",
         capture_mode="change_streams_update_full_with_pre_image",
     )
-    running = RunningSource(cfg, kafka.bootstrap, OffsetStoreDouble())
+    running = SourceThread(cfg, kafka.bootstrap, OffsetStoreDouble()).start()
     reader = TopicReader(kafka.bootstrap, f"{cfg.name}.{database}.items")
     try:
         assert wait_for(lambda: running.ctx.safe_offset() is not None), running.error

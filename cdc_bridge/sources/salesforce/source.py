@@ -143,6 +143,7 @@ class SalesforceSource(CaptureAdapter):
         self._generation: dict[str, int] = {}
         self._replay: dict[str, str] = {}  # channel -> last replay id processed (hex)
         self._commit: dict[str, int] = {}  # object -> last commitTimestamp processed
+        self._since_ms: int | None = None  # re-read from here while a channel has no replay id
 
     # -- connection ------------------------------------------------------------------------
 
@@ -328,6 +329,12 @@ class SalesforceSource(CaptureAdapter):
         hand-off asks for it, then turn fetched batches into events until stopping."""
         self._replay = dict(start.replay)
         self._commit = dict(start.commit_ms)
+        # A channel subscribed at LATEST has no position until its first event or keep-alive:
+        # until then a restart must re-read what changed since this start (not subscribe at
+        # LATEST again and miss the changes made while it was down).
+        self._since_ms = (
+            start.catch_up_ms if start.catch_up_ms is not None else int(time.time() * 1000)
+        )
         self._subscribe_all(start)
         ctx.stream_established()
         log.info("source %s: streaming from %s", self.name, start)
@@ -344,6 +351,8 @@ class SalesforceSource(CaptureAdapter):
                     self.name,
                     len(events),
                 )
+            else:  # store where a restart resumes (re-reads) even before the first event
+                ctx.emit([], self._offset())
             while not ctx.stopping.is_set():
                 batch: list[tuple[str, Any]] = []
                 n_events = 0
@@ -377,7 +386,10 @@ class SalesforceSource(CaptureAdapter):
         return None
 
     def _offset(self) -> SalesforceOffset:
-        return SalesforceOffset(dict(self._replay), dict(self._commit))
+        unplaced = any(obj and ch not in self._replay for ch, obj in self.channels.items())
+        return SalesforceOffset(
+            dict(self._replay), dict(self._commit), self._since_ms if unplaced else None
+        )
 
     def _on_stream_error(self, channel: str, err: BaseException) -> None:
         resume = self._replay.get(channel)

@@ -425,6 +425,21 @@ class SalesforceEmulator:
         """Invalidate every issued session: next data call answers 401 INVALID_SESSION_ID."""
         self.sessions.expire_all()
 
+    def login_settings(self) -> dict[str, Any]:
+        """The login keys of a Salesforce source or sink config (password flow) that log in
+        to this emulator and trust its CA: ``{**emu.login_settings(), "name": ..., ...}``."""
+        c = self.auth_config
+        return {
+            "auth": "password",
+            "login_url": self.url,
+            "client_id": c.client_id,
+            "client_secret": c.client_secret,
+            "username": c.username,
+            "password": c.password,
+            "security_token": c.security_token,
+            "ca_bundle": self.ca_file,
+        }
+
     def session_token(self) -> str:
         """Issue a session directly (skips the auth endpoints; not logged)."""
         return self.sessions.issue(self.auth_config.username)

@@ -19,20 +19,7 @@ _offsets = itertools.count()
 
 def sink_config(emu: SalesforceEmulator, **kw: Any) -> SalesforceSinkConfig:
     """A password-flow sink config that logs in to the emulator and trusts its CA."""
-    c = emu.auth_config
-    data: dict[str, Any] = {
-        "name": "crm",
-        "kind": "salesforce",
-        "auth": "password",
-        "login_url": emu.url,
-        "client_id": c.client_id,
-        "client_secret": c.client_secret,
-        "username": c.username,
-        "password": c.password,
-        "security_token": c.security_token,
-        "ca_bundle": emu.ca_file,
-        "quota_pause_s": 0.2,
-    }
+    data: dict[str, Any] = {"name": "crm", **emu.login_settings(), "quota_pause_s": 0.2}
     data.update(kw)
     return SalesforceSinkConfig.model_validate(data)
 

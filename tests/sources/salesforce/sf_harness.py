@@ -1,74 +1,36 @@
-"""Helpers for the Salesforce source tests: configs for the emulator, a source running in a
-thread, a topic reader, REST writes as a bridge or another API client."""
+"""Helpers for the Salesforce source tests: configs for the emulator, a topic reader, REST
+writes as a bridge or another API client (sources run on ``cdc_bridge.testing.sources``)."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import requests
 
-from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.kafka import EventProducer, TopicSettings
-from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.salesforce.config import SalesforceSourceConfig
-from cdc_bridge.sources.salesforce.source import SalesforceSource
 from cdc_bridge.testing.salesforce import SalesforceEmulator
 from tests.sources.mongodb_harness import TopicReader, events
 
-__all__ = ["RunningSource", "TopicReader", "Writer", "events", "source_config"]
+__all__ = ["TopicReader", "Writer", "events", "source_config", "source_settings"]
 
 
-def source_config(emu: SalesforceEmulator, **kw: Any) -> SalesforceSourceConfig:
-    """A password-flow source config that logs in to the emulator and trusts its CA."""
-    c = emu.auth_config
-    data: dict[str, Any] = {
+def source_settings(emu: SalesforceEmulator, **kw: Any) -> dict[str, Any]:
+    """A password-flow ``[[sources]]`` entry that logs in to the emulator and trusts its CA."""
+    return {
         "name": "sf",
         "kind": "salesforce",
-        "auth": "password",
-        "login_url": emu.url,
-        "client_id": c.client_id,
-        "client_secret": c.client_secret,
-        "username": c.username,
-        "password": c.password,
-        "security_token": c.security_token,
-        "ca_bundle": emu.ca_file,
+        **emu.login_settings(),
         "pubsub_endpoint": emu.pubsub_endpoint,
         "objects": ["Account"],
         "snapshot": "never",
         "max_wait_ms": 50,
+        **kw,
     }
-    data.update(kw)
-    return SalesforceSourceConfig.model_validate(data)
 
 
-class RunningSource:
-    """A SalesforceSource running in a thread against a real broker."""
-
-    def __init__(self, config: SalesforceSourceConfig, bootstrap: str, store: Any = None) -> None:
-        self.producer = EventProducer(
-            bootstrap, {"linger.ms": 5}, topics=TopicSettings(partitions=1)
-        )
-        self.ctx = SourceContext(config.name, self.producer, EnvelopeEncoder(), store)
-        self.source = SalesforceSource(config)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name=f"source-{config.name}", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.source.run(self.ctx)
-        except BaseException as exc:
-            self.error = exc
-
-    def stop(self, timeout: float = 30) -> None:
-        self.ctx.stopping.set()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "source did not stop"
-        self.producer.flush(timeout)
-        self.ctx.checkpoint()
-        self.source.close()
-        self.producer.close(timeout)
+def source_config(emu: SalesforceEmulator, **kw: Any) -> SalesforceSourceConfig:
+    """:func:`source_settings`, validated."""
+    return SalesforceSourceConfig.model_validate(source_settings(emu, **kw))
 
 
 class Writer:

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,24 +10,12 @@ from typing import Any
 import pytest
 
 from cdc_bridge.testing.salesforce import SalesforceEmulator
+from cdc_bridge.testing.sources import SourceProcess
 from tests.sources.mysql_support import consume
-from tests.sources.salesforce.sf_harness import source_config
+from tests.sources.salesforce.sf_harness import source_settings
 
 CHANGES = 20_000
 PER_TX = 50
-
-
-def _start(conf: dict[str, Any], root: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(root))
-    with log.open("ab") as err:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tests.sources.salesforce.sf_runner", json.dumps(conf)],
-            cwd=root,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-        )
 
 
 @pytest.mark.slow
@@ -42,22 +24,11 @@ def test_sigkill_three_times_during_20000_changes_loses_nothing(
 ) -> None:
     with SalesforceEmulator(bulk_delay=0.02, pubsub_keepalive_s=0.5) as emu:
         name = topic_name("sfcrash")
-        cfg = source_config(emu, name=name, snapshot="never")
-        root = Path(__file__).resolve().parents[3]
-        conf = {
-            "source": json.loads(cfg.model_dump_json(exclude_none=True, by_alias=True) or "{}")
-            | {
-                "client_secret": emu.auth_config.client_secret,
-                "password": emu.auth_config.password,
-                "security_token": emu.auth_config.security_token,
-            },
-            "bootstrap": kafka.bootstrap,
-            "state": str(tmp_path / "state.json"),
-        }
+        conf = source_settings(emu, name=name, snapshot="never", schemas=False)
         obj = emu.store.schema("Account")
         assert obj is not None
         started = threading.Event()
-        done = threading.Event()
+        written = [0]
 
         def writer() -> None:
             started.wait(30)
@@ -66,11 +37,10 @@ def test_sigkill_three_times_during_20000_changes_loses_nothing(
                     for i in range(PER_TX):
                         n = t * PER_TX + i
                         emu.store.insert(tx, obj, {"Name": f"row {n}"})
-                time.sleep(0.012)  # spread the changes over the kills (~6 s)
-            done.set()
+                written[0] += PER_TX
+                time.sleep(0.012)
 
-        log = tmp_path / "bridge.log"
-        proc = _start(conf, root, log)
+        proc = SourceProcess(tmp_path, conf, kafka.bootstrap).start()
         w = threading.Thread(target=writer)
         w.start()
         kills = 0
@@ -78,18 +48,18 @@ def test_sigkill_three_times_during_20000_changes_loses_nothing(
             # the first run subscribes at LATEST and stores its first position: start writing
             # once it is streaming (a position exists), so nothing precedes the subscription
             deadline = time.monotonic() + 30
-            while not (tmp_path / "state.json").exists():
-                assert time.monotonic() < deadline, log.read_text()
+            while proc.stored() is None:
+                assert time.monotonic() < deadline, proc.log_tail()
                 time.sleep(0.05)
             time.sleep(0.7)
             started.set()
-            while kills < 3:
-                time.sleep(1.5)
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            while kills < 3:  # killed at a quarter, half and three quarters of the writes
+                while written[0] < CHANGES * (kills + 1) // 4:
+                    assert w.is_alive(), "the writer stopped"
+                    time.sleep(0.01)
+                proc.kill()
                 kills += 1
-                proc = _start(conf, root, log)
-            assert not done.is_set(), "the writer finished before the last kill"
+                proc.start()
             w.join()
             seen: dict[str, int] = {}
             consumed = [0]
@@ -102,11 +72,11 @@ def test_sigkill_three_times_during_20000_changes_loses_nothing(
                 return len(seen) >= CHANGES
 
             consume(kafka.bootstrap, f"{name}.Account", complete, timeout=120)
+        except AssertionError:
+            raise AssertionError(f"source log tail:\n{proc.log_tail()}") from None
         finally:
             started.set()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.stop()
             w.join(60)
     expected = {f"row {n}" for n in range(CHANGES)}
     missing = len(expected - set(seen))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import random
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,16 +19,13 @@ import pytest
 import sqlalchemy as sa
 
 from cdc_bridge.config import BridgeSection, KafkaSection
-from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.kafka import EventProducer
 from cdc_bridge.sinks.database.config import DatabaseRouteConfig, DatabaseSinkConfig
 from cdc_bridge.sinks.salesforce.config import SalesforceRouteConfig, SalesforceSinkConfig
-from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.postgres.config import PostgresSourceConfig
-from cdc_bridge.sources.postgres.source import PostgresSource
 from cdc_bridge.testing.salesforce import SalesforceEmulator
+from cdc_bridge.testing.sources import SourceThread
 from tests.routes_support import run_routes, wait_for
-from tests.sources.salesforce.sf_harness import RunningSource, Writer, source_config
+from tests.sources.salesforce.sf_harness import Writer, source_config
 
 FIELDS = [
     "Id",
@@ -122,7 +118,9 @@ def test_salesforce_edits_reach_postgres_and_sqlite_value_for_value(
             ],
         )
         name = topic_name("sfe2e").replace("-", "_")
-        src = RunningSource(source_config(emu, name=name, snapshot="initial"), kafka.bootstrap)
+        src = SourceThread(
+            source_config(emu, name=name, snapshot="initial"), kafka.bootstrap
+        ).start()
         sinks = [
             DatabaseSinkConfig(name=f"db_{k}", kind="database", url=url)
             for k, url in targets.items()
@@ -299,13 +297,6 @@ class _Side:
                 conn.close()
         return {r[0]: (r[1], r[2], r[3]) for r in found}
 
-    def source(self) -> Any:
-        if self.kind == "pg":
-            return PostgresSource(self.source_cfg)
-        from cdc_bridge.sources.mysql.source import MySqlSource
-
-        return MySqlSource(self.source_cfg)
-
     def skipped(self, source: Any) -> int:
         if self.kind == "pg":
             return int(source.stats["origin_skipped_transactions"])
@@ -337,37 +328,11 @@ def test_two_way_database_customers_and_salesforce_account_without_ping_pong(
             "INSERT INTO customers VALUES (%s, %s, %s, %s)", (str(i), f"Customer {i}", "Oslo", i)
         )
     emu = SalesforceEmulator(bulk_delay=0.02, pubsub_keepalive_s=0.5).start()
-    producer = EventProducer(kafka.bootstrap, {"linger.ms": 2})
-    db_ctx = SourceContext(db.source_cfg.name, producer, EnvelopeEncoder())
-    db_source = db.source()
-    errors: list[BaseException] = []
-
-    def run_db() -> None:
-        try:
-            db_source.run(db_ctx)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            db_source.close()
-
-    db_thread = threading.Thread(target=run_db, daemon=True)
-    db_thread.start()
-    sf_src = RunningSource(source_config(emu, name=f"{name}_sf", snapshot="never"), kafka.bootstrap)
-    c = emu.auth_config
-    sf_sink = SalesforceSinkConfig.model_validate(
-        {
-            "name": "crm",
-            "kind": "salesforce",
-            "auth": "password",
-            "login_url": emu.url,
-            "client_id": c.client_id,
-            "client_secret": c.client_secret,
-            "username": c.username,
-            "password": c.password,
-            "security_token": c.security_token,
-            "ca_bundle": emu.ca_file,
-        }
-    )
+    db_src = SourceThread(db.source_cfg, kafka.bootstrap).start()
+    sf_src = SourceThread(
+        source_config(emu, name=f"{name}_sf", snapshot="never"), kafka.bootstrap
+    ).start()
+    sf_sink = SalesforceSinkConfig.model_validate({"name": "crm", **emu.login_settings()})
     routes = [
         SalesforceRouteConfig.model_validate(
             {
@@ -446,24 +411,22 @@ def test_two_way_database_customers_and_salesforce_account_without_ping_pong(
         wait_for(lambda: _sf_rows(emu) == db.rows(), 90, "two-way convergence")
         # ... and nothing keeps flowing: no ping-pong
         time.sleep(2)
-        before = (emu.bus.published, db_ctx.events_emitted, sf_src.ctx.events_emitted)
+        before = (emu.bus.published, db_src.ctx.events_emitted, sf_src.ctx.events_emitted)
         time.sleep(2.5)
-        after = (emu.bus.published, db_ctx.events_emitted, sf_src.ctx.events_emitted)
+        after = (emu.bus.published, db_src.ctx.events_emitted, sf_src.ctx.events_emitted)
         assert after == before, (before, after)
         assert _sf_rows(emu) == db.rows()
         # the echoes were seen and dropped on both sides
         assert sf_src.source.echo_dropped > 0
-        assert db.skipped(db_source) > 0
+        assert db.skipped(db_src.source) > 0
         print(
             f"two-way {side}: {n} edits in {edit_s:.0f}s; echoes dropped: salesforce "
-            f"{sf_src.source.echo_dropped}, database {db.skipped(db_source)}"
+            f"{sf_src.source.echo_dropped}, database {db.skipped(db_src.source)}"
         )
-        assert not errors and sf_src.error is None
+        assert db_src.error is None and sf_src.error is None
     finally:
         running.close()
         sf_src.stop()
-        db_ctx.stopping.set()
-        db_thread.join(15)
-        producer.close(10)
+        db_src.stop()
         emu.stop()
         db.close()

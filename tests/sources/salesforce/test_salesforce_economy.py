@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from cdc_bridge.testing.salesforce import SalesforceEmulator
+from cdc_bridge.testing.sources import SourceThread
 from tests.sources.mysql_support import consume
-from tests.sources.salesforce.sf_harness import RunningSource, source_config
+from tests.sources.salesforce.sf_harness import source_config
 
 
 class _Store:
@@ -44,7 +45,9 @@ def test_full_mode_reads_10000_updated_records_in_at_most_10_calls(
         name = topic_name("sfeco")
         store = _Store({"replay": {"/data/AccountChangeEvent": first.to_bytes(8, "big").hex()}})
         emu.reset_counters()
-        src = RunningSource(source_config(emu, name=name, max_wait_ms=1000), kafka.bootstrap, store)
+        src = SourceThread(
+            source_config(emu, name=name, max_wait_ms=1000), kafka.bootstrap, store
+        ).start()
         try:
             seen: set[str] = set()
 

@@ -10,9 +10,8 @@ from typing import Any
 
 from cdc_bridge.sources.salesforce.source import ReplayLost
 from cdc_bridge.testing.salesforce import SalesforceEmulator
-from cdc_bridge.testing.sources import OffsetStoreDouble
+from cdc_bridge.testing.sources import OffsetStoreDouble, SourceThread
 from tests.sources.salesforce.sf_harness import (
-    RunningSource,
     TopicReader,
     Writer,
     events,
@@ -46,7 +45,7 @@ def test_snapshot_then_stream_misses_nothing_changed_during_it(
         ids = api.create_many("Account", [{"Name": f"S{i}", "Phone": str(i)} for i in range(250)])
         name = topic_name("sfsnap")
         cfg = source_config(emu, name=name, snapshot="initial", snapshot_page_size=100)
-        src = RunningSource(cfg, kafka.bootstrap)
+        src = SourceThread(cfg, kafka.bootstrap).start()
         reader = TopicReader(kafka.bootstrap, f"{name}.Account")
         try:
             _wait_subscribed(emu)
@@ -78,7 +77,7 @@ def test_snapshot_then_stream_misses_nothing_changed_during_it(
             api.close()
 
 
-def _run_until(src: RunningSource, reader: TopicReader, n: int) -> None:
+def _run_until(src: SourceThread, reader: TopicReader, n: int) -> None:
     assert reader.until(lambda r: len(events(r)) >= n, 30), (src.error, len(reader.records))
 
 
@@ -91,7 +90,7 @@ def test_replay_id_out_of_retention_fails_or_resnapshots(
         store = OffsetStoreDouble(tmp_path / "offsets.json")
         cfg = source_config(emu, name=name)
         reader = TopicReader(kafka.bootstrap, f"{name}.Account")
-        src = RunningSource(cfg, kafka.bootstrap, store)
+        src = SourceThread(cfg, kafka.bootstrap, store).start()
         _wait_subscribed(emu)
         api.create("Account", {"Name": "one"})
         _run_until(src, reader, 1)
@@ -101,17 +100,16 @@ def test_replay_id_out_of_retention_fails_or_resnapshots(
         # while the bridge is down: more changes, then retention drops them all
         api.create("Account", {"Name": "two"})
         emu.bus.expire()
-        src = RunningSource(cfg, kafka.bootstrap, store)
+        src = SourceThread(cfg, kafka.bootstrap, store).start()
         src.thread.join(30)
         assert isinstance(src.error, ReplayLost), src.error
         message = str(src.error)
         assert "outside the Pub/Sub API's retention window" in message
         assert 'on_position_lost = "resnapshot"' in message and "72 hours" in message
-        src.source.close()
-        src.producer.close(5)
+        src.stop()
         # resnapshot: every record again as op r, then streaming goes on
         cfg2 = source_config(emu, name=name, on_position_lost="resnapshot", snapshot="when_needed")
-        src = RunningSource(cfg2, kafka.bootstrap, store)
+        src = SourceThread(cfg2, kafka.bootstrap, store).start()
         try:
             assert reader.until(lambda r: sum(1 for v in events(r) if v["op"] == "r") >= 2, 30), (
                 src.error
@@ -136,7 +134,9 @@ def test_gap_events_are_repaired_by_reading_the_listed_records(
         api = Writer(emu)
         ids = api.create_many("Account", [{"Name": f"G{i}"} for i in range(3)])
         name = topic_name("sfgap")
-        src = RunningSource(source_config(emu, name=name, mode="changed_fields"), kafka.bootstrap)
+        src = SourceThread(
+            source_config(emu, name=name, mode="changed_fields"), kafka.bootstrap
+        ).start()
         reader = TopicReader(kafka.bootstrap, f"{name}.Account")
         try:
             _wait_subscribed(emu)
@@ -168,7 +168,7 @@ def test_overflow_rereads_records_modified_since_the_last_commit(
         ids = api.create_many("Account", [{"Name": f"O{i}"} for i in range(40)])
         time.sleep(2.2)  # the re-read starts a second before the last commit (second precision)
         name = topic_name("sfover")
-        src = RunningSource(source_config(emu, name=name), kafka.bootstrap)
+        src = SourceThread(source_config(emu, name=name), kafka.bootstrap).start()
         reader = TopicReader(kafka.bootstrap, f"{name}.Account")
         try:
             _wait_subscribed(emu)
@@ -202,7 +202,7 @@ def test_stream_resets_and_idle_ends_resume_without_loss(
         name = topic_name("sfreset")
         cfg = source_config(emu, name=name, mode="changed_fields", batch_size=5)
         cfg = cfg.model_copy(update={"retry_initial_delay_ms": 100})
-        src = RunningSource(cfg, kafka.bootstrap)
+        src = SourceThread(cfg, kafka.bootstrap).start()
         reader = TopicReader(kafka.bootstrap, f"{name}.Account")
         emu.bus.delivery_delay_s = 0.01  # a slow server
         stop = threading.Event()
@@ -230,6 +230,35 @@ def test_stream_resets_and_idle_ends_resume_without_loss(
             )
             assert src.error is None
             assert emu.pubsub is not None and emu.pubsub.calls.count("Subscribe") >= 3
+        finally:
+            src.stop()
+            reader.close()
+            api.close()
+
+
+def test_a_restart_before_any_replay_id_rereads_what_changed_while_down(
+    kafka: Any, topic_name: Callable[..., str]
+) -> None:
+    """Subscribed at LATEST, stopped before any event or keep-alive gave a replay id: the
+    stored position re-reads from the subscription's start (LATEST again would miss it)."""
+    with SalesforceEmulator(bulk_delay=0.02) as emu:  # keep-alives only every 270 s
+        api = Writer(emu)
+        name = topic_name("sfnorep")
+        store = OffsetStoreDouble()
+        cfg = source_config(emu, name=name)
+        reader = TopicReader(kafka.bootstrap, f"{name}.Account")
+        src = SourceThread(cfg, kafka.bootstrap, store).start()
+        src.wait_streaming()
+        _wait_subscribed(emu)
+        src.stop()
+        assert store.offsets[name]["replay"] == {} and store.offsets[name]["catch_up_ms"]
+        rid = api.create("Account", {"Name": "created while the bridge was down"})
+        src = SourceThread(cfg, kafka.bootstrap, store).start()
+        try:
+            assert reader.until(lambda r: any(k["Id"] == rid for k, _v in r), 30), src.error
+            api.create("Account", {"Name": "streamed"})
+            assert reader.until(lambda r: len(events(r)) >= 2, 30), src.error
+            assert src.error is None
         finally:
             src.stop()
             reader.close()

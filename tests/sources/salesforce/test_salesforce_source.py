@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from cdc_bridge.testing.salesforce import SalesforceEmulator
+from cdc_bridge.testing.sources import SourceThread
 from tests.sources.salesforce.sf_harness import (
-    RunningSource,
     TopicReader,
     Writer,
     events,
@@ -30,7 +30,7 @@ class Bench:
     def __init__(self, emu: SalesforceEmulator, kafka: Any, name: str, **cfg: Any) -> None:
         self.emu = emu
         self.cfg = source_config(emu, name=name, **cfg)
-        self.src = RunningSource(self.cfg, kafka.bootstrap, cfg.pop("store", None))
+        self.src = SourceThread(self.cfg, kafka.bootstrap, cfg.pop("store", None)).start()
         self.reader = TopicReader(kafka.bootstrap, f"{name}.Account")
         self.api = Writer(emu)
         self.bridge = Writer(emu, client="cdc-bridge")
@@ -161,7 +161,7 @@ def test_platform_events_go_to_their_own_topic(
     )
     name = topic_name("sfpe")
     cfg = source_config(emu, name=name, objects=[], platform_events=["/event/Order_Placed__e"])
-    src = RunningSource(cfg, kafka.bootstrap)
+    src = SourceThread(cfg, kafka.bootstrap).start()
     reader = TopicReader(kafka.bootstrap, f"{name}.Order_Placed__e")
     try:
         time.sleep(1.0)
