@@ -72,7 +72,7 @@ docs-serve:
 bench-sf *ARGS:
     .venv/bin/python bench/kafka_to_salesforce.py {{ARGS}}
 
-# What a pip user gets: wheel + sdist, the wheel in a clean venv, --help, check, a 20 s demo (`--no-demo` skips it).
+# What a pip user gets: wheel + sdist, the wheel in a clean venv, --help, check, a 10 s demo (`--no-demo` skips it).
 wheel-check *ARGS:
     bash scripts/wheel-check.sh {{ARGS}}
 

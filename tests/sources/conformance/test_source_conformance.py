@@ -137,8 +137,8 @@ def test_restart_right_after_a_crash(
 def test_lost_position_under_each_policy(
     driver: Driver, tail: TopicTail, kafka: Any, policy: str
 ) -> None:
-    if driver.kind == "mongodb":
-        pytest.skip("a resume token cannot be expired on demand (tests/sources/test_mongodb_*)")
+    if driver.no_lost_position:
+        pytest.skip(driver.no_lost_position)
     store = OffsetStoreDouble()
     driver.insert(range(1, 101))
     with SourceThread(driver.config(), kafka.bootstrap, store) as first:
