@@ -8,11 +8,19 @@ written through the stream (rows inserted into the source's signal table):
 2. read the next chunk (rows after the last key, in key order) into a buffer keyed by key;
 3. write the high watermark (``<chunk id>-close``, type ``snapshot-window-close``).
 
-The stream then sees the low watermark (the window opens), the changes committed while the
-chunk was read (each one drops its key from the buffer: the stream carries a newer version),
-and the high watermark: the rows left in the buffer are emitted there as ``op: r`` events with
+The stream then sees the low watermark, the changes committed while the chunk was read (each
+one drops its key from the buffer: the stream carries a newer version), and the high
+watermark: the rows left in the buffer are emitted there as ``op: r`` events with
 ``source.snapshot = "incremental"``, and the next chunk starts. A chunk row is therefore never
-emitted after a newer change of its row. The cursor (tables queued, last key, rows) travels in
+emitted after a newer change of its row.
+
+Unlike DBLog's description, the window opens at the read, not at the low watermark, and the
+rows changed in the previous window of the same table are dropped from the next chunk: a
+commit reaches the log before it is visible to new reads (PostgreSQL writes the commit record
+before the transaction leaves the proc array; InnoDB writes the binlog before the engine
+commit), so a change can be streamed before the low watermark, or before the read, and still
+be missing from the chunk. Dropping a row the read did see costs nothing: the stream carries
+that version. The cursor (tables queued, last key, rows) travels in
 the stream's offsets, so a restart continues at the chunk after the last one Kafka confirmed.
 
 Adapters supply :class:`IncrementalHooks` (read a chunk after a key, write a watermark) and
@@ -241,6 +249,7 @@ class IncrementalSnapshotter:
         self.window: str | None = None  # chunk id whose watermarks are awaited
         self.open = False
         self.buffer: dict[Any, ChangeEvent] = {}
+        self.changed: set[Any] = set()  # keys changed in the current window of the table
         self.chunk_last_key: Any = None
         self.chunk_full = False
         self.forget: list[str] = []
@@ -284,6 +293,7 @@ class IncrementalSnapshotter:
             self.state = replace(self.state, queue=(), last_key=None, where=())
             self.window = None
             self.buffer = {}
+            self.changed = set()
             self.open = False
             self._remaining.set(0)
 
@@ -298,10 +308,19 @@ class IncrementalSnapshotter:
                 table, self.state.last_key, self.chunk_size, self.state.condition(table)
             )
             self.buffer = dict(zip(chunk.keys, chunk.events, strict=True))
+            # Rows changed in the previous window of this table: the stream may have carried
+            # a change before the read could see it (a commit reaches the log before it is
+            # visible to new reads), so the chunk's copy may be older than what was published.
+            for key in self.changed:
+                self.buffer.pop(key, None)
+            self.changed = set()
             self.chunk_last_key = chunk.last_key
             self.chunk_full = len(chunk.events) >= self.chunk_size and chunk.last_key is not None
             self.window = chunk_id
-            self.open = False
+            # The window is open from the read on, not only from the low watermark: a change
+            # streamed before the low watermark may still be newer than the chunk (same reason).
+            # Dropping a row the read did see is harmless: the stream carries that version.
+            self.open = True
             self.forget = [f"{chunk_id}-open", f"{chunk_id}-close"]
             self.hooks.write_watermark(f"{chunk_id}-close", SIGNAL_WINDOW_CLOSE, ())
             return
@@ -334,9 +353,7 @@ class IncrementalSnapshotter:
     def on_signal(self, signal_id: str, kind: str, data: str | None) -> list[ChangeEvent]:
         """A row inserted into the signal table; returns events to emit at this point."""
         if kind == SIGNAL_WINDOW_OPEN:
-            if self.window is not None and signal_id == f"{self.window}-open":
-                self.open = True
-            return []
+            return []  # the window opened at the read (see _next_chunk)
         if kind == SIGNAL_WINDOW_CLOSE:
             if self.window is None or signal_id != f"{self.window}-close":
                 return []  # a watermark of an earlier run (replayed after a restart)
@@ -353,9 +370,11 @@ class IncrementalSnapshotter:
         return []
 
     def on_change(self, key: Any) -> None:
-        """A streamed change of the table being read: its row in the open chunk is stale."""
+        """A streamed change of the table being read: its row in the open chunk is stale, and
+        so is its row in the next chunk of the table if that one is read too early to see it."""
         if self.open:
             self.buffer.pop(key, None)
+            self.changed.add(key)
 
     def watching(self) -> str | None:
         """The table whose streamed changes must be passed to :meth:`on_change`."""
@@ -374,6 +393,7 @@ class IncrementalSnapshotter:
             self.state = replace(state, last_key=self.chunk_last_key, rows=state.rows + len(events))
         else:
             self.state = replace(state.next_table(), rows=state.rows + len(events))
+            self.changed = set()  # keys of that table
             log.info("source %s: %s (done)", self.source, prog.line())
         self._remaining.set(max(0, prog.estimated - prog.rows) if self.state.queue else 0)
         now = time.monotonic()
