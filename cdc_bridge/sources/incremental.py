@@ -20,7 +20,8 @@ commit reaches the log before it is visible to new reads (PostgreSQL writes the 
 before the transaction leaves the proc array; InnoDB writes the binlog before the engine
 commit), so a change can be streamed before the low watermark, or before the read, and still
 be missing from the chunk. Dropping a row the read did see costs nothing: the stream carries
-that version. The cursor (tables queued, last key, rows) travels in
+that version. So that the first chunk of a table has a window before it too, the first window
+of a table (and of a run) reads nothing. The cursor (tables queued, last key, rows) travels in
 the stream's offsets, so a restart continues at the chunk after the last one Kafka confirmed.
 
 Adapters supply :class:`IncrementalHooks` (read a chunk after a key, write a watermark) and
@@ -250,6 +251,7 @@ class IncrementalSnapshotter:
         self.open = False
         self.buffer: dict[Any, ChangeEvent] = {}
         self.changed: set[Any] = set()  # keys changed in the current window of the table
+        self.primed: str | None = None  # the table whose first (read-less) window was taken
         self.chunk_last_key: Any = None
         self.chunk_full = False
         self.forget: list[str] = []
@@ -294,6 +296,7 @@ class IncrementalSnapshotter:
             self.window = None
             self.buffer = {}
             self.changed = set()
+            self.primed = None
             self.open = False
             self._remaining.set(0)
 
@@ -304,9 +307,18 @@ class IncrementalSnapshotter:
                 self.progress[table] = _Progress(table, self.hooks.estimate(table))
             chunk_id = uuid.uuid4().hex[:32]
             self.hooks.write_watermark(f"{chunk_id}-open", SIGNAL_WINDOW_OPEN, self.forget)
-            chunk = self.hooks.read_chunk(
-                table, self.state.last_key, self.chunk_size, self.state.condition(table)
-            )
+            if self.primed != table:
+                # The first window of a table (or of a run) reads nothing: it only collects the
+                # rows changed until its high watermark, which the first chunk then leaves out,
+                # as every later chunk leaves out the rows changed in the window before it.
+                self.primed = table
+                chunk = Chunk([], [], self.state.last_key)
+                full = True
+            else:
+                chunk = self.hooks.read_chunk(
+                    table, self.state.last_key, self.chunk_size, self.state.condition(table)
+                )
+                full = len(chunk.events) >= self.chunk_size and chunk.last_key is not None
             self.buffer = dict(zip(chunk.keys, chunk.events, strict=True))
             # Rows changed in the previous window of this table: the stream may have carried
             # a change before the read could see it (a commit reaches the log before it is
@@ -315,7 +327,7 @@ class IncrementalSnapshotter:
                 self.buffer.pop(key, None)
             self.changed = set()
             self.chunk_last_key = chunk.last_key
-            self.chunk_full = len(chunk.events) >= self.chunk_size and chunk.last_key is not None
+            self.chunk_full = full
             self.window = chunk_id
             # The window is open from the read on, not only from the low watermark: a change
             # streamed before the low watermark may still be newer than the chunk (same reason).
@@ -394,6 +406,7 @@ class IncrementalSnapshotter:
         else:
             self.state = replace(state.next_table(), rows=state.rows + len(events))
             self.changed = set()  # keys of that table
+            self.primed = None
             log.info("source %s: %s (done)", self.source, prog.line())
         self._remaining.set(max(0, prog.estimated - prog.rows) if self.state.queue else 0)
         now = time.monotonic()

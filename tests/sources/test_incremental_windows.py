@@ -70,36 +70,55 @@ def _emitted(events: list[ChangeEvent]) -> dict[int, int]:
     return {e.after["id"]: e.after["v"] for e in events if e.after is not None}
 
 
+def _window(
+    snap: IncrementalSnapshotter,
+    hooks: ScriptedHooks,
+    before_open: tuple[int, ...] = (),
+    after_open: tuple[int, ...] = (),
+) -> dict[int, int]:
+    """Stream one window: changes of ``before_open`` keys, the low watermark, changes of
+    ``after_open`` keys, the high watermark; returns the chunk rows emitted there."""
+    open_id, close_id = _watermarks(hooks)
+    for key in before_open:
+        snap.on_change(key)
+    assert snap.on_signal(open_id, SIGNAL_WINDOW_OPEN, None) == []
+    for key in after_open:
+        snap.on_change(key)
+    return _emitted(snap.on_signal(close_id, SIGNAL_WINDOW_CLOSE, None))
+
+
+def test_the_first_window_of_a_table_reads_nothing_and_guards_the_first_chunk() -> None:
+    hooks = ScriptedHooks({1: 0, 2: 0, 3: 0})
+    snap = _snapshotter(hooks, 10)
+    snap.request(["public.t"])
+    # row 2 changed (and was published) while the first window was open; the read after it
+    # still sees version 0 (the change is not visible to reads yet)
+    assert _window(snap, hooks, after_open=(2,)) == {}
+    assert _window(snap, hooks) == {1: 0, 3: 0}
+    assert not snap.running and snap.state.rows == 2
+
+
 def test_a_change_streamed_before_the_low_watermark_but_unseen_by_the_read_is_dropped() -> None:
     hooks = ScriptedHooks({1: 0, 2: 0, 3: 0})
     snap = _snapshotter(hooks, 10)
-    snap.request(["public.t"])  # the chunk is read now: row 2 at version 0
-    open_id, close_id = _watermarks(hooks)
-    # row 2's update (to version 1) committed before the low watermark in log order but was
-    # not yet visible to the read: the stream delivers it before the low watermark
-    snap.on_change(2)
-    snap.on_signal(open_id, SIGNAL_WINDOW_OPEN, None)
-    emitted = _emitted(snap.on_signal(close_id, SIGNAL_WINDOW_CLOSE, None))
-    assert emitted == {1: 0, 3: 0}  # never version 0 of row 2 after its version 1
+    snap.request(["public.t"])
+    assert _window(snap, hooks) == {}  # the first window reads nothing
+    # the chunk was read at the previous high watermark: row 2 at version 0. Row 2's update
+    # (to version 1) committed before the low watermark in log order but was not yet visible
+    # to the read: the stream delivers it before the low watermark
+    assert _window(snap, hooks, before_open=(2,)) == {1: 0, 3: 0}
 
 
 def test_a_change_streamed_in_the_previous_window_is_dropped_from_the_next_chunk() -> None:
     hooks = ScriptedHooks({1: 0, 2: 0, 3: 0, 4: 0})
     snap = _snapshotter(hooks, 2)
-    snap.request(["public.t"])  # chunk 1: rows 1, 2
-    open_id, close_id = _watermarks(hooks)
-    snap.on_signal(open_id, SIGNAL_WINDOW_OPEN, None)
-    # row 4's update was streamed (and published) during the first window, but the second
-    # chunk is read before that update is visible to reads: it still holds version 0
-    snap.on_change(4)
-    first = _emitted(snap.on_signal(close_id, SIGNAL_WINDOW_CLOSE, None))  # reads chunk 2
-    assert first == {1: 0, 2: 0}
-    open_id, close_id = _watermarks(hooks)
-    snap.on_signal(open_id, SIGNAL_WINDOW_OPEN, None)
-    second = _emitted(snap.on_signal(close_id, SIGNAL_WINDOW_CLOSE, None))
-    assert second == {3: 0}
-    open_id, close_id = _watermarks(hooks)  # a full chunk: one more (empty) read ends the table
-    assert snap.on_signal(close_id, SIGNAL_WINDOW_CLOSE, None) == []
+    snap.request(["public.t"])
+    assert _window(snap, hooks) == {}
+    # row 4's update was streamed (and published) during the first chunk's window, but the
+    # second chunk is read before that update is visible to reads: it still holds version 0
+    assert _window(snap, hooks, after_open=(4,)) == {1: 0, 2: 0}
+    assert _window(snap, hooks) == {3: 0}
+    assert _window(snap, hooks) == {}  # a full chunk: one more (empty) read ends the table
     assert not snap.running and snap.state.queue == ()
 
 
@@ -109,10 +128,8 @@ def test_unchanged_rows_are_all_emitted_once() -> None:
     snap.request(["public.t"])
     out: dict[int, int] = {}
     while snap.running:
-        open_id, close_id = _watermarks(hooks)
-        assert snap.on_signal("stale-open", SIGNAL_WINDOW_OPEN, None) == []  # an older run's
-        snap.on_signal(open_id, SIGNAL_WINDOW_OPEN, None)
-        chunk = _emitted(snap.on_signal(close_id, SIGNAL_WINDOW_CLOSE, None))
+        assert snap.on_signal("stale-close", SIGNAL_WINDOW_CLOSE, None) == []  # an older run's
+        chunk = _window(snap, hooks)
         assert not set(chunk) & set(out)
         out.update(chunk)
     assert out == {k: 0 for k in range(1, 8)}
