@@ -10,21 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from cdc_bridge.testing.salesforce import SalesforceEmulator
-from cdc_bridge.testing.sources import SourceThread
+from cdc_bridge.testing.sources import OffsetStoreDouble, SourceThread
 from tests.sources.mysql_support import consume
 from tests.sources.salesforce.sf_harness import source_config
-
-
-class _Store:
-    def __init__(self, offset: dict[str, Any]) -> None:
-        self.offset = offset
-
-    def load_offset(self, source: str) -> dict[str, Any] | None:
-        return self.offset
-
-    def save_offset(self, source: str, offset: dict[str, Any]) -> None:
-        self.offset = offset
-
 
 RECORDS = 10_000
 
@@ -43,7 +31,10 @@ def test_full_mode_reads_10000_updated_records_in_at_most_10_calls(
                 for n, rid in enumerate(ids[start : start + 500]):
                     emu.store.update(tx, obj, rid, {"Phone": f"+1 {start + n}"})
         name = topic_name("sfeco")
-        store = _Store({"replay": {"/data/AccountChangeEvent": first.to_bytes(8, "big").hex()}})
+        store = OffsetStoreDouble()
+        store.offsets[name] = {
+            "replay": {"/data/AccountChangeEvent": first.to_bytes(8, "big").hex()}
+        }
         emu.reset_counters()
         src = SourceThread(
             source_config(emu, name=name, max_wait_ms=1000), kafka.bootstrap, store
