@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.kafka import EventProducer
-from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.mysql.config import MySqlSourceConfig
 from cdc_bridge.sources.mysql.source import MySqlSource
-from cdc_bridge.testing.sources import OffsetStoreDouble
+from cdc_bridge.testing.sources import OffsetStoreDouble, SourceThread
 
 
 def make_config(
@@ -39,35 +35,15 @@ def _next_id() -> int:
     return next(_ids)
 
 
-class Running:
-    """A MySqlSource running in a background thread against a broker."""
+class Running(SourceThread):
+    """A MySqlSource on the shared thread runner; ``wait_streaming`` waits for the binlog
+    connection, and leaving the block re-raises the source's error."""
 
     def __init__(
         self, config: MySqlSourceConfig, bootstrap: str, store: OffsetStoreDouble | None = None
     ) -> None:
-        self.source = MySqlSource(config)
-        self.store = store if store is not None else OffsetStoreDouble()
-        self.producer = EventProducer(bootstrap, {"linger.ms": 5})
-        self.ctx = SourceContext(
-            config.name,
-            self.producer,
-            EnvelopeEncoder(schemas=config.schemas, tombstones=config.tombstones),
-            self.store,
-        )
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.source.run(self.ctx)
-        except BaseException as exc:  # surfaced by stop()
-            self.error = exc
-        finally:
-            self.source.close()
-
-    def __enter__(self) -> Running:
-        self.thread.start()
-        return self
+        super().__init__(MySqlSource(config), bootstrap, store, producer={"linger.ms": 5})
+        self.source: MySqlSource
 
     def wait_streaming(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -77,11 +53,9 @@ class Running:
             assert time.monotonic() < deadline, "source did not start streaming"
             time.sleep(0.02)
 
-    def stop(self) -> None:
-        self.ctx.stopping.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "source did not stop"
-        self.producer.close()
+    def __enter__(self) -> Running:
+        self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -11,20 +10,15 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, TopicPartition
 
-from cdc_bridge.envelope import EnvelopeEncoder
-from cdc_bridge.kafka import EventProducer
-from cdc_bridge.sources.base import SourceContext
 from cdc_bridge.sources.postgres.config import PostgresSourceConfig
 from cdc_bridge.sources.postgres.source import PostgresSource
-from cdc_bridge.testing.sources import OffsetStoreDouble
+from cdc_bridge.testing.sources import OffsetStoreDouble, SourceThread
 
 
-class Running:
-    def __init__(self, source: PostgresSource, ctx: SourceContext, thread: threading.Thread):
-        self.source = source
-        self.ctx = ctx
-        self.thread = thread
-        self.error: BaseException | None = None
+class Running(SourceThread):
+    """A PostgresSource on the shared thread runner."""
+
+    source: PostgresSource
 
     def checkpoint(self) -> Any:
         return self.ctx.checkpoint()
@@ -43,32 +37,18 @@ def run_source(
     wait_streaming: bool = True,
     stop_at_start: bool = False,
 ) -> Iterator[Running]:
-    producer = EventProducer(bootstrap, {"linger.ms": 2})
-    encoder = EnvelopeEncoder(schemas=config.schemas, tombstones=config.tombstones)
-    ctx = SourceContext(config.name, producer, encoder, store or OffsetStoreDouble())
-    source = PostgresSource(config)
-    running: Running
-
-    def target() -> None:
-        try:
-            source.run(ctx)
-        except BaseException as exc:
-            running.error = exc
-        finally:
-            source.close()
-
-    thread = threading.Thread(target=target, daemon=True)
-    running = Running(source, ctx, thread)
+    running = Running(PostgresSource(config), bootstrap, store)
     if stop_at_start:
-        ctx.stopping.set()
-    thread.start()
+        running.ctx.stopping.set()
+    running.start()
     try:
         if wait_streaming:
+            source = running.source
             wait_for(
                 lambda: (
                     (source.repl is not None and source.repl.streaming)
                     or running.error is not None
-                    or not thread.is_alive()
+                    or not running.thread.is_alive()
                 ),
                 30,
             )
@@ -76,10 +56,7 @@ def run_source(
                 raise running.error
         yield running
     finally:
-        ctx.stopping.set()
-        thread.join(15)
-        ctx.checkpoint()
-        producer.close(10)
+        running.stop(15)
     if running.error is not None:
         raise running.error
 
