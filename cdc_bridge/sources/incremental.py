@@ -247,8 +247,7 @@ class IncrementalSnapshotter:
         self.hooks = hooks
         self.state = state
         self.chunk_size = chunk_size
-        self.window: str | None = None  # chunk id whose watermarks are awaited
-        self.open = False
+        self.window: str | None = None  # chunk id whose watermarks are awaited (window open)
         self.buffer: dict[Any, ChangeEvent] = {}
         self.changed: set[Any] = set()  # keys changed in the current window of the table
         self.primed: str | None = None  # the table whose first (read-less) window was taken
@@ -297,7 +296,6 @@ class IncrementalSnapshotter:
             self.buffer = {}
             self.changed = set()
             self.primed = None
-            self.open = False
             self._remaining.set(0)
 
     def _next_chunk(self) -> None:
@@ -328,11 +326,10 @@ class IncrementalSnapshotter:
             self.changed = set()
             self.chunk_last_key = chunk.last_key
             self.chunk_full = full
-            self.window = chunk_id
             # The window is open from the read on, not only from the low watermark: a change
             # streamed before the low watermark may still be newer than the chunk (same reason).
             # Dropping a row the read did see is harmless: the stream carries that version.
-            self.open = True
+            self.window = chunk_id
             self.forget = [f"{chunk_id}-open", f"{chunk_id}-close"]
             self.hooks.write_watermark(f"{chunk_id}-close", SIGNAL_WINDOW_CLOSE, ())
             return
@@ -384,7 +381,7 @@ class IncrementalSnapshotter:
     def on_change(self, key: Any) -> None:
         """A streamed change of the table being read: its row in the open chunk is stale, and
         so is its row in the next chunk of the table if that one is read too early to see it."""
-        if self.open:
+        if self.window is not None:
             self.buffer.pop(key, None)
             self.changed.add(key)
 
@@ -395,7 +392,6 @@ class IncrementalSnapshotter:
     def _close(self) -> list[ChangeEvent]:
         events = list(self.buffer.values())
         self.buffer = {}
-        self.open = False
         state = self.state
         table = state.queue[0]
         prog = self.progress[table]

@@ -48,13 +48,13 @@ class Driver:
         raise NotImplementedError
 
     @property
-    def topic(self) -> str:
-        raise NotImplementedError
-
-    @property
     def table(self) -> str:
         """The table as ``request_snapshot`` (``cdc-bridge snapshot --table``) names it."""
         raise NotImplementedError
+
+    @property
+    def topic(self) -> str:
+        return f"{self.name}.{self.table}"
 
     def incremental_config(self, chunk_size: int) -> dict[str, Any]:
         """Make the signal table; the config keys of incremental snapshots."""
@@ -113,10 +113,6 @@ class PostgresDriver(Driver):
             "retry_initial_delay_ms": 200,
             **kw,
         }
-
-    @property
-    def topic(self) -> str:
-        return f"{self.name}.public.t"
 
     @property
     def table(self) -> str:
@@ -184,10 +180,6 @@ class MariaDBDriver(Driver):
         }
 
     @property
-    def topic(self) -> str:
-        return f"{self.name}.{self.db.name}.t"
-
-    @property
     def table(self) -> str:
         return f"{self.db.name}.t"
 
@@ -252,10 +244,6 @@ class MongoDriver(Driver):
             "retry_initial_delay_ms": 200,
             **kw,
         }
-
-    @property
-    def topic(self) -> str:
-        return f"{self.name}.{self.database}.t"
 
     @property
     def table(self) -> str:
@@ -345,8 +333,8 @@ class SalesforceDriver(Driver):
         }
 
     @property
-    def topic(self) -> str:
-        return f"{self.name}.Row__c"
+    def table(self) -> str:
+        return "Row__c"
 
     def insert(self, ids: range, v: int = 0) -> None:
         obj = self.emu.store.schema("Row__c")
